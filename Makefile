@@ -1,0 +1,37 @@
+# Maintainers' commands. `make test` and `make demo` set up .venv themselves (python3 and git suffice).
+SHELL := bash
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+PYTEST_WORKERS ?= auto
+
+.PHONY: setup test lint format demo snapshots bench bench-smoke clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+test: lint
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# Render a service with default answers into .demo/ and serve it on http://127.0.0.1:9000
+demo: setup
+	$(PYTHON) -m nexus_template.demo
+
+# Refresh tests/snapshots/ after an intended template change; review the diff before committing.
+snapshots: setup
+	$(PYTHON) -m tests.snapshots
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Maintainer and platform tools around the nexus-template Copier template."""

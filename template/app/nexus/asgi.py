@@ -1,0 +1,129 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""The outermost ASGI layer, around the Litestar app. For every HTTP request it:
+
+- keeps a valid X-Request-ID or makes one, and puts it on the response and on every log line;
+- answers GET /health, /readyz, /v1/metadata and /v1/models itself from pre-encoded bytes (probes
+  and the gateway call them constantly; they skip the framework and are never limited);
+- limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
+- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
+- writes one access line when the response is done.
+
+It sits outside Litestar because Litestar's router answers 404/405 without running user middleware.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.nexus.context import NexusContext
+from app.nexus.correlation import HEADER, request_id_from_headers, request_id_var
+from app.nexus.errors import JSON, error_body
+from app.nexus.logs import AccessLog
+from app.nexus.probes import ProbeAnswer
+
+logger = logging.getLogger("nexus.asgi")
+
+_OVERLOADED = error_body(
+    503,
+    "The service is at its concurrency limit; retry shortly",
+    code="overloaded",
+)
+_TIMED_OUT = error_body(504, "The request took longer than this service allows", code="timeout")
+
+
+def _headers(content_type: str, length: int, request_id: bytes, *extra: tuple[bytes, bytes]) -> list:
+    return [
+        (b"content-type", content_type.encode()),
+        (b"content-length", str(length).encode()),
+        (b"cache-control", b"no-store"),
+        (HEADER, request_id),
+        *extra,
+    ]
+
+
+async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class NexusASGI:
+    def __init__(
+        self,
+        app: ASGIApp,
+        context: NexusContext,
+        fast_routes: dict[str, Callable[[], Awaitable[ProbeAnswer]]],
+        access_log: AccessLog,
+        *,
+        max_concurrent_requests: int,
+        request_timeout_seconds: float,
+    ) -> None:
+        self.app = app
+        # the process-wide state (draining flag, settings), for the server and tests
+        self.context = context
+        self.fast_routes = fast_routes
+        self.access_log = access_log
+        self.limit = max_concurrent_requests
+        self.timeout = request_timeout_seconds
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_from_headers(scope["headers"])
+        token = request_id_var.set(request_id)
+        status = 500
+        try:
+            probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
+            if probe is not None:
+                answer = await probe()
+                status = answer.status_code
+                headers = _headers(answer.media_type, len(answer.body), request_id.encode())
+                await _send_bytes(send, status, headers, answer.body)
+            elif self.in_flight >= self.limit:
+                status = 503
+                headers = _headers(
+                    JSON,
+                    len(_OVERLOADED),
+                    request_id.encode(),
+                    (b"retry-after", b"1"),
+                    (b"x-should-retry", b"true"),
+                )
+                await _send_bytes(send, status, headers, _OVERLOADED)
+            else:
+                status = await self._limited(scope, receive, send, request_id.encode())
+        finally:
+            if self.access_log.enabled:
+                self.access_log.write(scope["method"], scope["path"], status, started, request_id)
+            request_id_var.reset(token)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> int:
+        """Run one counted request under the timeout; return the status sent."""
+        status = 500
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                message["headers"] = [*message.get("headers", ()), (HEADER, request_id)]
+            await send(message)
+
+        self.in_flight += 1
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.app(scope, receive, send_with_id)
+        except TimeoutError:
+            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.timeout)
+            if started:
+                raise
+            status = 504
+            await _send_bytes(send, status, _headers(JSON, len(_TIMED_OUT), request_id), _TIMED_OUT)
+        finally:
+            self.in_flight -= 1
+        return status

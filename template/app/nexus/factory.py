@@ -1,0 +1,115 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""create_app: settings, logging, readiness, probes and the service's handlers, assembled once."""
+
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from app.nexus import identity
+from app.nexus.asgi import NexusASGI
+from app.nexus.checks import platform_checks
+from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
+from app.nexus.context import NexusContext
+from app.nexus.errors import EXCEPTION_HANDLERS
+from app.nexus.hardware import gpu_inventory
+from app.nexus.logs import configure_logging, timestamp
+from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Metadata, route_endpoints
+from app.nexus.probes import Probes, probe_handlers
+from app.nexus.readiness import Readiness
+from app.nexus.spec import ServiceSpec
+
+logger = logging.getLogger("nexus")
+
+
+def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Metadata:
+    settings = context.settings
+    return Metadata(
+        schema_version=SCHEMA_VERSION,
+        name=settings.service_name,
+        version=settings.service_version,
+        description=identity.DESCRIPTION,
+        api_version=API_VERSION,
+        owner=identity.OWNER,
+        capabilities=list(identity.CAPABILITIES),
+        endpoints=route_endpoints(app),
+        models=list(service.models),
+        gpu=identity.GPU,
+        gpu_info=gpu_inventory(),
+        instance_id=context.instance_id,
+        started_at=context.started_at,
+        build=BuildInfo(
+            git_sha=settings.git_sha or None,
+            build_time=settings.build_time or None,
+            template_version=identity.TEMPLATE_VERSION,
+        ),
+        links=Links(),
+    )
+
+
+def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -> NexusASGI:
+    """Build the app; raises ConfigError when the environment holds invalid settings."""
+    settings = load_settings(PlatformSettings, environ)
+    service_settings = load_settings(service.settings, environ) if service.settings else None
+    access_log = configure_logging(settings.log_level)
+    context = NexusContext(settings=settings, service_settings=service_settings)
+    readiness = Readiness(
+        {**platform_checks(context), **service.readiness_checks},
+        context,
+        timeout=settings.readiness_timeout_seconds,
+        cache_seconds=settings.readiness_cache_seconds,
+    )
+    probes = Probes(readiness, service.models)
+
+    @asynccontextmanager
+    async def platform_lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=settings.backend_timeout_seconds) as client:
+            context._http = client
+            context.started_at = timestamp(time.time())
+            probes.publish(_metadata(app, context, service))
+            logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
+            try:
+                if service.lifespan is None:
+                    yield
+                else:
+                    async with service.lifespan(context):
+                        yield
+            finally:
+                context._http = None
+                logger.info("service stopped")
+
+    litestar = Litestar(
+        route_handlers=[*probe_handlers(probes), *service.route_handlers],
+        lifespan=[platform_lifespan],
+        dependencies={"nexus": Provide(lambda: context, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title=settings.service_name, version=settings.service_version, description=identity.DESCRIPTION
+        ),
+        logging_config=None,
+        debug=False,
+    )
+    return NexusASGI(
+        litestar,
+        context,
+        probes.routes(),
+        access_log,
+        max_concurrent_requests=settings.max_concurrent_requests,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
+
+
+def create_app_or_exit(service: ServiceSpec) -> NexusASGI:
+    """create_app for entrypoints: an invalid setting ends the process with one line and status 2."""
+    try:
+        return create_app(service)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

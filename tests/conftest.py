@@ -1,0 +1,29 @@
+"""Session-wide renders: one git copy of the template, one render per answer set and worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nexus_template.render import copy_working_tree, load_answers, render
+
+
+@pytest.fixture(scope="session")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_working_tree(tmp_path_factory.mktemp("template"))
+
+
+@pytest.fixture(scope="session")
+def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory):
+    """rendered(name) -> the service rendered from tests/answers/<name>.yml (cached per session)."""
+    cache: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in cache:
+            cache[name] = render(
+                template_repo, tmp_path_factory.mktemp(f"svc-{name}") / name, load_answers(name)
+            )
+        return cache[name]
+
+    return get

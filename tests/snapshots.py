@@ -1,0 +1,57 @@
+"""Checked-in renders of the canonical answer sets, so a review shows what a template change does.
+
+Refresh after an intended change with `make snapshots` (python -m tests.snapshots), then read the diff.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from nexus_template.render import ROOT, copy_working_tree, load_answers, render
+
+SNAPSHOTS = ROOT / "tests" / "snapshots"
+CANONICAL = ["default", "gpu"]
+# Values that change with every commit or checkout, not with the template's content.
+_VOLATILE = [
+    (re.compile(r"^_commit: .*$", re.MULTILINE), "_commit: <commit>"),
+    (re.compile(r"^_src_path: .*$", re.MULTILINE), "_src_path: <template>"),
+    (re.compile(r'^TEMPLATE_VERSION = ".*"$', re.MULTILINE), 'TEMPLATE_VERSION = "<commit>"'),
+]
+
+
+def normalised(text: str) -> str:
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(root)): normalised(path.read_text())
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def render_canonical(template: Path, workdir: Path, name: str) -> Path:
+    return render(template, workdir / name, load_answers(name))
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        template = copy_working_tree(Path(scratch) / "template")
+        for name in CANONICAL:
+            rendered = tree(render_canonical(template, Path(scratch), name))
+            target = SNAPSHOTS / name
+            shutil.rmtree(target, ignore_errors=True)
+            for relative, text in rendered.items():
+                (target / relative).parent.mkdir(parents=True, exist_ok=True)
+                (target / relative).write_text(text)
+            print(f"refreshed {target.relative_to(ROOT)} ({len(rendered)} files)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""Settings from the environment, parsed once at start-up into msgspec structs.
+
+A field `backend_url` is read from the variable BACKEND_URL. An empty variable counts as unset.
+Every invalid variable is reported, each on one line that names it; `.env.example` documents them all
+(the contract tests keep the two lists equal). Fields whose type carries `SECRET` are never logged or shown.
+"""
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+
+from app.nexus import identity
+from app.nexus.validation import field_errors
+
+SECRET = msgspec.Meta(extra={"secret": True})
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0, le=3600)]
+HttpUrlOrEmpty = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#]+[^\s]*)?$")]
+UrlPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\s]*$")]
+LogLevel = Annotated[str, msgspec.Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")]
+ServiceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=40)]
+
+SettingsT = TypeVar("SettingsT", bound=msgspec.Struct)
+
+
+class ConfigError(Exception):
+    """The environment holds invalid settings; the message has one line per bad variable."""
+
+
+class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
+    service_name: ServiceName = identity.SERVICE_NAME
+    service_version: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = identity.SERVICE_VERSION
+    service_host: Annotated[str, msgspec.Meta(min_length=1)] = "0.0.0.0"
+    service_port: Port = identity.DEFAULT_PORT
+    log_level: LogLevel = "INFO"
+    # the HTTP backend this service wraps (e.g. an Ollama server); empty = no backend readiness check
+    backend_url: HttpUrlOrEmpty = ""
+    backend_health_path: UrlPath = "/"
+    backend_api_key: Annotated[str, SECRET] = ""
+    backend_timeout_seconds: Seconds = 30.0
+    readiness_timeout_seconds: Seconds = 2.0
+    readiness_cache_seconds: Annotated[float, msgspec.Meta(ge=0, lt=60)] = 1.0
+    request_timeout_seconds: Seconds = 60.0
+    max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
+    drain_seconds: NonNegativeSeconds = 5.0
+    shutdown_grace_seconds: Seconds = 20.0
+    git_sha: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    build_time: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    # readiness fails while fewer GPUs than this are visible; 0 leaves GPUs out of readiness
+    gpu_min_count: Annotated[int, msgspec.Meta(ge=0, le=64)] = identity.GPU_COUNT
+
+
+def env_name(field_name: str) -> str:
+    return field_name.upper()
+
+
+def variable_names(settings_type: type[msgspec.Struct]) -> list[str]:
+    return [env_name(field.name) for field in msgspec.structs.fields(settings_type)]
+
+
+def secret_fields(settings_type: type[msgspec.Struct]) -> set[str]:
+    """Names of the fields annotated with SECRET."""
+    return {
+        field.name
+        for field in msgspec.structs.fields(settings_type)
+        if SECRET in getattr(field.type, "__metadata__", ())
+    }
+
+
+def load_settings(settings_type: type[SettingsT], environ: Mapping[str, str] | None = None) -> SettingsT:
+    """Read `settings_type` from the environment; raise ConfigError naming every bad variable."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for field in msgspec.structs.fields(settings_type):
+        value = environ.get(env_name(field.name), "")
+        if value != "":
+            raw[field.name] = value
+    try:
+        return msgspec.convert(raw, settings_type, strict=False)
+    except msgspec.ValidationError as error:
+        problems = [
+            f"{env_name(problem.field)}: {problem.message} (got {raw[problem.field]!r})"
+            if problem.field in raw and problem.field not in secret_fields(settings_type)
+            else f"{env_name(problem.field)}: {problem.message}"
+            for problem in field_errors(settings_type, raw, strict=False)
+        ]
+        raise ConfigError("; ".join(problems or [str(error)])) from None
+
+
+def redacted(settings: msgspec.Struct) -> dict[str, Any]:
+    """The settings as a dict with secret values replaced, safe to log."""
+    hidden = secret_fields(type(settings))
+    return {
+        env_name(name): ("***" if name in hidden and value else value)
+        for name, value in msgspec.structs.asdict(settings).items()
+    }

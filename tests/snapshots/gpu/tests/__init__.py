@@ -1,0 +1,1 @@
+# Managed by nexus-template: `copier update` replaces this file.

@@ -1,0 +1,373 @@
+# Managed by nexus-template: `copier update` replaces this file. Your tests belong in tests/test_service.py.
+"""The Nexus service contract: platform endpoints, errors, request ids, configuration, logging."""
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import msgspec
+import pytest
+from litestar import get, post
+from litestar.params import JSONBody
+from litestar.testing import TestClient
+
+from app.nexus import CheckResult, ServiceSpec, identity
+from app.nexus.config import ConfigError, PlatformSettings, load_settings, variable_names
+from app.nexus.factory import create_app
+from app.nexus.metadata import Metadata
+from app.service import service
+from tests.conftest import QUIET, ROOT, free_port
+
+HEALTH_JSON = "application/health+json"
+
+
+def assert_openai_error(response, status: int) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert "Traceback" not in response.text
+    return body["error"]
+
+
+# --- /health, /readyz -------------------------------------------------------------------------------
+
+
+def test_health_passes_without_io(client: TestClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "pass"}
+    assert response.headers["content-type"].startswith(HEALTH_JSON)
+
+
+def test_readyz_passes_with_no_checks(client: TestClient) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith(HEALTH_JSON)
+    assert response.headers["cache-control"] == "no-store"
+    assert response.json()["status"] == "pass"
+
+
+class _Backend(BaseHTTPRequestHandler):
+    status = 200
+
+    def do_GET(self) -> None:
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def backend() -> str:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_readyz_checks_a_live_backend(make_client: Callable[..., TestClient], backend: str) -> None:
+    response = make_client(BACKEND_URL=backend, BACKEND_HEALTH_PATH="/healthz").get("/readyz")
+    assert response.status_code == 200
+    [check] = response.json()["checks"]["backend:responseTime"]
+    assert check["status"] == "pass"
+    assert check["observedUnit"] == "ms"
+    assert check["observedValue"] >= 0
+
+
+def test_readyz_fails_when_the_backend_is_down(make_client: Callable[..., TestClient]) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    response = make_client(BACKEND_URL=closed).get("/readyz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "fail"
+    [check] = body["checks"]["backend:responseTime"]
+    assert check["status"] == "fail"
+    assert "cannot reach backend" in check["output"]
+    assert closed not in response.text  # backend addresses are not published
+
+
+def test_readyz_reports_raising_slow_and_warning_checks(make_client: Callable[..., TestClient]) -> None:
+    async def raises(_: object) -> CheckResult:
+        raise RuntimeError("secret detail")
+
+    async def hangs(_: object) -> CheckResult:
+        await asyncio.sleep(30)
+        return CheckResult()
+
+    async def warns(_: object) -> CheckResult:
+        return CheckResult("warn", output="degraded")
+
+    spec = ServiceSpec(readiness_checks={"a:raises": raises, "b:hangs": hangs, "c:warns": warns})
+    client = make_client(spec, READINESS_TIMEOUT_SECONDS="0.3")
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    checks = response.json()["checks"]
+    assert checks["a:raises"][0] == {
+        **checks["a:raises"][0],
+        "status": "fail",
+        "output": "check raised RuntimeError",
+    }
+    assert checks["b:hangs"][0]["output"] == "timed out after 0.3s"
+    assert checks["c:warns"][0]["status"] == "warn"
+    assert "secret detail" not in response.text
+
+
+def test_readyz_warn_keeps_the_service_ready(make_client: Callable[..., TestClient]) -> None:
+    async def warns(_: object) -> CheckResult:
+        return CheckResult("warn", output="degraded")
+
+    response = make_client(ServiceSpec(readiness_checks={"c:warns": warns})).get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["status"] == "warn"
+
+
+def test_readyz_results_are_cached(make_client: Callable[..., TestClient]) -> None:
+    calls = []
+
+    async def counted(_: object) -> CheckResult:
+        calls.append(1)
+        return CheckResult()
+
+    client = make_client(ServiceSpec(readiness_checks={"x:count": counted}), READINESS_CACHE_SECONDS="30")
+    for _ in range(5):
+        assert client.get("/readyz").status_code == 200
+    assert len(calls) == 1
+
+
+# --- /v1/metadata, /v1/models, OpenAPI --------------------------------------------------------------
+
+
+def test_metadata_is_complete_and_typed(client: TestClient) -> None:
+    response = client.get("/v1/metadata")
+    assert response.status_code == 200
+    metadata = msgspec.json.decode(response.content, type=Metadata, strict=True)
+    settings = PlatformSettings()
+    assert metadata.name == settings.service_name
+    assert metadata.version == settings.service_version
+    assert metadata.gpu is identity.GPU
+    assert metadata.links.health == "/health"
+    assert len(metadata.instance_id) == 32
+    assert metadata.started_at.endswith("Z")
+
+
+def test_metadata_endpoints_are_the_app_routes(client: TestClient) -> None:
+    metadata = client.get("/v1/metadata").json()
+    openapi = client.get("/schema/openapi.json").json()
+    documented = {
+        (path, method.upper()) for path, operations in openapi["paths"].items() for method in operations
+    }
+    listed = {(endpoint["path"], endpoint["method"]) for endpoint in metadata["endpoints"]}
+    assert listed == documented
+    assert {("/health", "GET"), ("/readyz", "GET"), ("/v1/metadata", "GET"), ("/v1/models", "GET")} <= listed
+
+
+def test_metadata_lists_a_new_route_without_other_changes(make_client: Callable[..., TestClient]) -> None:
+    @get("/v1/extra", summary="An added route")
+    async def extra() -> dict[str, str]:
+        return {}
+
+    metadata = make_client(ServiceSpec(route_handlers=[extra])).get("/v1/metadata").json()
+    assert {"path": "/v1/extra", "method": "GET", "summary": "An added route"} in metadata["endpoints"]
+
+
+def test_models_is_an_openai_list(client: TestClient) -> None:
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list"
+    assert body["data"] == [msgspec.to_builtins(model) for model in service.models]
+
+
+def test_fast_path_and_framework_answer_the_same() -> None:
+    nexus_app = create_app(service, environ=QUIET)
+    with TestClient(nexus_app) as client:  # starts the app (lifespan) once
+        framework = TestClient(nexus_app.app)  # the Litestar app behind the outer ASGI layer
+        for path in ("/health", "/readyz", "/v1/models", "/v1/metadata"):
+            fast, slow = client.get(path), framework.get(path)
+            assert fast.status_code == slow.status_code
+            assert fast.headers["content-type"] == slow.headers["content-type"]
+            if path != "/readyz":  # readiness bodies carry the time of the check
+                assert fast.content == slow.content
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+def test_unknown_path_is_an_openai_404(client: TestClient) -> None:
+    error = assert_openai_error(client.get("/nope"), 404)
+    assert error["type"] == "not_found_error"
+
+
+def test_wrong_method_is_an_openai_405(client: TestClient) -> None:
+    assert_openai_error(client.delete("/health"), 405)
+
+
+def test_malformed_json_is_an_openai_400(client: TestClient) -> None:
+    response = client.post("/v1/echo", content=b"{not json", headers={"content-type": "application/json"})
+    assert assert_openai_error(response, 400)["type"] == "invalid_request_error"
+
+
+def test_every_invalid_field_is_reported(make_client: Callable[..., TestClient]) -> None:
+    class Body(msgspec.Struct, forbid_unknown_fields=True):
+        name: str
+        count: int
+        ratio: float = 1.0
+
+    @post("/v1/strict", status_code=200)
+    async def strict(data: JSONBody[Body]) -> dict[str, str]:
+        return {}
+
+    client = make_client(ServiceSpec(route_handlers=[strict]))
+    error = assert_openai_error(client.post("/v1/strict", json={"count": "x", "ratio": "y", "extra": 1}), 400)
+    for field in ("`name`", "`count`", "`ratio`", "`extra`"):
+        assert field in error["message"]
+    assert error["param"] in {"name", "count", "ratio", "extra"}
+
+
+def test_oversized_body_is_an_openai_413(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(MAX_BODY_BYTES="2048")
+    response = client.post("/v1/echo", content=b"x" * 4096, headers={"content-type": "application/json"})
+    assert_openai_error(response, 413)
+
+
+def test_a_crash_is_a_500_without_details(make_client: Callable[..., TestClient]) -> None:
+    @get("/v1/boom")
+    async def boom() -> None:
+        raise RuntimeError("/secret/path/in/the/message")
+
+    response = make_client(ServiceSpec(route_handlers=[boom])).get("/v1/boom")
+    error = assert_openai_error(response, 500)
+    assert error["type"] == "server_error"
+    assert "secret" not in response.text
+
+
+# --- request ids ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/health", "/v1/metadata", "/nope", "/schema/openapi.json"])
+def test_a_valid_request_id_is_kept(client: TestClient, path: str) -> None:
+    assert (
+        client.get(path, headers={"x-request-id": "abc-123.x:y_z"}).headers["x-request-id"] == "abc-123.x:y_z"
+    )
+
+
+def test_request_id_on_405(client: TestClient) -> None:
+    assert client.post("/health", headers={"x-request-id": "r-405"}).headers["x-request-id"] == "r-405"
+
+
+@pytest.mark.parametrize("bad", ["", "a" * 129, "has space", "semi;colon", 'quote"d'])
+def test_an_invalid_request_id_is_replaced(client: TestClient, bad: str) -> None:
+    request_id = client.get("/health", headers={"x-request-id": bad}).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", request_id)
+
+
+def test_a_request_id_is_generated(client: TestClient) -> None:
+    first = client.get("/health").headers["x-request-id"]
+    second = client.get("/health").headers["x-request-id"]
+    assert first != second
+
+
+# --- configuration ----------------------------------------------------------------------------------
+
+
+def test_invalid_settings_name_every_variable() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            PlatformSettings, {"SERVICE_PORT": "abc", "LOG_LEVEL": "LOUD", "MAX_CONCURRENT_REQUESTS": "0"}
+        )
+    message = str(raised.value)
+    for name in ("SERVICE_PORT", "LOG_LEVEL", "MAX_CONCURRENT_REQUESTS"):
+        assert name in message
+
+
+def test_secret_values_never_appear_in_errors() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(PlatformSettings, {"BACKEND_API_KEY": "x" * 10, "SERVICE_PORT": "0"})
+    assert "xxxxxxxxxx" not in str(raised.value)
+
+
+def test_invalid_setting_stops_the_process_with_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app"],
+        cwd=ROOT,
+        env={"PATH": "", "SERVICE_PORT": "abc"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "SERVICE_PORT" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def _dotenv(path: Path) -> dict[str, str]:
+    pairs = (
+        line.split("=", 1) for line in path.read_text().splitlines() if re.match(r"^[A-Z][A-Z0-9_]*=", line)
+    )
+    return dict(pairs)
+
+
+def test_env_example_documents_every_setting_with_its_default() -> None:
+    documented = _dotenv(ROOT / ".env.example")
+    settings_types = [PlatformSettings, *([service.settings] if service.settings else [])]
+    expected = [name for settings_type in settings_types for name in variable_names(settings_type)]
+    assert sorted(documented) == sorted(expected)
+    for settings_type in settings_types:
+        assert load_settings(settings_type, documented) == settings_type(), (
+            "a default in .env.example differs"
+        )
+
+
+# --- logging and the live process -------------------------------------------------------------------
+
+
+def test_live_service_logs_json_with_request_ids_and_drains_on_sigterm(live_service: Callable) -> None:
+    import httpx
+
+    live = live_service()
+    assert httpx.get(f"{live.url}/health", headers={"x-request-id": "live-1"}).status_code == 200
+    assert httpx.get(f"{live.url}/missing", headers={"x-request-id": "live-2"}).status_code == 404
+    live.signal(signal.SIGTERM)
+    assert live.process.wait(timeout=30) == 0
+    lines = [json.loads(line) for line in live.log().splitlines()]
+    access = [line for line in lines if line.get("logger") == "nexus.access"]
+    assert {(line["path"], line["status"], line["request_id"]) for line in access} >= {
+        ("/health", 200, "live-1"),
+        ("/missing", 404, "live-2"),
+    }
+    assert all({"method", "duration_ms", "time", "level"} <= set(line) for line in access)
+
+
+def test_no_conflict_markers_are_left_in_the_service() -> None:
+    """A `copier update` conflict left unresolved must never pass the tests."""
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False)
+    paths = listed.stdout.splitlines() if listed.returncode == 0 else []
+    files = [ROOT / path for path in paths] or [path for path in ROOT.rglob("*") if ".venv" not in path.parts]
+    marker = re.compile(r"^(<{7}|>{7}) ", re.MULTILINE)
+    conflicted = [
+        str(path.relative_to(ROOT))
+        for path in files
+        if path.is_file()
+        and path.stat().st_size < 2_000_000
+        and marker.search(path.read_text(errors="replace"))
+    ]
+    assert not conflicted, f"unresolved conflict markers in {conflicted}"
+    rejects = [str(path.relative_to(ROOT)) for path in files if path.suffix == ".rej"]
+    assert not rejects, f"unapplied update hunks in {rejects}"
+
+
+def test_readme_explains_every_platform_variable() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in variable_names(PlatformSettings) if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not explain {missing}"

@@ -1,0 +1,46 @@
+"""Docs that list facts are tested against the facts' sources."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from nexus_template.render import ROOT, answer_sets, run_python
+
+
+def questions() -> dict[str, dict]:
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    return {name: spec for name, spec in config.items() if not name.startswith("_")}
+
+
+def documented_rows(doc: str) -> dict[str, list[str]]:
+    rows = {}
+    for line in (ROOT / "docs" / doc).read_text().splitlines():
+        match = re.match(r"^\| `(\w+)` \|(.*)\|$", line)
+        if match:
+            rows[match.group(1)] = [cell.strip() for cell in match.group(2).split("|")]
+    return rows
+
+
+def test_every_question_is_documented_with_its_type() -> None:
+    rows = documented_rows("answers.md")
+    assert list(rows) == list(questions()), "docs/answers.md lists other questions, or in another order"
+    for name, spec in questions().items():
+        assert rows[name][0] == spec["type"], name
+
+
+def test_readme_lists_every_question() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [name for name in questions() if f"`{name}`" not in readme]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", answer_sets())
+def test_published_metadata_schema_is_what_the_code_produces(rendered, name: str) -> None:
+    result = run_python(rendered(name), "-m", "app.nexus", "metadata-schema")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (ROOT / "docs" / "metadata.schema.json").read_text(), (
+        "refresh docs/metadata.schema.json with `python -m app.nexus metadata-schema` in a rendered service"
+    )

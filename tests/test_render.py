@@ -1,0 +1,143 @@
+"""Render every answer set, lint the output, run its own tests, boot it and talk to it over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from nexus_template.render import PYTHON, answer_sets, load_answers, run_python
+
+TEMPLATE_OWNED_PYTHON = "# Managed by nexus-template: `copier update` replaces this file."
+ALWAYS = [
+    ".copier-answers.yml",
+    ".dockerignore",
+    ".env.example",
+    ".gitignore",
+    "Dockerfile",
+    "README.md",
+    "app/__init__.py",
+    "app/__main__.py",
+    "app/healthcheck.py",
+    "app/main.py",
+    "app/service.py",
+    "app/nexus/__init__.py",
+    "app/nexus/asgi.py",
+    "app/nexus/config.py",
+    "app/nexus/metadata.py",
+    "app/nexus/readiness.py",
+    "app/nexus/server.py",
+    "pyproject.toml",
+    "requirements.txt",
+    "requirements-dev.txt",
+    "requirements-service.txt",
+    "tests/conftest.py",
+    "tests/test_contract.py",
+    "tests/test_service.py",
+]
+GPU_ONLY = ["app/nexus/gpu.py", "tests/test_gpu.py"]
+SERVICE_OWNED = {"app/service.py", "tests/test_service.py", "requirements-service.txt"}
+
+pytestmark = pytest.mark.parametrize("name", answer_sets())
+
+
+def test_files_present_and_absent(rendered, name: str) -> None:
+    service = rendered(name)
+    answers = load_answers(name)
+    expected = [*ALWAYS, f"docker-compose.{answers['service_name']}.yml"]
+    missing = [path for path in expected if not (service / path).is_file()]
+    assert not missing
+    for path in GPU_ONLY:
+        assert (service / path).is_file() is bool(answers.get("gpu")), path
+    leftovers = [str(path) for path in service.rglob("*") if path.suffix == ".jinja" or "{{" in path.name]
+    assert not leftovers
+
+
+def test_template_owned_python_says_so_in_its_first_line(rendered, name: str) -> None:
+    service = rendered(name)
+    for path in service.rglob("*.py"):
+        relative = str(path.relative_to(service))
+        first = path.read_text().splitlines()[0] if path.stat().st_size else ""
+        if relative in SERVICE_OWNED:
+            assert not first.startswith("# Managed by nexus-template"), relative
+        else:
+            assert first.startswith(TEMPLATE_OWNED_PYTHON), relative
+
+
+def test_ruff_is_clean(rendered, name: str) -> None:
+    service = rendered(name)
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = run_python(service, "-m", "ruff", *command)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_services_own_tests_pass(rendered, name: str) -> None:
+    result = run_python(rendered(name), "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout
+    assert " failed" not in result.stdout
+
+
+def test_live_boot_on_the_chosen_port(rendered, name: str) -> None:
+    """uvicorn on the answer's port (the development command); the production entrypoint is tested
+    by the service's own suite."""
+    service = rendered(name)
+    port = load_answers(name).get("port", 9000)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=service,
+        env={**os.environ, "GPU_MIN_COUNT": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"{base}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read().decode()
+                assert time.monotonic() < deadline, "no answer on the chosen port"
+                time.sleep(0.1)
+        assert health.json() == {"status": "pass"}
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 200
+        assert ready.headers["content-type"].startswith("application/health+json")
+        metadata = httpx.get(f"{base}/v1/metadata").json()
+        answers = load_answers(name)
+        assert metadata["name"] == answers["service_name"]
+        assert metadata["gpu"] is bool(answers.get("gpu"))
+        if "capabilities" in answers:
+            assert metadata["capabilities"] == answers["capabilities"]
+        listed = {(endpoint["path"], endpoint["method"]) for endpoint in metadata["endpoints"]}
+        assert {
+            ("/health", "GET"),
+            ("/readyz", "GET"),
+            ("/v1/metadata", "GET"),
+            ("/v1/echo", "POST"),
+        } <= listed
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_defaults_follow_the_answers(rendered, name: str) -> None:
+    service = rendered(name)
+    answers = load_answers(name)
+    dockerfile = (service / "Dockerfile").read_text()
+    port = answers.get("port", 9000)
+    assert f"EXPOSE {port}\n" in dockerfile
+    assert f"SERVICE_PORT={port}\n" in (service / ".env.example").read_text()
+    if "base_image" in answers:
+        assert f"ARG BASE_IMAGE={answers['base_image']}\n" in dockerfile
+    elif answers.get("gpu"):
+        assert "ARG BASE_IMAGE=nvidia/cuda:" in dockerfile
+        assert f"ARG PYTHON_VERSION={answers['python_version']}\n" in dockerfile
+    else:
+        assert f"ARG BASE_IMAGE=python:{answers.get('python_version', '3.11')}-slim\n" in dockerfile
