@@ -17,7 +17,11 @@ from app.nexus.correlation import current_request_id
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 # attributes every LogRecord has; anything else came through `extra=` and is logged as a field
-_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of the message
+}
 
 
 class _Clock:
