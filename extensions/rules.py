@@ -35,11 +35,13 @@ IMAGE_REFERENCE_RE = re.compile(
     r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
 CPU_RE = re.compile(r"\d+(\.\d+)?")
+MEMORY_RE = re.compile(r"([1-9][0-9]*)(Mi|Gi)")
 
 SERVICE_NAME_LENGTH = (2, 40)
 PORT_RANGE = (1024, 65535)
 GPU_COUNT_RANGE = (1, 16)
 MEMORY_MIB_RANGE = (64, 1024 * 1024)
+_MIB_PER_UNIT = {"Mi": 1, "Gi": 1024}
 CPU_RANGE = (0.1, 256.0)
 MAX_CAPABILITIES = 32
 MAX_DESCRIPTION = 200
@@ -125,7 +127,16 @@ def gpu_count_error(value: Any) -> str:
 
 
 def memory_limit_error(value: Any) -> str:
-    return _int_range_error(value, MEMORY_MIB_RANGE, "a memory size in MiB")
+    low, high = MEMORY_MIB_RANGE
+    match = MEMORY_RE.fullmatch(str(value))
+    if not match or not (low <= int(match.group(1)) * _MIB_PER_UNIT[match.group(2)] <= high):
+        return f"must be a Kubernetes memory quantity in Mi or Gi between {low}Mi and {high // 1024}Gi, such as 512Mi or 16Gi (got {value!r})"
+    return ""
+
+
+def compose_memory(quantity: str) -> str:
+    """The compose form of a Kubernetes quantity: 512Mi -> 512M, 16Gi -> 16G (both binary units)."""
+    return quantity.removesuffix("i")
 
 
 def cpu_limit_error(value: Any) -> str:
@@ -173,6 +184,7 @@ FILTERS: dict[str, Callable[..., Any]] = {
         port_error,
         gpu_count_error,
         memory_limit_error,
+        compose_memory,
         cpu_limit_error,
         image_reference_error,
         default_description,

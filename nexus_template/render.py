@@ -52,12 +52,16 @@ def working_tree_files() -> list[str]:
     return [path for path in listed.split("\0") if path and (ROOT / path).is_file()]
 
 
-def copy_working_tree(destination: Path) -> Path:
-    """A git repository at `destination` holding the current working tree, committed."""
+def copy_working_tree_files(destination: Path) -> None:
     for relative in working_tree_files():
         target = destination / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relative, target)
+
+
+def copy_working_tree(destination: Path) -> Path:
+    """A git repository at `destination` holding the current working tree, committed."""
+    copy_working_tree_files(destination)
     git(destination, "init", "--quiet", "--initial-branch=main")
     git(destination, "add", "--all")
     git(destination, "commit", "--quiet", "--message", "template under test")

@@ -34,7 +34,9 @@ BAD_ANSWERS = [
     ("owner", "Media Team"),
     ("service_description", ""),
     ("cpu_limit", "lots"),
-    ("memory_limit_mib", "16"),
+    ("memory_limit", "16"),
+    ("memory_limit", "32Mi"),
+    ("memory_limit", "1.5Gi"),
 ]
 
 

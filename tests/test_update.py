@@ -1,0 +1,384 @@
+"""Update round trips on real template histories (the pattern of copier's tests/test_updatediff.py).
+
+A template repository is built from the working tree and released as tags; services are rendered into a
+monorepo (services/<name>/), edited the way service authors do and committed; the template then changes
+the way maintainers change it, and `nexus-template update` / `update-all` bring the change in.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nexus_template.cli import main as cli
+from nexus_template.render import ROOT, copy_working_tree, copy_working_tree_files, git, render, run_python
+from nexus_template.update import find_conflicts, update_service
+
+pytestmark = pytest.mark.xdist_group("update")
+
+
+class TemplateHistory:
+    """A template git repository whose versions are tags."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, relative: str, text: str) -> None:
+        (self.path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (self.path / relative).write_text(text)
+
+    def append(self, relative: str, text: str) -> None:
+        self.write(relative, (self.path / relative).read_text() + text)
+
+    def replace(self, relative: str, old: str, new: str) -> None:
+        content = (self.path / relative).read_text()
+        assert old in content, f"{old!r} not in {relative}"
+        self.write(relative, content.replace(old, new, 1))
+
+    def remove(self, relative: str) -> None:
+        git(self.path, "rm", "--quiet", relative)
+
+    def release(self, version: str) -> str:
+        git(self.path, "add", "--all")
+        git(self.path, "commit", "--quiet", "--allow-empty", "--message", f"Release {version}")
+        git(self.path, "tag", version)
+        return version
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> TemplateHistory:
+    template = TemplateHistory(copy_working_tree(tmp_path / "template"))
+    template.write(
+        "template/app/nexus/legacy.py", "# Managed by nexus-template: `copier update` replaces this file.\n"
+    )
+    template.release("v1.0.0")
+    return template
+
+
+@pytest.fixture
+def monorepo(tmp_path: Path) -> Path:
+    repo = tmp_path / "platform"
+    repo.mkdir()
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "config", "user.name", "Service Author")
+    git(repo, "config", "user.email", "author@nexus.invalid")
+    (repo / "README.md").write_text("# the platform monorepo\n")
+    commit_all(repo, "monorepo")
+    return repo
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", message)
+
+
+def generate(template: Path, monorepo: Path, name: str, vcs_ref: str, **answers: object) -> Path:
+    service = render(
+        template, monorepo / "services" / name, {"service_name": name, **answers}, vcs_ref=vcs_ref
+    )
+    commit_all(monorepo, f"add {name}")
+    return service
+
+
+PLATFORM_DOCSTRING = (
+    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
+)
+
+# --- what service authors do ------------------------------------------------------------------------
+
+NEW_ROUTE = """
+
+@get("/v1/hello", summary="Greets (added by the service author)")
+async def hello(nexus: NamedDependency[NexusContext]) -> dict[str, str]:
+    return {"greeting": nexus.service_settings.greeting}
+
+
+async def cache_warm(nexus: NexusContext) -> CheckResult:
+    return CheckResult("pass", output="cache warm")
+"""
+
+SERVICE_TEST = '''"""Added by the service author."""
+
+
+def test_hello(client) -> None:
+    assert client.get("/v1/hello").json() == {"greeting": "hello"}
+    assert client.get("/readyz").json()["checks"]["cache:warm"][0]["output"] == "cache warm"
+'''
+
+
+def make_service_edits(service: Path) -> dict[str, str]:
+    """Edit the service the way its authors do; return the files whose content must survive byte for byte."""
+    module = service / "app" / "service.py"
+    text = module.read_text()
+    text = text.replace("from litestar import post", "from litestar import get, post")
+    text = text.replace(
+        "from app.nexus import NexusContext", "from app.nexus import CheckResult, NexusContext"
+    )
+    text = text.replace(
+        '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""',
+        '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""\n    greeting: str = "hello"',
+    )
+    text = text.replace("\n\nservice = ServiceSpec(", NEW_ROUTE + "\n\nservice = ServiceSpec(")
+    text = text.replace("route_handlers=[echo],", "route_handlers=[echo, hello],")
+    text = text.replace("readiness_checks={},", 'readiness_checks={"cache:warm": cache_warm},')
+    module.write_text(text)
+    (service / "requirements-service.txt").write_text(
+        (service / "requirements-service.txt").read_text() + "rich==13.9.4\n"
+    )
+    (service / "app" / "extra.py").write_text('"""A module of the service\'s own."""\n\nANSWER = 42\n')
+    (service / "tests" / "test_hello.py").write_text(SERVICE_TEST)
+    env = service / ".env.example"
+    env.write_text(env.read_text() + "# Greeting of /v1/hello\nGREETING=hello\n")
+    readme = service / "README.md"
+    readme.write_text(
+        readme.read_text().replace(
+            "What this service does, which backend it wraps, who to call when it breaks. (Yours to write.)",
+            "Greets people. Owned by the greeting team; page #greeters when it breaks.",
+        )
+    )
+    return {
+        path: (service / path).read_text()
+        for path in ("app/service.py", "requirements-service.txt", "app/extra.py", "tests/test_hello.py")
+    }
+
+
+# --- what template maintainers do -------------------------------------------------------------------
+
+
+def change_template(template: TemplateHistory) -> None:
+    template.append("template/app/nexus/checks.py", "\n\nPLATFORM_CHANGE = 'changed in v1.1.0'\n")
+    template.write(
+        "template/app/nexus/added.py",
+        "# Managed by nexus-template: `copier update` replaces this file.\nADDED = True\n",
+    )
+    template.remove("template/app/nexus/legacy.py")
+    template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.2")
+    template.append("copier.yml", "\nnew_question:\n  type: str\n  help: Added in v1.1.0\n  default: fresh\n")
+    template.append("template/app/nexus/identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
+    template.replace(
+        "template/README.md.jinja",
+        "| `GET /v1/models` | OpenAI model list |",
+        "| `GET /v1/models` | OpenAI model list (changed in v1.1.0) |",
+    )
+    template.replace(
+        "template/.env.example.jinja", "# --- Logging ---", "# --- Logging (changed in v1.1.0) ---"
+    )
+
+
+def answers(service: Path) -> dict:
+    return yaml.safe_load((service / ".copier-answers.yml").read_text())
+
+
+def assert_tests_pass(service: Path) -> None:
+    result = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert result.returncode == 0, result.stdout[-3000:]
+
+
+# --- the scenarios ----------------------------------------------------------------------------------
+
+
+def test_update_keeps_every_service_edit_and_brings_every_template_change(
+    history: TemplateHistory, monorepo: Path
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    kept = make_service_edits(service)
+    commit_all(monorepo, "service edits")
+    change_template(history)
+    history.release("v1.1.0")
+
+    result = update_service(service, run_tests=True)
+
+    assert (result.before, result.after, result.status, result.conflicts) == ("v1.0.0", "v1.1.0", "ok", [])
+    assert result.tests == "passed"
+    for path, content in kept.items():
+        assert (service / path).read_text() == content, f"{path} changed"
+    readme = (service / "README.md").read_text()
+    assert "Greets people. Owned by the greeting team" in readme
+    assert "OpenAI model list (changed in v1.1.0)" in readme
+    env = (service / ".env.example").read_text()
+    assert "GREETING=hello\n" in env
+    assert "# --- Logging (changed in v1.1.0) ---" in env
+    assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/checks.py").read_text()
+    assert (service / "app/nexus/added.py").is_file()
+    assert not (service / "app/nexus/legacy.py").exists()
+    assert "httpx==0.28.2\n" in (service / "requirements.txt").read_text()
+    assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/identity.py").read_text()
+    assert answers(service)["_commit"] == "v1.1.0"
+    assert answers(service)["new_question"] == "fresh"
+
+
+def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
+    history: TemplateHistory, monorepo: Path
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    checks = service / "app/nexus/checks.py"
+    checks.write_text(
+        checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""')
+    )
+    commit_all(monorepo, "edit a template-owned file (the wrong thing to do)")
+    history.replace(
+        "template/app/nexus/checks.py",
+        PLATFORM_DOCSTRING,
+        '"""Readiness checks of the platform (changed in v1.1.0)."""',
+    )
+    history.release("v1.1.0")
+
+    exit_code = cli(["update", str(service)])
+
+    assert exit_code == 1
+    assert find_conflicts(service) == ["app/nexus/checks.py"]
+    text = checks.read_text()
+    assert re.search(r"^<<<<<<< ", text, re.MULTILINE)
+    assert "tuned for our Ollama backend" in text  # the service's edit is kept, between the markers
+    # and the service's own test suite refuses to pass with the markers left in
+    result = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
+    assert result.returncode != 0
+    assert "app/nexus/checks.py" in result.stdout + result.stderr
+
+
+def test_skipping_a_version(history: TemplateHistory, monorepo: Path) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    history.append("template/app/nexus/checks.py", "\nIN_V2 = True\n")
+    history.release("v2.0.0")
+    history.append("template/app/nexus/metadata.py", "\nIN_V3 = True\n")
+    history.release("v3.0.0")
+
+    result = update_service(service)
+
+    assert (result.before, result.after, result.conflicts) == ("v1.0.0", "v3.0.0", [])
+    assert "IN_V2 = True" in (service / "app/nexus/checks.py").read_text()
+    assert "IN_V3 = True" in (service / "app/nexus/metadata.py").read_text()
+    assert_tests_pass(service)
+
+
+def test_an_answer_can_be_changed_by_an_update(history: TemplateHistory, monorepo: Path) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    result = update_service(service, data={"port": "9100"})
+    assert result.conflicts == []
+    assert answers(service)["port"] == 9100
+    assert "EXPOSE 9100\n" in (service / "Dockerfile").read_text()
+
+
+def test_a_dirty_service_is_not_updated(history: TemplateHistory, monorepo: Path) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    history.append("template/app/nexus/checks.py", "\nIN_V2 = True\n")
+    history.release("v2.0.0")
+    (service / "app" / "service.py").write_text(
+        (service / "app" / "service.py").read_text() + "\n# work in progress\n"
+    )
+
+    result = update_service(service)
+
+    assert result.status == "skipped"
+    assert "uncommitted" in result.detail
+    assert "IN_V2" not in (service / "app/nexus/checks.py").read_text()
+
+
+def test_fleet_update_reports_every_service(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clean = generate(history.path, monorepo, "alpha", "v1.0.0")
+    conflicting = generate(history.path, monorepo, "beta", "v1.0.0", port=9101)
+    dirty = generate(history.path, monorepo, "gamma", "v1.0.0", gpu=True)
+    checks = conflicting / "app/nexus/checks.py"
+    checks.write_text(
+        checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""')
+    )
+    commit_all(monorepo, "beta edits a template file")
+    (dirty / "README.md").write_text("uncommitted\n")
+    history.replace(
+        "template/app/nexus/checks.py",
+        PLATFORM_DOCSTRING,
+        '"""Readiness checks of the platform (changed in v1.1.0)."""',
+    )
+    history.release("v1.1.0")
+
+    exit_code = cli(["update-all", str(monorepo / "services"), "--test", "--commit"])
+
+    captured = capsys.readouterr()
+    out = captured.out
+    assert exit_code == 1, captured.err
+    rows = {
+        line.split("|")[0].strip(): [cell.strip() for cell in line.split("|")]
+        for line in out.splitlines()[2:]
+    }
+    assert set(rows) == {"alpha", "beta", "gamma"}
+    assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok"], captured.err
+    assert rows["beta"][3] == "app/nexus/checks.py"
+    assert rows["beta"][5].startswith("conflict")
+    assert rows["gamma"][5].startswith("skipped: uncommitted changes")
+    # alpha's update was committed on its own; gamma was not touched
+    assert (
+        git(monorepo, "log", "-1", "--format=%s").stdout.strip()
+        == "alpha: update nexus-template v1.0.0 → v1.1.0"
+    )
+    assert (dirty / "README.md").read_text() == "uncommitted\n"
+    assert answers(clean)["_commit"] == "v1.1.0"
+    assert answers(dirty)["_commit"] == "v1.0.0"
+
+
+def _previous_release() -> tuple[str, str] | None:
+    """(tag, commit) of the newest release before the one being prepared, from this repository."""
+    tags = git(ROOT, "tag", "--list", "v*", "--sort=-v:refname").stdout.split()
+    if tags:
+        return tags[0], git(ROOT, "rev-list", "-n", "1", tags[0]).stdout.strip()
+    # a clone without tags: release commits are named "Release vX.Y.Z: ..."
+    line = git(ROOT, "log", "--grep=^Release v", "--format=%H %s", "-n", "1").stdout.strip()
+    match = re.match(r"(\w+) Release (v[\d.]+)", line)
+    return (match.group(2), match.group(1)) if match else None
+
+
+def _next_release() -> str:
+    match = re.search(r"^## (v\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
+    assert match, "CHANGELOG.md has no release section"
+    return match.group(1)
+
+
+def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, monorepo: Path) -> None:
+    previous = _previous_release()
+    if previous is None:
+        pytest.skip("this clone has no release tag or release commit (shallow clone?)")
+    tag, commit = previous
+    if tag == _next_release():
+        pytest.skip(f"{tag} is both the newest release and the top of CHANGELOG.md: nothing to update to yet")
+    template = TemplateHistory(tmp_path / "template")
+    template.path.mkdir()
+    archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(template.path)], input=archive, check=True)
+    git(template.path, "init", "--quiet", "--initial-branch=main")
+    template.release(tag)
+    service = generate(template.path, monorepo, "legacy-svc", tag)
+    before = answers(service)
+    kept = make_service_edits(service)
+    commit_all(monorepo, "service edits")
+    # the current working tree becomes the next release
+    git(template.path, "rm", "-r", "--quiet", ".")
+    copy_working_tree_files(template.path)
+    template.release(_next_release())
+
+    result = update_service(service, run_tests=True)
+
+    assert result.status == "ok", result.detail
+    assert result.conflicts == []
+    assert result.tests == "passed"
+    for path, content in kept.items():
+        assert (service / path).read_text() == content
+    after = answers(service)
+    assert after["_commit"] == _next_release()
+    if "memory_limit_mib" in before:  # the v0.2.0 migration: answer renamed and converted
+        assert "memory_limit_mib" not in after
+        assert after["memory_limit"] == f"{before['memory_limit_mib']}Mi"
+
+
+def test_the_cli_refuses_bad_data() -> None:
+    with pytest.raises(SystemExit, match="--data takes NAME=VALUE"):
+        cli(["update", ".", "--data", "no-equals-sign"])
+
+
+def test_the_cli_says_when_no_service_is_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["update-all", str(tmp_path)]) == 1
+    assert "no services" in capsys.readouterr().err
