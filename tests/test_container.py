@@ -1,0 +1,127 @@
+"""Build the default service's image with a real engine, run it, health-check it, stop it.
+
+The engine comes from CONTAINER_ENGINE (docker or podman), else whichever answers. `.ci/run` sets up
+podman and a local python:3.11-slim stand-in (../shared/tools/oci-sandbox); without an engine the test
+is skipped and says so. The GPU variant cannot be built here (no CUDA base image): hadolint and the
+structure tests in test_deploy.py cover it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.xdist_group("container")
+
+
+def engine() -> str | None:
+    candidates = (
+        [os.environ["CONTAINER_ENGINE"]] if os.environ.get("CONTAINER_ENGINE") else ["podman", "docker"]
+    )
+    for candidate in candidates:
+        if (
+            shutil.which(candidate)
+            and subprocess.run([candidate, "info"], capture_output=True, check=False).returncode == 0
+        ):
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def wait_for_health(url: str, logs: Callable[[], str], timeout: float = 60) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, logs()
+            time.sleep(0.2)
+
+
+def stop_with_sigterm(tool: str, name: str) -> dict[str, float | int]:
+    started = time.monotonic()
+    assert run(tool, "kill", "--signal", "TERM", name).returncode == 0
+    waited = run(tool, "wait", name, timeout=60)
+    return {
+        "shutdown_seconds": round(time.monotonic() - started, 2),
+        "exit_code": int(waited.stdout.strip().splitlines()[-1]),
+    }
+
+
+def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered) -> None:
+    tool = engine()
+    if tool is None:
+        pytest.skip(
+            "no container engine: set CONTAINER_ENGINE or run ../shared/tools/oci-sandbox env (see .ci/run)"
+        )
+    if run(tool, "image", "exists", "python:3.11-slim").returncode != 0 and tool == "podman":
+        pytest.skip(
+            "base image python:3.11-slim is not available locally (oci-sandbox base python:3.11-slim)"
+        )
+    service: Path = rendered("default")
+    tag = f"localhost/nexus-test-{uuid.uuid4().hex[:8]}:latest"
+    name = f"nexus-test-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    report: dict[str, object] = {"engine": tool}
+
+    started = time.monotonic()
+    build = run(tool, "build", "--network", "host", "--build-arg", "GIT_SHA=0123abc", "-t", tag, str(service))
+    report["build_seconds"] = round(time.monotonic() - started, 1)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    try:
+        report["image_bytes"] = int(
+            run(tool, "image", "inspect", tag, "--format", "{{.Size}}").stdout.strip()
+        )
+        container = run(
+            tool, "run", "-d", "--network", "host", "--name", name,
+            "-e", f"SERVICE_PORT={port}", "-e", "SERVICE_HOST=127.0.0.1", "-e", "DRAIN_SECONDS=1", tag,
+        )  # fmt: skip
+        assert container.returncode == 0, container.stderr
+        health = wait_for_health(f"http://127.0.0.1:{port}/health", lambda: run(tool, "logs", name).stdout)
+        assert health.json() == {"status": "pass"}
+        metadata = httpx.get(f"http://127.0.0.1:{port}/v1/metadata").json()
+        assert metadata["build"]["git_sha"] == "0123abc"
+
+        check = run(tool, "healthcheck", "run", name) if tool == "podman" else None
+        if check is not None:
+            report["healthcheck"] = check.stdout.strip() or "healthy"
+            assert check.returncode == 0, check.stdout + check.stderr
+        uid = run(
+            tool, "exec", name, "python", "-c", "import os; print(os.getuid(), os.getgid())"
+        ).stdout.split()
+        report["uid"] = uid
+        assert uid == ["10001", "10001"]
+        writable = run(
+            tool, "exec", name, "python", "-c", "import os; print(os.access('/srv/app/main.py', os.W_OK))"
+        )
+        assert writable.stdout.strip() == "False"
+
+        report.update(stop_with_sigterm(tool, name))
+        assert report["exit_code"] == 0, run(tool, "logs", name).stdout[-3000:]
+        assert report["shutdown_seconds"] < 10
+        logs = run(tool, "logs", name).stdout
+        assert "draining" in logs
+        assert '"service stopped"' in logs
+    finally:
+        print("container check:", json.dumps(report))
+        run(tool, "rm", "-f", name)
+        run(tool, "rmi", "-f", tag)

