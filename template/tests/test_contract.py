@@ -3,6 +3,7 @@
 
 import asyncio
 import json
+import os
 import re
 import signal
 import subprocess
@@ -298,7 +299,7 @@ def test_invalid_setting_stops_the_process_with_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "app"],
         cwd=ROOT,
-        env={"PATH": "", "SERVICE_PORT": "abc"},
+        env={**os.environ, "SERVICE_PORT": "abc"},
         capture_output=True,
         text=True,
         timeout=60,
