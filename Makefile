@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup test lint format demo snapshots bench bench-smoke clean
+.PHONY: setup test lint format demo snapshots fuzz bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -18,9 +18,11 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# ruff fix and format: this repository, and the template's plain Python files (with a service's settings)
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+	$(PYTHON) -m nexus_template.format_template
 
 test: lint
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
@@ -32,6 +34,10 @@ demo: setup
 # Refresh tests/snapshots/ after an intended template change; review the diff before committing.
 snapshots: setup
 	$(PYTHON) -m tests.snapshots
+
+# A long property-based fuzz run (make test runs a bounded one); FUZZ_ARGS go to schemathesis run.
+fuzz: setup
+	$(PYTHON) -m nexus_template.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

@@ -31,6 +31,7 @@ _TYPES = {
     409: "conflict_error",
     413: "invalid_request_error",
     415: "invalid_request_error",
+    431: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     503: "service_unavailable_error",
@@ -111,6 +112,8 @@ def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationExcepti
     if not problems:
         message = exc.detail if "JSON" in exc.detail else "The request is invalid"
         return error_response(400, message, code="invalid_request")
+    if [param for param, _ in problems] == ["data"]:  # the body as a whole: missing, or not an object
+        return error_response(400, "The request body must be a JSON object", code="invalid_request")
     message = "Invalid request: " + "; ".join(f"`{param}` {text}" for param, text in problems)
     return error_response(400, message, code="invalid_value", param=problems[0][0])
 
@@ -136,7 +139,21 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
     )
 
 
+def _raised_while_decoding(exc: Exception) -> bool:
+    """True when the error came out of decoding the request body (not out of the service's code)."""
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_name == "decode_json":
+            return True
+        trace = trace.tb_next
+    return False
+
+
 def _on_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
+    if isinstance(exc, RecursionError) and _raised_while_decoding(exc):
+        return error_response(400, "The JSON body is nested too deeply", code="invalid_json")
+    if isinstance(exc, UnicodeDecodeError) and _raised_while_decoding(exc):
+        return error_response(400, "The request body is not valid UTF-8", code="invalid_json")
     logger.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_response(500, "The service failed to handle this request", code="internal_error")
 

@@ -239,6 +239,24 @@ def test_oversized_body_is_an_openai_413(make_client: Callable[..., TestClient])
     assert_openai_error(response, 413)
 
 
+def test_a_non_json_body_is_an_openai_415(client: TestClient) -> None:
+    response = client.post("/v1/echo", content=b'{"input": "x"}', headers={"content-type": "text/plain"})
+    assert assert_openai_error(response, 415)["code"] == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(
+    "body", [b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"input": "\xff"}', b"", b"[1]"]
+)
+def test_undecodable_bodies_are_openai_400s(client: TestClient, body: bytes) -> None:
+    response = client.post("/v1/echo", content=body, headers={"content-type": "application/json"})
+    assert_openai_error(response, 400)
+
+
+def test_oversized_headers_are_an_openai_431(make_client: Callable[..., TestClient]) -> None:
+    response = make_client(MAX_HEADER_BYTES="2048").get("/health", headers={"x-padding": "x" * 4096})
+    assert assert_openai_error(response, 431)["code"] == "headers_too_large"
+
+
 def test_a_crash_is_a_500_without_details(make_client: Callable[..., TestClient]) -> None:
     @get("/v1/boom")
     async def boom() -> None:

@@ -48,6 +48,7 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_seconds: Seconds = 60.0
     max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 20)] = 16384
     drain_seconds: NonNegativeSeconds = 5.0
     shutdown_grace_seconds: Seconds = 20.0
     git_sha: Annotated[str, msgspec.Meta(max_length=64)] = ""

@@ -16,11 +16,13 @@ from app.nexus import identity
 from app.nexus.asgi import NexusASGI
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
+from app.nexus.content import require_json_content_type
 from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
 from app.nexus.hardware import gpu_inventory
 from app.nexus.logs import configure_logging, timestamp
 from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Metadata, route_endpoints
+from app.nexus.openapi import document_api
 from app.nexus.probes import Probes, probe_handlers
 from app.nexus.readiness import Readiness
 from app.nexus.spec import ServiceSpec
@@ -72,6 +74,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         async with httpx.AsyncClient(timeout=settings.backend_timeout_seconds) as client:
             context._http = client
             context.started_at = timestamp(time.time())
+            document_api(app)
             probes.publish(_metadata(app, context, service))
             logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
             try:
@@ -89,6 +92,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         lifespan=[platform_lifespan],
         dependencies={"nexus": Provide(lambda: context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
+        guards=[require_json_content_type],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title=settings.service_name, version=settings.service_version, description=identity.DESCRIPTION
@@ -103,6 +107,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         access_log,
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
+        max_header_bytes=settings.max_header_bytes,
     )
 
 

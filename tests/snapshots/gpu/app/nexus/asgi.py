@@ -4,6 +4,7 @@
 - keeps a valid X-Request-ID or makes one, and puts it on the response and on every log line;
 - answers GET /health, /readyz, /v1/metadata and /v1/models itself from pre-encoded bytes (probes
   and the gateway call them constantly; they skip the framework and are never limited);
+- answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
 - writes one access line when the response is done.
@@ -32,6 +33,11 @@ _OVERLOADED = error_body(
     code="overloaded",
 )
 _TIMED_OUT = error_body(504, "The request took longer than this service allows", code="timeout")
+_HEADERS_TOO_LARGE = error_body(
+    431,
+    "The request headers are larger than this service accepts (MAX_HEADER_BYTES)",
+    code="headers_too_large",
+)
 
 
 def _headers(content_type: str, length: int, request_id: bytes, *extra: tuple[bytes, bytes]) -> list:
@@ -59,6 +65,7 @@ class NexusASGI:
         *,
         max_concurrent_requests: int,
         request_timeout_seconds: float,
+        max_header_bytes: int,
     ) -> None:
         self.app = app
         # the process-wide state (draining flag, settings), for the server and tests
@@ -67,6 +74,7 @@ class NexusASGI:
         self.access_log = access_log
         self.limit = max_concurrent_requests
         self.timeout = request_timeout_seconds
+        self.max_header_bytes = max_header_bytes
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -79,7 +87,11 @@ class NexusASGI:
         status = 500
         try:
             probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
-            if probe is not None:
+            if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
+                status = 431
+                headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
+                await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
+            elif probe is not None:
                 answer = await probe()
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
