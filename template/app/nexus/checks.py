@@ -6,7 +6,7 @@ import time
 import httpx
 
 from app.nexus.context import NexusContext
-from app.nexus.hardware import gpu_checks
+from app.nexus.features import gpu_checks
 from app.nexus.readiness import CheckResult, ReadinessCheck
 
 

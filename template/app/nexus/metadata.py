@@ -50,6 +50,16 @@ class GpuInfo(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+class RegistrationInfo(msgspec.Struct, frozen=True):
+    """Self-registration in etcd: disabled, registering, registered, retrying or revoked."""
+
+    state: str
+    key: str
+    lease_ttl_seconds: int | None
+    # why the last attempt failed (an error class or an HTTP status, never an address)
+    last_error: str | None = None
+
+
 class BuildInfo(msgspec.Struct, frozen=True):
     git_sha: str | None
     build_time: str | None
@@ -77,6 +87,8 @@ class Metadata(msgspec.Struct, frozen=True):
     models: list[Model]
     gpu: bool
     gpu_info: GpuInfo | None
+    # null when the service was rendered without etcd registration
+    registration: RegistrationInfo | None
     instance_id: str
     started_at: str
     build: BuildInfo

@@ -23,6 +23,7 @@ NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0, le=3600)]
 HttpUrlOrEmpty = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#]+[^\s]*)?$")]
 UrlPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\s]*$")]
 LogLevel = Annotated[str, msgspec.Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")]
+EtcdUrls = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s,/]+(,\s*https?://[^\s,/]+)*)?$")]
 ServiceName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=40)]
 
 SettingsT = TypeVar("SettingsT", bound=msgspec.Struct)

@@ -2,6 +2,7 @@
 """The per-process context handed to handlers (as the `nexus` dependency), checks and lifespans."""
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,16 @@ class NexusContext:
     started_at: str = ""
     # set on SIGTERM: /readyz answers 503 while in-flight work finishes
     draining: bool = False
+    # called (on the event loop) when draining begins, e.g. to leave a service registry
+    on_drain: list[Callable[[], object]] = field(default_factory=list)
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     _http: httpx.AsyncClient | None = None
+
+    def begin_drain(self) -> None:
+        self.draining = True
+        for callback in self.on_drain:
+            callback()
 
     @property
     def http(self) -> httpx.AsyncClient:

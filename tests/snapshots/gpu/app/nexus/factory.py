@@ -5,9 +5,10 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
+import msgspec
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -19,7 +20,7 @@ from app.nexus.config import ConfigError, PlatformSettings, load_settings, redac
 from app.nexus.content import require_json_content_type
 from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
-from app.nexus.hardware import gpu_inventory
+from app.nexus.features import gpu_inventory, registrar
 from app.nexus.logs import configure_logging, timestamp
 from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Metadata, route_endpoints
 from app.nexus.openapi import document_api
@@ -44,6 +45,7 @@ def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Met
         models=list(service.models),
         gpu=identity.GPU,
         gpu_info=gpu_inventory(),
+        registration=None,
         instance_id=context.instance_id,
         started_at=context.started_at,
         build=BuildInfo(
@@ -61,8 +63,12 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     service_settings = load_settings(service.settings, environ) if service.settings else None
     access_log = configure_logging(settings.log_level)
     context = NexusContext(settings=settings, service_settings=service_settings)
+    registration = registrar(context)
+    checks = platform_checks(context)
+    if registration is not None and registration.enabled:
+        checks["registration:etcd"] = registration.check
     readiness = Readiness(
-        {**platform_checks(context), **service.readiness_checks},
+        {**checks, **service.readiness_checks},
         context,
         timeout=settings.readiness_timeout_seconds,
         cache_seconds=settings.readiness_cache_seconds,
@@ -75,14 +81,21 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             context._http = client
             context.started_at = timestamp(time.time())
             document_api(app)
-            probes.publish(_metadata(app, context, service))
+            metadata = _metadata(app, context, service)
+            probes.publish(metadata)
             logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
             try:
-                if service.lifespan is None:
+                async with AsyncExitStack() as stack:
+                    if service.lifespan is not None:
+                        await stack.enter_async_context(service.lifespan(context))
+                    if registration is not None:  # after the service is set up; revoked before its teardown
+                        # the metadata shows the registration state as it changes
+                        registration.on_change = lambda: probes.publish(
+                            msgspec.structs.replace(metadata, registration=registration.info())
+                        )
+                        registration.on_change()
+                        await stack.enter_async_context(registration.running())
                     yield
-                else:
-                    async with service.lifespan(context):
-                        yield
             finally:
                 context._http = None
                 logger.info("service stopped")

@@ -7,7 +7,9 @@ requests finish for up to SHUTDOWN_GRACE_SECONDS, runs the lifespan clean-up and
 A second signal exits at once.
 """
 
+import asyncio
 import logging
+import socket
 import time
 from types import FrameType
 
@@ -23,6 +25,11 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.nexus = app
         self.drain_deadline: float | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().startup(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's handler: that one re-raises the signal after shutdown, so the exit status
@@ -32,9 +39,12 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             self.force_exit = True
             return
-        self.nexus.context.draining = True
+        context = self.nexus.context
+        context.draining = True  # /readyz answers 503 from now on
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(context.begin_drain)
         self.drain_deadline = time.monotonic() + self.nexus.context.settings.drain_seconds
-        logger.info("signal %s: draining for %gs", sig, self.nexus.context.settings.drain_seconds)
+        logger.info("signal %s: draining for %gs", sig, context.settings.drain_seconds)
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:

@@ -1,25 +1,24 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""The GPU hooks of the platform, rendered for `gpu: {{ gpu | lower }}`{% if gpu %} (implemented in app.nexus.gpu){% endif %}."""
+"""Optional platform features, rendered from the answers gpu=true and etcd_registration=false."""
 
 from app.nexus.config import PlatformSettings
-{%- if gpu %}
+from app.nexus.context import NexusContext
 from app.nexus.gpu import gpu_count_check, inventory
-{%- endif %}
 from app.nexus.metadata import GpuInfo
 from app.nexus.readiness import ReadinessCheck
 
 
 def gpu_inventory() -> GpuInfo | None:
-    """The GPUs for the metadata document{% if not gpu %}: none, this service runs without GPUs{% endif %}."""
-    return {{ "inventory()" if gpu else "None" }}
+    """The GPUs for the metadata document."""
+    return inventory()
 
 
 def gpu_checks(settings: PlatformSettings) -> dict[str, ReadinessCheck]:
-{%- if gpu %}
     """`gpu:count`, unless GPU_MIN_COUNT=0 says readiness does not depend on GPUs."""
     if settings.gpu_min_count == 0:
         return {}
     return {"gpu:count": gpu_count_check(settings.gpu_min_count)}
-{%- else %}
-    return {}
-{%- endif %}
+
+
+def registrar(context: NexusContext) -> None:
+    """The etcd registration of this service: none, it was rendered without `etcd_registration`."""

@@ -1,7 +1,8 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""The GPU hooks of the platform, rendered for `gpu: false`."""
+"""Optional platform features, rendered from the answers gpu=false and etcd_registration=false."""
 
 from app.nexus.config import PlatformSettings
+from app.nexus.context import NexusContext
 from app.nexus.metadata import GpuInfo
 from app.nexus.readiness import ReadinessCheck
 
@@ -13,3 +14,7 @@ def gpu_inventory() -> GpuInfo | None:
 
 def gpu_checks(settings: PlatformSettings) -> dict[str, ReadinessCheck]:
     return {}
+
+
+def registrar(context: NexusContext) -> None:
+    """The etcd registration of this service: none, it was rendered without `etcd_registration`."""
