@@ -97,7 +97,10 @@ def _run_tests(service: Path) -> str:
         check=False,
     )
     if result.returncode != 0:
-        print(result.stdout[-3000:], file=sys.stderr)
+        print(
+            f"tests of {service.name} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}",
+            file=sys.stderr,
+        )
     return "passed" if result.returncode == 0 else "failed"
 
 

@@ -29,10 +29,8 @@ pytestmark = pytest.mark.xdist_group("robustness")
 SLOW_ENDPOINTS = """
 
 @get("/v1/slow", summary="Sleeps (robustness tests)", tags=["test"])
-async def slow(
-    seconds: Annotated[float, Parameter(ge=0, le=60)], nexus: NamedDependency[NexusContext]
-) -> dict[str, float]:
-    counters = nexus.state.setdefault("counters", {"started": 0, "released": 0})
+async def slow(seconds: Annotated[float, Parameter(ge=0, le=60)], request: Request) -> dict[str, float]:
+    counters = nexus_of(request).state.setdefault("counters", {"started": 0, "released": 0})
     counters["started"] += 1
     try:
         await asyncio.sleep(seconds)
@@ -42,8 +40,8 @@ async def slow(
 
 
 @get("/v1/counters", summary="How many slow requests started and released their resources", tags=["test"])
-async def counters(nexus: NamedDependency[NexusContext]) -> dict[str, int]:
-    return nexus.state.get("counters", {"started": 0, "released": 0})
+async def counters(request: Request) -> dict[str, int]:
+    return nexus_of(request).state.get("counters", {"started": 0, "released": 0})
 """
 
 
@@ -53,7 +51,9 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("robust") / "svc"
     shutil.copytree(rendered("default"), target)
     module = target / "app" / "service.py"
-    text = module.read_text().replace("from litestar import post", "from litestar import get, post")
+    text = module.read_text().replace(
+        "from litestar import Request, post", "from litestar import Request, get, post"
+    )
     text = text.replace("import time\n", "import asyncio\nimport time\n")
     text = text.replace(
         "from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"

@@ -90,6 +90,12 @@ PLATFORM_DOCSTRING = (
 
 # --- what service authors do ------------------------------------------------------------------------
 
+NEW_IMPORTS = """from litestar import get
+from litestar.di import NamedDependency
+
+from app.nexus import CheckResult, NexusContext
+
+"""
 NEW_ROUTE = """
 
 @get("/v1/hello", summary="Greets (added by the service author)")
@@ -114,10 +120,8 @@ def make_service_edits(service: Path) -> dict[str, str]:
     """Edit the service the way its authors do; return the files whose content must survive byte for byte."""
     module = service / "app" / "service.py"
     text = module.read_text()
-    text = text.replace("from litestar import post", "from litestar import get, post")
-    text = text.replace(
-        "from app.nexus import NexusContext", "from app.nexus import CheckResult, NexusContext"
-    )
+    # imports added at the top, so the edit works on the service of any template version
+    text = text.replace("\nimport time\n", "\n" + NEW_IMPORTS + "import time\n", 1)
     text = text.replace(
         '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""',
         '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""\n    greeting: str = "hello"',

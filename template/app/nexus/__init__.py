@@ -1,7 +1,7 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """The Nexus platform layer of this service. Import what app/service.py needs from here."""
 
-from app.nexus.context import NexusContext
+from app.nexus.context import NexusContext, nexus_of
 from app.nexus.correlation import current_request_id
 from app.nexus.errors import ServiceError
 from app.nexus.metadata import Model
@@ -16,4 +16,5 @@ __all__ = [
     "ServiceError",
     "ServiceSpec",
     "current_request_id",
+    "nexus_of",
 ]

@@ -3,8 +3,6 @@
 
 import time
 
-import httpx
-
 from app.nexus.context import NexusContext
 from app.nexus.features import gpu_checks
 from app.nexus.readiness import CheckResult, ReadinessCheck
@@ -17,6 +15,8 @@ def http_dependency(url: str, *, name: str = "backend") -> ReadinessCheck:
     """
 
     async def check(context: NexusContext) -> CheckResult:
+        import httpx
+
         started = time.perf_counter()
         try:
             response = await context.http.get(url)

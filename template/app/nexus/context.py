@@ -4,11 +4,14 @@
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+from litestar import Request
 
 from app.nexus.config import PlatformSettings
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass(eq=False)
@@ -24,7 +27,8 @@ class NexusContext:
     on_drain: list[Callable[[], object]] = field(default_factory=list)
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
-    _http: httpx.AsyncClient | None = None
+    running: bool = False
+    _http: Any = None  # httpx.AsyncClient, typed loosely: httpx is imported on first use
 
     def begin_drain(self) -> None:
         self.draining = True
@@ -32,8 +36,29 @@ class NexusContext:
             callback()
 
     @property
-    def http(self) -> httpx.AsyncClient:
-        """The pooled HTTP client, open between start-up and shutdown (lifespan)."""
-        if self._http is None:
+    def http(self) -> "httpx.AsyncClient":
+        """The one pooled HTTP client of the process, for backends and registries.
+
+        Opened on first use while the app runs (httpx is imported then: a cold start does not wait for
+        it) and closed when the app stops (lifespan).
+        """
+        if not self.running:
             raise RuntimeError("the HTTP client exists only while the app is running (lifespan)")
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(timeout=self.settings.backend_timeout_seconds)
         return self._http
+
+    async def close_http(self) -> None:
+        client, self._http = self._http, None
+        if client is not None:
+            await client.aclose()
+
+
+def nexus_of(request: Request) -> NexusContext:
+    """The context of the app handling `request`: `nexus = nexus_of(request)` in a handler.
+
+    (Cheaper per request than a Litestar dependency; the example endpoint shows it.)
+    """
+    return request.app.state.nexus

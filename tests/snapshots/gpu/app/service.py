@@ -9,11 +9,10 @@ import time
 from typing import Annotated
 
 import msgspec
-from litestar import post
-from litestar.di import NamedDependency
+from litestar import Request, post
 from litestar.params import JSONBody
 
-from app.nexus import NexusContext, ServiceSpec, current_request_id
+from app.nexus import ServiceSpec, current_request_id, nexus_of
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,9 +34,9 @@ class EchoResponse(msgspec.Struct):
 
 
 @post("/v1/echo", status_code=200, summary="Echo the input back (example endpoint)", tags=["service"])
-async def echo(data: JSONBody[EchoRequest], nexus: NamedDependency[NexusContext]) -> EchoResponse:
+async def echo(data: JSONBody[EchoRequest], request: Request) -> EchoResponse:
     """An example of the conventions: msgspec structs in and out, 200 for a POST, OpenAI errors."""
-    settings: ServiceSettings = nexus.service_settings
+    settings: ServiceSettings = nexus_of(request).service_settings
     return EchoResponse(
         id=f"echo-{current_request_id()}",
         object="echo",

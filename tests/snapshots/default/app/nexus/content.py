@@ -3,31 +3,34 @@
 
 Litestar parses a JSON body whatever its Content-Type says; a client that sends text/plain or a form by
 mistake should hear so. Handlers with other bodies (multipart uploads, raw audio) are not affected.
+This is a `before_request` hook, not a guard: Litestar copies the handler for every guard call.
 """
 
-from litestar.connection import ASGIConnection
+from typing import Any
+
+from litestar import Request
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
 
 _JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-_takes_json: dict[int, bool] = {}
+_OPT_KEY = "nexus_takes_json_body"
 
 
-def _handler_takes_json(handler: BaseRouteHandler) -> bool:
-    key = id(handler)
-    if key not in _takes_json:
+def _takes_json(handler: BaseRouteHandler) -> bool:
+    """Whether the handler reads a JSON body; remembered in the handler's `opt`."""
+    if _OPT_KEY not in handler.opt:
         data = handler.parsed_fn_signature.parameters.get("data")
         media_type = getattr(getattr(data, "kwarg_definition", None), "media_type", RequestEncodingType.JSON)
-        _takes_json[key] = data is not None and media_type == RequestEncodingType.JSON
-    return _takes_json[key]
+        handler.opt[_OPT_KEY] = data is not None and media_type == RequestEncodingType.JSON
+    return handler.opt[_OPT_KEY]
 
 
-def require_json_content_type(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
-    """Litestar guard: 415 unless the body of a JSON handler is declared application/json (or +json)."""
-    if connection.scope["method"] not in _JSON_BODY_METHODS or not _handler_takes_json(handler):
+async def require_json_content_type(request: Request[Any, Any, Any]) -> None:
+    """before_request hook: 415 unless the body of a JSON handler is declared application/json (or +json)."""
+    if request.scope["method"] not in _JSON_BODY_METHODS or not _takes_json(request.route_handler):
         return
-    content_type = connection.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise HTTPException(
             status_code=415,

@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 
-import httpx
 import msgspec
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
@@ -77,35 +77,37 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
 
     @asynccontextmanager
     async def platform_lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=settings.backend_timeout_seconds) as client:
-            context._http = client
-            context.started_at = timestamp(time.time())
-            document_api(app)
-            metadata = _metadata(app, context, service)
-            probes.publish(metadata)
-            logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
-            try:
-                async with AsyncExitStack() as stack:
-                    if service.lifespan is not None:
-                        await stack.enter_async_context(service.lifespan(context))
-                    if registration is not None:  # after the service is set up; revoked before its teardown
-                        # the metadata shows the registration state as it changes
-                        registration.on_change = lambda: probes.publish(
-                            msgspec.structs.replace(metadata, registration=registration.info())
-                        )
-                        registration.on_change()
-                        await stack.enter_async_context(registration.running())
-                    yield
-            finally:
-                context._http = None
-                logger.info("service stopped")
+        context.running = True
+        context.started_at = timestamp(time.time())
+        document_api(app)
+        metadata = _metadata(app, context, service)
+        probes.publish(metadata)
+        logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
+        try:
+            async with AsyncExitStack() as stack:
+                if service.lifespan is not None:
+                    await stack.enter_async_context(service.lifespan(context))
+                if registration is not None:  # after the service is set up; revoked before its teardown
+                    # the metadata shows the registration state as it changes
+                    registration.on_change = lambda: probes.publish(
+                        msgspec.structs.replace(metadata, registration=registration.info())
+                    )
+                    registration.on_change()
+                    await stack.enter_async_context(registration.running())
+                yield
+        finally:
+            await context.close_http()
+            context.running = False
+            logger.info("service stopped")
 
     litestar = Litestar(
         route_handlers=[*probe_handlers(probes), *service.route_handlers],
         lifespan=[platform_lifespan],
+        state=State({"nexus": context}),
+        # handlers may also take `nexus: NamedDependency[NexusContext]` (resolved only where asked for)
         dependencies={"nexus": Provide(lambda: context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        guards=[require_json_content_type],
+        before_request=require_json_content_type,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title=settings.service_name, version=settings.service_version, description=identity.DESCRIPTION

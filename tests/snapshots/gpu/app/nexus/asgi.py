@@ -73,7 +73,7 @@ class NexusASGI:
         self.fast_routes = fast_routes
         self.access_log = access_log
         self.limit = max_concurrent_requests
-        self.timeout = request_timeout_seconds
+        self.deadlines = Deadlines(request_timeout_seconds)
         self.max_header_bytes = max_header_bytes
         self.in_flight = 0
 
@@ -127,15 +127,60 @@ class NexusASGI:
             await send(message)
 
         self.in_flight += 1
+        task = self.deadlines.watch()
         try:
-            async with asyncio.timeout(self.timeout):
-                await self.app(scope, receive, send_with_id)
-        except TimeoutError:
-            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.timeout)
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not self.deadlines.expired(task):
+                raise
+            task.uncancel()
+            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
             if started:
                 raise
             status = 504
             await _send_bytes(send, status, _headers(JSON, len(_TIMED_OUT), request_id), _TIMED_OUT)
         finally:
             self.in_flight -= 1
+            self.deadlines.forget(task)
         return status
+
+
+class Deadlines:
+    """Request timeouts with one watchdog task instead of a timer per request (asyncio.timeout costs more
+    than the rest of this layer). Precision: a tenth of the timeout, at most 0.1 s."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._interval = min(0.1, timeout / 10)
+        self._deadlines: dict[asyncio.Task, float] = {}
+        self._expired: set[asyncio.Task] = set()
+        self._watchdog: asyncio.Task | None = None
+
+    def watch(self) -> asyncio.Task:
+        """Give the current request task its deadline; return the task."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._deadlines[task] = time.monotonic() + self.timeout
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="nexus-request-deadlines")
+        return task
+
+    def expired(self, task: asyncio.Task) -> bool:
+        return task in self._expired
+
+    def forget(self, task: asyncio.Task) -> None:
+        self._deadlines.pop(task, None)
+        self._expired.discard(task)
+
+    async def _watch(self) -> None:
+        """Cancel overdue requests; ends when no request is left (the next one starts it again)."""
+        try:
+            while self._deadlines:
+                await asyncio.sleep(self._interval)
+                now = time.monotonic()
+                for task, deadline in list(self._deadlines.items()):
+                    if deadline <= now and task not in self._expired:
+                        self._expired.add(task)
+                        task.cancel()
+        finally:
+            self._watchdog = None

@@ -1,0 +1,440 @@
+"""Benchmark a freshly rendered default service against its peers, interleaved round by round.
+
+    python -m bench                 # full run (about 10 minutes): rounds of every app and endpoint
+    python -m bench --smoke         # a second per measurement: checks the harness (make test runs it)
+    python -m bench --update-docs   # full run, then rewrite the results block of docs/performance.md
+
+Servers run one uvicorn worker pinned to core 0; wrk runs pinned to core 1. Ratios are computed within
+each round and the median over rounds is reported, so that noise on this shared machine cancels out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+
+from nexus_template.live import free_port
+from nexus_template.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, load_answers, render
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+VENVS = BENCH / ".venvs"
+POST_SCRIPT = BENCH / "post.lua"
+ENDPOINTS = ["/health", "/readyz", "/v1/metadata", "/v1/echo"]
+SERVER_CORE, LOAD_CORE = "0", "1"
+CONNECTIONS = 32
+
+
+@dataclass
+class Server:
+    name: str
+    description: str
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    port: int = 0
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+    samples: dict[str, list[dict]] = field(default_factory=dict)
+
+    def start(self, log_dir: Path) -> float:
+        """Start pinned to the server core; return seconds to the first 200 on /health."""
+        self.port = free_port()
+        self.log = log_dir / f"{self.name}.log"
+        command = [part.replace("{port}", str(self.port)) for part in self.command]
+        env = {**os.environ, **self.env, "SERVICE_PORT": str(self.port), "SERVICE_HOST": "127.0.0.1"}
+        started = time.perf_counter()
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                ["taskset", "-c", SERVER_CORE, *command],
+                cwd=self.cwd,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.TransportError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-2000:]}") from None
+                time.sleep(0.005)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mib(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def venv(name: str, requirements: str) -> str:
+    """A virtualenv with exactly `requirements` (as production has), reused while they stay the same."""
+    folder = VENVS / name
+    python = folder / "bin" / "python"
+    marker = folder / "requirements.txt"
+    if not (python.exists() and marker.exists() and marker.read_text() == requirements):
+        shutil.rmtree(folder, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        (folder / "wanted.txt").write_text(requirements)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+                folder / "wanted.txt",
+            ],
+            check=True,
+        )
+        marker.write_text(requirements)
+    return str(python)
+
+
+def service_requirements(service: Path) -> str:
+    lines = []
+    for name in ("requirements.txt", "requirements-service.txt"):
+        lines += [
+            line
+            for line in (service / name).read_text().splitlines()
+            if line and not line.startswith(("#", "-r"))
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def fastapi_requirements() -> str:
+    """The FastAPI peer's stack, at the versions the maintainers' environment pins."""
+    names = ["fastapi", "pydantic", "uvicorn", "uvloop", "httptools"]
+    return "".join(f"{name}=={version(name)}\n" for name in names)
+
+
+def servers(service: Path, log_level: str) -> list[Server]:
+    """Each app in an environment like its production one: the service's own requirements (no pydantic,
+    no test tools), FastAPI's with only FastAPI's stack."""
+    service_python = venv("service", service_requirements(service))
+    fastapi_python = venv("fastapi", fastapi_requirements())
+    peers_env = {"PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+    def uvicorn(python: str, target: str, *, access_log: bool = False) -> list[str]:
+        quiet = [] if access_log else ["--no-access-log", "--log-level", "warning"]
+        return [python, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", *quiet, target]
+
+    return [
+        Server(
+            "production",
+            "the rendered service: `python -m app`, JSON access log at INFO, request ids, limits, fast path",
+            [service_python, "-m", "app"],
+            {"LOG_LEVEL": log_level, "PYTHONUNBUFFERED": "1", "DRAIN_SECONDS": "0"},
+            service,
+        ),
+        Server(
+            "bare-litestar",
+            "the same Litestar app without the platform's outer layer, no logging",
+            uvicorn(service_python, "bench.peers.bare_litestar:app"),
+            {**peers_env, "LOG_LEVEL": "WARNING"},
+            service,
+        ),
+        Server(
+            "fastapi-access-log",
+            "FastAPI + pydantic with uvicorn's default access log (the seed's stack)",
+            uvicorn(fastapi_python, "bench.peers.fastapi_app:app", access_log=True),
+            peers_env,
+            ROOT,
+        ),
+        Server(
+            "fastapi",
+            "FastAPI + pydantic, no access log",
+            uvicorn(fastapi_python, "bench.peers.fastapi_app:app"),
+            peers_env,
+            ROOT,
+        ),
+        Server(
+            "raw-asgi",
+            "raw ASGI from pre-encoded bytes: the ceiling of uvicorn here",
+            uvicorn(service_python, "bench.peers.raw_asgi:app"),
+            peers_env,
+            ROOT,
+        ),
+    ]
+
+
+def wrk(url: str, path: str, seconds: float) -> dict:
+    command = [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t1",
+        f"-c{CONNECTIONS}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+    ]
+    if path == "/v1/echo":
+        command += ["-s", str(POST_SCRIPT)]
+    output = subprocess.run([*command, url + path], capture_output=True, text=True, check=True).stdout
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def latency(percent: str) -> float:
+        number, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", output, re.MULTILINE).groups()
+        return float(number) * units[unit]
+
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(errors.group(1)) if errors else 0,
+    }
+
+
+def measure(server: Server, path: str, seconds: float) -> dict:
+    before = server.cpu_seconds()
+    sample = wrk(server.url, path, seconds)
+    sample["cpu_us_per_request"] = (server.cpu_seconds() - before) / max(sample["requests"], 1) * 1e6
+    return sample
+
+
+def cold_starts(apps: list[Server], log_dir: Path, times: int) -> dict[str, float]:
+    """Median seconds from process start to the first 200 on /health, the apps taking turns (one
+    unmeasured start each first, so that no app pays for compiling bytecode)."""
+    seconds: dict[str, list[float]] = {app.name: [] for app in apps}
+    for attempt in range(times + 1):
+        for app in apps:
+            elapsed = app.start(log_dir)
+            app.stop()
+            if attempt:
+                seconds[app.name].append(elapsed)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def copier_timings(workdir: Path, times: int) -> dict[str, float]:
+    """Wall time of `copier copy` and `copier update` (CLI, default answers), medians."""
+    template = copy_working_tree(workdir / "template-bench")
+    git(template, "tag", "v1.0.0")
+    (template / "template" / "app" / "nexus" / "checks.py").write_text(
+        (template / "template" / "app" / "nexus" / "checks.py").read_text() + "\n# a change of v1.0.1\n"
+    )
+    git(template, "commit", "--quiet", "-am", "v1.0.1")
+    git(template, "tag", "v1.0.1")
+    copier = [PYTHON, "-m", "copier"]
+    copies, updates = [], []
+    for index in range(times):
+        target = workdir / f"copy-{index}"
+        started = time.perf_counter()
+        subprocess.run(
+            [*copier, "copy", "--trust", "--defaults", "--quiet", "-r", "v1.0.0", "-d", "service_name=bench-svc",
+             str(template), str(target)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        copies.append(time.perf_counter() - started)
+        git(target, "init", "--quiet")
+        git(target, "add", "--all")
+        git(target, "commit", "--quiet", "-m", "service")
+        started = time.perf_counter()
+        subprocess.run(
+            [*copier, "update", "--trust", "--defaults", "--quiet", "-r", "v1.0.1"],
+            cwd=target, check=True, capture_output=True, env={**os.environ, **GIT_IDENTITY},
+        )  # fmt: skip
+        updates.append(time.perf_counter() - started)
+    return {"copy_seconds": statistics.median(copies), "update_seconds": statistics.median(updates)}
+
+
+def ratios(rounds: list[dict[str, dict[str, dict]]]) -> dict[str, float]:
+    """Medians over rounds of the ratios the targets are stated in."""
+
+    def median(numerator: str, denominator: str, path: str) -> float:
+        return statistics.median(r[numerator][path]["rps"] / r[denominator][path]["rps"] for r in rounds)
+
+    result = {f"production/raw {path}": median("production", "raw-asgi", path) for path in ENDPOINTS}
+    result["production/fastapi-access-log /v1/echo"] = median("production", "fastapi-access-log", "/v1/echo")
+    result["production/fastapi /v1/echo"] = median("production", "fastapi", "/v1/echo")
+    result["production/bare-litestar /v1/echo"] = median("production", "bare-litestar", "/v1/echo")
+    result["bare-litestar/fastapi /v1/echo"] = median("bare-litestar", "fastapi", "/v1/echo")
+    return result
+
+
+def environment() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    packages = ["litestar", "msgspec", "uvicorn", "uvloop", "httptools", "fastapi", "pydantic", "copier"]
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "wrk": f"-t1 -c{CONNECTIONS}, pinned to core {LOAD_CORE}; servers pinned to core {SERVER_CORE}",
+        **{name: version(name) for name in packages},
+    }
+
+
+def run(rounds: int, seconds: float, starts: int, copier_runs: int) -> dict:
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        service = render(copy_working_tree(workdir / "template"), workdir / "svc", load_answers("default"))
+        apps = servers(service, "INFO")
+        production, fastapi = apps[0], apps[3]
+        production.start(workdir)
+        metadata = workdir / "metadata.json"
+        metadata.write_bytes(httpx.get(f"{production.url}/v1/metadata").content)
+        production.stop()
+        os.environ["BENCH_METADATA_FILE"] = str(metadata)
+        cold = cold_starts([production, fastapi], workdir, starts)
+        try:
+            for app in apps:
+                app.start(workdir)
+            for app in apps:  # warm-up: every code path once under load
+                for path in ENDPOINTS:
+                    wrk(app.url, path, max(1.0, seconds / 5))
+            measured: list[dict[str, dict[str, dict]]] = []
+            for _ in range(rounds):
+                measured.append(
+                    {app.name: {path: measure(app, path, seconds) for path in ENDPOINTS} for app in apps}
+                )
+            rss = {app.name: round(app.rss_mib(), 1) for app in apps}
+        finally:
+            for app in apps:
+                app.stop()
+        return {
+            "environment": environment(),
+            "settings": {"rounds": rounds, "seconds": seconds, "connections": CONNECTIONS},
+            "apps": {app.name: app.description for app in apps},
+            "medians": {
+                app: {
+                    path: {
+                        key: round(statistics.median(r[app][path][key] for r in measured), 2)
+                        for key in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "non_2xx")
+                    }
+                    for path in ENDPOINTS
+                }
+                for app in measured[0]
+            },
+            "ratios": {name: round(value, 3) for name, value in ratios(measured).items()},
+            "cold_start_seconds": {name: round(value, 3) for name, value in cold.items()},
+            "rss_mib_after_load": rss,
+            "copier": {key: round(value, 2) for key, value in copier_timings(workdir, copier_runs).items()},
+        }
+
+
+TARGETS = [
+    ("production/raw /health", ">=", 0.6),
+    ("production/raw /readyz", ">=", 0.6),
+    ("production/raw /v1/metadata", ">=", 0.6),
+    ("production/fastapi-access-log /v1/echo", ">=", 1.5),
+    ("production/fastapi /v1/echo", ">=", 1.2),
+    ("production/bare-litestar /v1/echo", ">=", 0.85),
+]
+
+
+def targets(results: dict) -> list[tuple[str, str, bool]]:
+    checks = [
+        (f"{name} {op} {limit}", f"{results['ratios'][name]:.2f}", results["ratios"][name] >= limit)
+        for name, op, limit in TARGETS
+    ]
+    cold, rss, copier = results["cold_start_seconds"], results["rss_mib_after_load"], results["copier"]
+    checks += [
+        ("cold start <= FastAPI's", f"{cold['production']:.2f} s vs {cold['fastapi']:.2f} s", cold["production"] <= cold["fastapi"]),
+        ("RSS after load <= 60 MiB", f"{rss['production']:.1f} MiB", rss["production"] <= 60),
+        ("copier copy < 2 s", f"{copier['copy_seconds']:.2f} s", copier["copy_seconds"] < 2),
+        ("copier update < 4 s", f"{copier['update_seconds']:.2f} s", copier["update_seconds"] < 4),
+    ]  # fmt: skip
+    return checks
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "| app | endpoint | req/s | p50 ms | p99 ms | server CPU µs/req |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for app, paths in results["medians"].items():
+        for path, sample in paths.items():
+            lines.append(
+                f"| {app} | `{path}` | {sample['rps']:,.0f} | {sample['p50_ms']:.2f} | {sample['p99_ms']:.2f} "
+                f"| {sample['cpu_us_per_request']:.0f} |"
+            )
+    lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets(results)]
+    environment_line = ", ".join(f"{key} {value}" for key, value in results["environment"].items())
+    settings = results["settings"]
+    lines += [
+        "",
+        f"Medians of {settings['rounds']} interleaved rounds of {settings['seconds']} s per app and endpoint. "
+        f"Cold start (median): {results['cold_start_seconds']}. RSS after load (MiB): {results['rss_mib_after_load']}.",
+        "",
+        f"Machine: {environment_line}.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(table: str) -> None:
+    doc = ROOT / "docs" / "performance.md"
+    text = doc.read_text()
+    start, end = "<!-- results:start -->\n", "<!-- results:end -->"
+    head, _, rest = text.partition(start)
+    _, _, tail = rest.partition(end)
+    doc.write_text(f"{head}{start}{table}{end}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--smoke", action="store_true", help="one short round: checks the harness only")
+    parser.add_argument(
+        "--update-docs", action="store_true", help="write the results into docs/performance.md"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("bench: needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
+        return 2
+    if args.smoke:
+        results = run(rounds=1, seconds=1.0, starts=1, copier_runs=1)
+    else:
+        results = run(rounds=args.rounds, seconds=args.seconds, starts=5, copier_runs=3)
+    table = markdown(results)
+    args.output.mkdir(parents=True, exist_ok=True)
+    (args.output / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.output / "latest.md").write_text(table)
+    print(table)
+    if args.update_docs:
+        update_docs(table)
+    return 0

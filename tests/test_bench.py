@@ -1,0 +1,41 @@
+"""The benchmark harness keeps working: a smoke run (a second per app and endpoint), not a timed test."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.run import ENDPOINTS
+from nexus_template.render import ROOT
+
+pytestmark = pytest.mark.xdist_group("bench")
+
+
+def test_bench_smoke_run_measures_every_app_and_endpoint(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        pytest.skip("the benchmark needs wrk and taskset (apt-get install wrk; .ci/run does)")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "latest.json").read_text())
+    assert list(results["medians"]) == list(results["apps"])
+    assert len(results["apps"]) == 5
+    for app, paths in results["medians"].items():
+        assert list(paths) == ENDPOINTS
+        for path, sample in paths.items():
+            assert sample["rps"] > 0, (app, path)
+            assert sample["non_2xx"] == 0, (app, path)  # every app answered every request with success
+    assert results["cold_start_seconds"]["production"] > 0
+    assert results["copier"]["copy_seconds"] > 0
+    assert "| target | measured | met |" in (tmp_path / "latest.md").read_text()
