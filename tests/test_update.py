@@ -336,10 +336,15 @@ def _previous_release() -> tuple[str, str] | None:
     return (match.group(2), match.group(1)) if match else None
 
 
-def _next_release() -> str:
+def _next_release(previous: str) -> str:
+    """The version the working tree is being prepared as: the top of CHANGELOG.md, or, when that one is
+    already released, the next patch after `previous`."""
     match = re.search(r"^## (v\d+\.\d+\.\d+)", (ROOT / "CHANGELOG.md").read_text(), re.MULTILINE)
     assert match, "CHANGELOG.md has no release section"
-    return match.group(1)
+    if match.group(1) != previous:
+        return match.group(1)
+    major, minor, patch = previous.removeprefix("v").split(".")
+    return f"v{major}.{minor}.{int(patch) + 1}"
 
 
 def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, monorepo: Path) -> None:
@@ -347,8 +352,7 @@ def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, mon
     if previous is None:
         pytest.skip("this clone has no release tag or release commit (shallow clone?)")
     tag, commit = previous
-    if tag == _next_release():
-        pytest.skip(f"{tag} is both the newest release and the top of CHANGELOG.md: nothing to update to yet")
+    upcoming = _next_release(tag)
     template = TemplateHistory(tmp_path / "template")
     template.path.mkdir()
     archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
@@ -362,7 +366,7 @@ def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, mon
     # the current working tree becomes the next release
     git(template.path, "rm", "-r", "--quiet", ".")
     copy_working_tree_files(template.path)
-    template.release(_next_release())
+    template.release(upcoming)
 
     result = update_service(service, run_tests=True)
 
@@ -372,7 +376,7 @@ def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, mon
     for path, content in kept.items():
         assert (service / path).read_text() == content
     after = answers(service)
-    assert after["_commit"] == _next_release()
+    assert after["_commit"] == upcoming
     if "memory_limit_mib" in before:  # the v0.2.0 migration: answer renamed and converted
         assert "memory_limit_mib" not in after
         assert after["memory_limit"] == f"{before['memory_limit_mib']}Mi"

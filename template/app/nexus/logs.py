@@ -1,15 +1,18 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """JSON lines on stdout: one access line per request, and every log record (uvicorn's included).
 
-The access line is encoded straight from a msgspec struct, without a LogRecord: per-request logging
-is on the hot path, and the stdlib machinery costs more than the request itself.
+Per-request logging is on the hot path, so the access line is encoded straight from a msgspec struct
+(no LogRecord), and lines are written by one LineWriter: one system call per event-loop iteration
+rather than one per line, in the order they were logged.
 """
 
-import io
+import asyncio
+import atexit
 import logging
 import sys
+import threading
 import time
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import msgspec
 
@@ -77,13 +80,65 @@ class AccessLine(msgspec.Struct):
     request_id: str
 
 
+class LineWriter:
+    """Collects lines and writes them in one call at the end of the current event-loop iteration
+    (at once outside a running loop, e.g. at start-up or from another thread)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._scheduled = False
+        self._lock = threading.Lock()
+        atexit.register(self.flush)
+
+    def write(self, line: bytes) -> None:
+        self._pending.append(line)
+        if self._scheduled:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()
+            return
+        self._scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self._lock:
+            self._scheduled = False
+            if not self._pending:
+                return
+            data = b"".join(self._pending)
+            self._pending.clear()
+            try:
+                self._stream.write(data)
+                self._stream.flush()
+            except (OSError, ValueError):  # stdout closed or gone: logs cannot stop the service
+                pass
+
+
+class JsonLinesHandler(logging.Handler):
+    """A logging handler that formats with JsonFormatter and writes through the LineWriter."""
+
+    def __init__(self, writer: LineWriter) -> None:
+        super().__init__()
+        self.writer = writer
+        self.setFormatter(JsonFormatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.write(self.format(record).encode() + b"\n")
+        except Exception:  # noqa: BLE001 - logging's own convention
+            self.handleError(record)
+
+
 class AccessLog:
     """Writes one JSON line per request when the access logger is enabled for INFO."""
 
-    __slots__ = ("enabled", "stream")
+    __slots__ = ("enabled", "writer")
 
-    def __init__(self, stream: TextIO, *, enabled: bool) -> None:
-        self.stream = stream
+    def __init__(self, writer: LineWriter, *, enabled: bool) -> None:
+        self.writer = writer
         self.enabled = enabled
 
     def write(self, method: str, path: str, status: int, started: float, request_id: str) -> None:
@@ -99,19 +154,31 @@ class AccessLog:
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
             request_id=request_id,
         )
-        self.stream.write(_encode(line).decode() + "\n")
+        self.writer.write(_encode(line) + b"\n")
+
+
+class _TextStream:
+    """Bytes written to a text stream (pytest's capture, a StringIO) without a binary buffer."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data.decode())
+
+    def flush(self) -> None:
+        self._stream.flush()
 
 
 def configure_logging(level: str, stream: TextIO | None = None) -> AccessLog:
     """Route every logger (uvicorn's and httpx's too) through one JSON handler; return the access log."""
-    if stream is None:
-        # one write per line, flushed at once: logs must reach the container runtime promptly
-        if isinstance(sys.stdout, io.TextIOWrapper):
-            sys.stdout.reconfigure(line_buffering=True)
-        stream = sys.stdout
-    handler = logging.StreamHandler(stream)
+    stream = stream or sys.stdout
+    binary = getattr(stream, "buffer", None)
+    if binary is not None:
+        stream.flush()  # what was printed before goes out first
+    writer = LineWriter(binary if binary is not None else _TextStream(stream))
+    handler = JsonLinesHandler(writer)
     handler.set_name("nexus-json")
-    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     for previous in [each for each in root.handlers if each.get_name() == "nexus-json"]:
         root.removeHandler(previous)
@@ -124,4 +191,4 @@ def configure_logging(level: str, stream: TextIO | None = None) -> AccessLog:
     # request lines come from AccessLog; httpx would log every backend call at INFO
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
-    return AccessLog(stream, enabled=logging.getLogger("nexus.access").isEnabledFor(logging.INFO))
+    return AccessLog(writer, enabled=logging.getLogger("nexus.access").isEnabledFor(logging.INFO))
