@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.nexus.context import NexusContext
-from app.nexus.correlation import HEADER, request_id_from_headers, request_id_var
+from app.nexus.correlation import HEADER, read_headers, request_id_var
 from app.nexus.errors import JSON, error_body
 from app.nexus.logs import AccessLog
 from app.nexus.probes import ProbeAnswer
@@ -82,12 +82,12 @@ class NexusASGI:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = request_id_from_headers(scope["headers"])
+        request_id, header_bytes = read_headers(scope["headers"])
         token = request_id_var.set(request_id)
         status = 500
         try:
             probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
-            if sum(len(name) + len(value) for name, value in scope["headers"]) > self.max_header_bytes:
+            if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
                 await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
@@ -123,7 +123,11 @@ class NexusASGI:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
-                message["headers"] = [*message.get("headers", ()), (HEADER, request_id)]
+                headers = message.setdefault("headers", [])
+                if isinstance(headers, list):
+                    headers.append((HEADER, request_id))
+                else:
+                    message["headers"] = [*headers, (HEADER, request_id)]
             await send(message)
 
         self.in_flight += 1

@@ -17,10 +17,14 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def request_id_from_headers(headers: list[tuple[bytes, bytes]]) -> str:
+def read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:
+    """(request id, total header bytes) in one pass: the incoming id when valid, else a fresh one."""
+    size = 0
+    incoming = None
     for name, value in headers:
+        size += len(name) + len(value)
         if name == HEADER:
-            if _VALID.fullmatch(value):
-                return value.decode("ascii")
-            break
-    return secrets.token_hex(16)
+            incoming = value
+    if incoming is not None and _VALID.fullmatch(incoming):
+        return incoming.decode("ascii"), size
+    return secrets.token_hex(16), size

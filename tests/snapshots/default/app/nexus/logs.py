@@ -3,7 +3,7 @@
 
 Per-request logging is on the hot path, so the access line is encoded straight from a msgspec struct
 (no LogRecord), and lines are written by one LineWriter: one system call per event-loop iteration
-rather than one per line, in the order they were logged.
+rather than one per line (within 50 ms; warnings and errors at once), in the order they were logged.
 """
 
 import asyncio
@@ -28,20 +28,24 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 
 
 class _Clock:
-    """ISO-8601 UTC timestamps with milliseconds; the seconds part is formatted once per second."""
+    """ISO-8601 UTC timestamps with milliseconds, formatted at most once per millisecond."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_millisecond", "_second", "_seconds_text", "_text")
 
     def __init__(self) -> None:
-        self._second = -1
-        self._prefix = ""
+        self._second = self._millisecond = -1
+        self._seconds_text = self._text = ""
 
     def __call__(self, now: float) -> str:
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+        millisecond = int(now * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            second = millisecond // 1000
+            if second != self._second:
+                self._second = second
+                self._seconds_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._text = f"{self._seconds_text}.{millisecond % 1000:03d}Z"
+        return self._text
 
 
 timestamp = _Clock()
@@ -81,31 +85,38 @@ class AccessLine(msgspec.Struct):
 
 
 class LineWriter:
-    """Collects lines and writes them in one call at the end of the current event-loop iteration
-    (at once outside a running loop, e.g. at start-up or from another thread)."""
+    """Collects lines and writes them in batches: within FLUSH_SECONDS for routine lines (access lines),
+    at the end of the current event-loop iteration for urgent ones (warnings and errors), and at once
+    outside a running loop (start-up, other threads, exit)."""
+
+    FLUSH_SECONDS = 0.05
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._pending: list[bytes] = []
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._lock = threading.Lock()
         atexit.register(self.flush)
 
-    def write(self, line: bytes) -> None:
+    def write(self, line: bytes, *, urgent: bool = False) -> None:
         self._pending.append(line)
-        if self._scheduled:
+        if self._timer is not None and not urgent:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             self.flush()
             return
-        self._scheduled = True
-        loop.call_soon(self.flush)
+        if urgent:
+            loop.call_soon(self.flush)
+        else:
+            self._timer = loop.call_later(self.FLUSH_SECONDS, self.flush)
 
     def flush(self) -> None:
         with self._lock:
-            self._scheduled = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             if not self._pending:
                 return
             data = b"".join(self._pending)
@@ -127,7 +138,7 @@ class JsonLinesHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.writer.write(self.format(record).encode() + b"\n")
+            self.writer.write(self.format(record).encode() + b"\n", urgent=record.levelno >= logging.WARNING)
         except Exception:  # noqa: BLE001 - logging's own convention
             self.handleError(record)
 
