@@ -44,3 +44,16 @@ def test_published_metadata_schema_is_what_the_code_produces(rendered, name: str
     assert result.stdout == (ROOT / "docs" / "metadata.schema.json").read_text(), (
         "refresh docs/metadata.schema.json with `python -m app.nexus metadata-schema` in a rendered service"
     )
+
+
+def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> None:
+    """Each variable of a service with GPUs or registration is explained in docs/ (not only in its README)."""
+    docs = "\n".join(path.read_text() for path in (ROOT / "docs").glob("*.md"))
+    for name in ("gpu", "registry"):
+        variables = re.findall(
+            r"^([A-Z][A-Z0-9_]*)=", (rendered(name) / ".env.example").read_text(), re.MULTILINE
+        )
+        missing = [
+            variable for variable in variables if variable != "EXAMPLE_PREFIX" and f"`{variable}`" not in docs
+        ]
+        assert not missing, f"docs/ never mentions {missing}"

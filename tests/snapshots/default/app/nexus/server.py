@@ -8,6 +8,7 @@ A second signal exits at once.
 """
 
 import asyncio
+import contextvars
 import logging
 import socket
 import time
@@ -34,8 +35,10 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's handler: that one re-raises the signal after shutdown, so the exit status
         # would be 143 instead of 0.
+        # the handler interrupts whatever runs, a request included: log outside its context (no request id)
+        log = contextvars.Context().run
         if self.drain_deadline is not None:
-            logger.warning("second signal %s: exiting now", sig)
+            log(logger.warning, "second signal %s: exiting now", sig)
             self.should_exit = True
             self.force_exit = True
             return
@@ -44,7 +47,7 @@ class DrainingServer(uvicorn.Server):
         if self.loop is not None:
             self.loop.call_soon_threadsafe(context.begin_drain)
         self.drain_deadline = time.monotonic() + self.nexus.context.settings.drain_seconds
-        logger.info("signal %s: draining for %gs", sig, context.settings.drain_seconds)
+        log(logger.info, "signal %s: draining for %gs", sig, context.settings.drain_seconds)
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:
