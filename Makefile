@@ -35,6 +35,10 @@ demo: setup
 snapshots: setup
 	$(PYTHON) -m tests.snapshots
 
+# The benchmark (about 10 minutes; needs wrk): results in bench/results/, BENCH_ARGS=--update-docs to publish
+bench: setup
+	$(PYTHON) -m bench $(BENCH_ARGS)
+
 # A long property-based fuzz run (make test runs a bounded one); FUZZ_ARGS go to schemathesis run.
 fuzz: setup
 	$(PYTHON) -m nexus_template.fuzz $(FUZZ_ARGS)
