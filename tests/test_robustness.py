@@ -111,11 +111,12 @@ def test_saturation_answers_503_at_once_while_probes_keep_answering(live) -> Non
         error = openai_error(rejected, 503)
         assert error["code"] == "overloaded"
         assert rejected.headers["retry-after"] == "1"
-        assert answer_ms < 200, f"overload answer took {answer_ms:.0f} ms"
+        # "at once": well before the in-flight requests end (2 s); generous for a loaded CI machine
+        assert answer_ms < 1000, f"overload answer took {answer_ms:.0f} ms"
         for path in ("/health", "/readyz", "/v1/metadata", "/v1/models"):
             probe_started = time.monotonic()
             assert httpx.get(f"{service.url}{path}").status_code == 200, path
-            assert time.monotonic() - probe_started < 0.2, path
+            assert time.monotonic() - probe_started < 1.0, path
         assert [future.result().status_code for future in slow] == [200, 200]
     time.sleep(0.1)
     [line] = [line for line in service.log().splitlines() if '"status":503' in line]
@@ -134,7 +135,7 @@ def test_readyz_with_a_hanging_backend_stays_within_its_budget(live) -> None:
         started = time.monotonic()
         with ThreadPoolExecutor(4) as pool:
             answers = list(pool.map(lambda _: httpx.get(f"{service.url}/readyz", timeout=5), range(4)))
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 2.5  # the budget (0.5 s), not the client's 30 s timeout
         for answer in answers:
             assert answer.status_code == 503
             assert answer.json()["checks"]["backend:responseTime"][0]["output"] == "timed out after 0.5s"
