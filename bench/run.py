@@ -28,7 +28,7 @@ from pathlib import Path
 
 import httpx
 
-from nexus_template.live import free_port
+from nexus_template.live import free_port, wait_for_health
 from nexus_template.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, load_answers, render
 
 BENCH = Path(__file__).resolve().parent
@@ -67,14 +67,13 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return time.perf_counter() - started
-            except httpx.TransportError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited:\n{self.log.read_text()[-2000:]}") from None
-                time.sleep(0.005)
+        wait_for_health(
+            f"{self.url}/health",
+            died=lambda: self.process.poll() is not None,
+            details=lambda: self.log.read_text()[-2000:],
+            interval=0.005,
+        )
+        return time.perf_counter() - started
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,28 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_health(
+    url: str,
+    *,
+    died: Callable[[], bool] = lambda: False,
+    details: Callable[[], str] = lambda: "",
+    timeout: float = 30,
+    interval: float = 0.05,
+) -> httpx.Response:
+    """Poll GET `url` until something answers; RuntimeError (with `details()`) when the server died first
+    or nothing answered within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            if died():
+                raise RuntimeError(f"the server exited before answering {url}:\n{details()}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no answer from {url} within {timeout}s:\n{details()}") from None
+            time.sleep(interval)
+
+
 class LiveService:
     def __init__(self, service: Path, log_dir: Path, **environment: str) -> None:
         self.port = free_port()
@@ -30,18 +53,10 @@ class LiveService:
             self.process = subprocess.Popen(
                 [PYTHON, "-m", "app"], cwd=service, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        self._wait_healthy()
-
-    def _wait_healthy(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"exited with {self.process.returncode}:\n{self.log()}"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError(f"no /health within {timeout}s:\n{self.log()}")
+        health = wait_for_health(
+            f"{self.url}/health", died=lambda: self.process.poll() is not None, details=self.log
+        )
+        assert health.status_code == 200, health.text
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

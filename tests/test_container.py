@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+
+from nexus_template.live import free_port, wait_for_health
 
 pytestmark = pytest.mark.xdist_group("container")
 
@@ -37,24 +37,8 @@ def engine() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def wait_for_health(url: str, logs: Callable[[], str], timeout: float = 60) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, logs()
-            time.sleep(0.2)
 
 
 def stop_with_sigterm(tool: str, name: str) -> dict[str, float | int]:
@@ -96,7 +80,12 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered) -> No
             "-e", f"SERVICE_PORT={port}", "-e", "SERVICE_HOST=127.0.0.1", "-e", "DRAIN_SECONDS=1", tag,
         )  # fmt: skip
         assert container.returncode == 0, container.stderr
-        health = wait_for_health(f"http://127.0.0.1:{port}/health", lambda: run(tool, "logs", name).stdout)
+        health = wait_for_health(
+            f"http://127.0.0.1:{port}/health",
+            details=lambda: run(tool, "logs", name).stdout,
+            timeout=60,
+            interval=0.2,
+        )
         assert health.json() == {"status": "pass"}
         metadata = httpx.get(f"http://127.0.0.1:{port}/v1/metadata").json()
         assert metadata["build"]["git_sha"] == "0123abc"

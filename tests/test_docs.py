@@ -31,6 +31,17 @@ def test_every_question_is_documented_with_its_type() -> None:
         assert rows[name][0] == spec["type"], name
 
 
+def test_documented_defaults_are_copier_yml_defaults() -> None:
+    """The default column of docs/answers.md, for every question whose default is a plain value."""
+    rows = documented_rows("answers.md")
+    for name, spec in questions().items():
+        default = spec.get("default")
+        if default is None or "{{" in str(default):
+            continue  # required, or derived (described in words)
+        text = str(default).lower() if isinstance(default, bool) else str(default)
+        assert f"`{text}`" in rows[name][1], f"docs/answers.md: default of {name} is not `{text}`"
+
+
 def test_readme_lists_every_question() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [name for name in questions() if f"`{name}`" not in readme]

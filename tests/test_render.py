@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 
 import httpx
 import pytest
 
+from nexus_template.live import wait_for_health
 from nexus_template.render import PYTHON, answer_sets, load_answers, run_python
 
 TEMPLATE_OWNED_PYTHON = "# Managed by nexus-template: `copier update` replaces this file."
@@ -96,15 +96,11 @@ def test_live_boot_on_the_chosen_port(rendered, name: str) -> None:
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                health = httpx.get(f"{base}/health", timeout=2)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read().decode()
-                assert time.monotonic() < deadline, "no answer on the chosen port"
-                time.sleep(0.1)
+        health = wait_for_health(
+            f"{base}/health",
+            died=lambda: process.poll() is not None,
+            details=lambda: process.stdout.read().decode(),
+        )
         assert health.json() == {"status": "pass"}
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 200

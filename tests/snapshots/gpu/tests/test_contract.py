@@ -23,10 +23,9 @@ from app.nexus import CheckResult, ServiceSpec, identity
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, variable_names
 from app.nexus.factory import create_app
 from app.nexus.metadata import Metadata
+from app.nexus.readiness import HEALTH_JSON
 from app.service import service
 from tests.conftest import QUIET, ROOT, free_port
-
-HEALTH_JSON = "application/health+json"
 
 
 def assert_openai_error(response, status: int) -> dict:
