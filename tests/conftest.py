@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from nexus_template.render import copy_working_tree, load_answers, render
+from tests.histories import TemplateHistory, new_history, new_monorepo
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +28,15 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory):
         return cache[name]
 
     return get
+
+
+@pytest.fixture
+def history(tmp_path: Path) -> TemplateHistory:
+    """A template repository released as v1.0.0 (tests/histories.py)."""
+    return new_history(tmp_path / "template")
+
+
+@pytest.fixture
+def monorepo(tmp_path: Path) -> Path:
+    """An empty platform monorepo in git; services go to services/<name>/."""
+    return new_monorepo(tmp_path / "platform")

@@ -12,76 +12,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from nexus_template.cli import main as cli
-from nexus_template.render import ROOT, copy_working_tree, copy_working_tree_files, git, render, run_python
+from nexus_template.render import ROOT, copy_working_tree_files, git, run_python
 from nexus_template.update import find_conflicts, update_service
+from tests.histories import TemplateHistory, answers, commit_all, generate
 
 pytestmark = pytest.mark.xdist_group("update")
-
-
-class TemplateHistory:
-    """A template git repository whose versions are tags."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, relative: str, text: str) -> None:
-        (self.path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (self.path / relative).write_text(text)
-
-    def append(self, relative: str, text: str) -> None:
-        self.write(relative, (self.path / relative).read_text() + text)
-
-    def replace(self, relative: str, old: str, new: str) -> None:
-        content = (self.path / relative).read_text()
-        assert old in content, f"{old!r} not in {relative}"
-        self.write(relative, content.replace(old, new, 1))
-
-    def remove(self, relative: str) -> None:
-        git(self.path, "rm", "--quiet", relative)
-
-    def release(self, version: str) -> str:
-        git(self.path, "add", "--all")
-        git(self.path, "commit", "--quiet", "--allow-empty", "--message", f"Release {version}")
-        git(self.path, "tag", version)
-        return version
-
-
-@pytest.fixture
-def history(tmp_path: Path) -> TemplateHistory:
-    template = TemplateHistory(copy_working_tree(tmp_path / "template"))
-    template.write(
-        "template/app/nexus/legacy.py", "# Managed by nexus-template: `copier update` replaces this file.\n"
-    )
-    template.release("v1.0.0")
-    return template
-
-
-@pytest.fixture
-def monorepo(tmp_path: Path) -> Path:
-    repo = tmp_path / "platform"
-    repo.mkdir()
-    git(repo, "init", "--quiet", "--initial-branch=main")
-    git(repo, "config", "user.name", "Service Author")
-    git(repo, "config", "user.email", "author@nexus.invalid")
-    (repo / "README.md").write_text("# the platform monorepo\n")
-    commit_all(repo, "monorepo")
-    return repo
-
-
-def commit_all(repo: Path, message: str) -> None:
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "--message", message)
-
-
-def generate(template: Path, monorepo: Path, name: str, vcs_ref: str, **answers: object) -> Path:
-    service = render(
-        template, monorepo / "services" / name, {"service_name": name, **answers}, vcs_ref=vcs_ref
-    )
-    commit_all(monorepo, f"add {name}")
-    return service
 
 
 PLATFORM_DOCSTRING = (
@@ -171,10 +108,6 @@ def change_template(template: TemplateHistory) -> None:
     template.replace(
         "template/.env.example.jinja", "# --- Logging ---", "# --- Logging (changed in v1.1.0) ---"
     )
-
-
-def answers(service: Path) -> dict:
-    return yaml.safe_load((service / ".copier-answers.yml").read_text())
 
 
 def assert_tests_pass(service: Path) -> None:

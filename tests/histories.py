@@ -1,0 +1,78 @@
+"""Real template histories and a monorepo of services, for update stories (the pattern of copier's
+tests/test_updatediff.py). The `history` and `monorepo` fixtures live in tests/conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from nexus_template.render import copy_working_tree, git, render
+
+__all__ = ["TemplateHistory", "answers", "commit_all", "generate", "new_history", "new_monorepo"]
+
+
+class TemplateHistory:
+    """A template git repository whose versions are tags."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, relative: str, text: str) -> None:
+        (self.path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (self.path / relative).write_text(text)
+
+    def append(self, relative: str, text: str) -> None:
+        self.write(relative, (self.path / relative).read_text() + text)
+
+    def replace(self, relative: str, old: str, new: str) -> None:
+        content = (self.path / relative).read_text()
+        assert old in content, f"{old!r} not in {relative}"
+        self.write(relative, content.replace(old, new, 1))
+
+    def remove(self, relative: str) -> None:
+        git(self.path, "rm", "--quiet", relative)
+
+    def release(self, version: str) -> str:
+        git(self.path, "add", "--all")
+        git(self.path, "commit", "--quiet", "--allow-empty", "--message", f"Release {version}")
+        git(self.path, "tag", version)
+        return version
+
+
+def new_history(folder: Path) -> TemplateHistory:
+    """The working tree as release v1.0.0, plus a template-owned file a later release can remove."""
+    template = TemplateHistory(copy_working_tree(folder))
+    template.write(
+        "template/app/nexus/legacy.py", "# Managed by nexus-template: `copier update` replaces this file.\n"
+    )
+    template.release("v1.0.0")
+    return template
+
+
+def new_monorepo(folder: Path) -> Path:
+    """A git repository for services/<name>/, with one commit."""
+    folder.mkdir()
+    git(folder, "init", "--quiet", "--initial-branch=main")
+    git(folder, "config", "user.name", "Service Author")
+    git(folder, "config", "user.email", "author@nexus.invalid")
+    (folder / "README.md").write_text("# the platform monorepo\n")
+    commit_all(folder, "monorepo")
+    return folder
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", message)
+
+
+def generate(template: Path, monorepo: Path, name: str, vcs_ref: str, **answers: object) -> Path:
+    service = render(
+        template, monorepo / "services" / name, {"service_name": name, **answers}, vcs_ref=vcs_ref
+    )
+    commit_all(monorepo, f"add {name}")
+    return service
+
+
+def answers(service: Path) -> dict:
+    return yaml.safe_load((service / ".copier-answers.yml").read_text())
