@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
 from nexus_template.registry import DEFAULT_PREFIX, list_services
-from nexus_template.update import table, update_all, update_service
+from nexus_template.updating import abort_update, report_json, table, update_all, update_service
 
 
 def _data(items: list[str]) -> dict[str, str]:
@@ -36,21 +37,47 @@ def _print_services(etcd: str, prefix: str, *, as_json: bool) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nexus-template", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def _add_update_commands(commands: argparse._SubParsersAction) -> None:
     one = commands.add_parser("update", help="update one service (default: the current folder)")
     one.add_argument("service", nargs="?", default=".", type=Path)
     one.add_argument("--data", action="append", default=[], metavar="NAME=VALUE", help="change an answer")
-
+    one.add_argument(
+        "--abort",
+        action="store_true",
+        help="back out: put the service folder back to its last commit (before the update)",
+    )
     fleet = commands.add_parser("update-all", help="update every service found under FOLDER, one at a time")
     fleet.add_argument("folder", type=Path)
     fleet.add_argument("--commit", action="store_true", help="commit each clean update on its own")
-
     for command in (one, fleet):
         command.add_argument("--vcs-ref", help="template version (tag or commit); default: the newest tag")
-        command.add_argument("--test", action="store_true", help="run each service's tests after its update")
+        command.add_argument(
+            "--plan", action="store_true", help="report what an update would do; write nothing"
+        )
+        command.add_argument(
+            "--test",
+            action="store_true",
+            help="run each updated service's tests in an environment built from its updated requirements",
+        )
+        command.add_argument(
+            "--pytest-args",
+            default="",
+            metavar="ARGS",
+            help='arguments for pytest with --test, e.g. "-x -k api"',
+        )
+        command.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def _abort(service: Path) -> int:
+    undone = abort_update(service)
+    print(f"{service}: back to its last commit" + (f"; undone: {', '.join(undone)}" if undone else ""))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nexus-template", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_update_commands(commands)
 
     services = commands.add_parser("services", help="list the services registered in etcd")
     services.add_argument("--etcd", required=True, help="etcd endpoint, e.g. http://etcd:2379")
@@ -60,20 +87,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "services":
         return _print_services(args.etcd, args.prefix, as_json=args.json)
+    options = {
+        "vcs_ref": args.vcs_ref,
+        "run_tests": args.test,
+        "pytest_args": shlex.split(args.pytest_args),
+        "plan": args.plan,
+    }
     if args.command == "update":
-        results = [
-            update_service(args.service, vcs_ref=args.vcs_ref, data=_data(args.data), run_tests=args.test)
-        ]
+        if args.abort:
+            return _abort(args.service)
+        results = [update_service(args.service, data=_data(args.data), **options)]
         root = args.service.resolve().parent
     else:
         if not args.folder.is_dir():
             parser.error(f"{args.folder} is not a folder")
-        results = update_all(args.folder, vcs_ref=args.vcs_ref, run_tests=args.test, commit=args.commit)
+        results = update_all(args.folder, commit=args.commit, **options)
         root = args.folder.resolve()
         if not results:
             print(f"no services of this template under {args.folder}", file=sys.stderr)
             return 1
-    print(table(results, root))
+    print(report_json(results, root) if args.json else table(results, root))
     failed = [result for result in results if result.failed]
     if failed:
         print(f"\n{len(failed)} of {len(results)} service(s) need attention.", file=sys.stderr)

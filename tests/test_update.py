@@ -15,7 +15,7 @@ import pytest
 
 from nexus_template.cli import main as cli
 from nexus_template.render import ROOT, copy_working_tree_files, git, run_python
-from nexus_template.update import find_conflicts, update_service
+from nexus_template.updating import update_service
 from tests.histories import TemplateHistory, answers, commit_all, generate
 
 pytestmark = pytest.mark.xdist_group("update")
@@ -97,7 +97,7 @@ def change_template(template: TemplateHistory) -> None:
         "# Managed by nexus-template: `copier update` replaces this file.\nADDED = True\n",
     )
     template.remove("template/app/nexus/legacy.py")
-    template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.2")
+    template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.1\nidna==3.10")
     template.append("copier.yml", "\nnew_question:\n  type: str\n  help: Added in v1.1.0\n  default: fresh\n")
     template.append("template/app/nexus/identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
     template.replace(
@@ -142,7 +142,7 @@ def test_update_keeps_every_service_edit_and_brings_every_template_change(
     assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/checks.py").read_text()
     assert (service / "app/nexus/added.py").is_file()
     assert not (service / "app/nexus/legacy.py").exists()
-    assert "httpx==0.28.2\n" in (service / "requirements.txt").read_text()
+    assert "idna==3.10\n" in (service / "requirements.txt").read_text()
     assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/identity.py").read_text()
     assert answers(service)["_commit"] == "v1.1.0"
     assert answers(service)["new_question"] == "fresh"
@@ -164,10 +164,9 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
     )
     history.release("v1.1.0")
 
-    exit_code = cli(["update", str(service)])
+    result = update_service(service)
 
-    assert exit_code == 1
-    assert find_conflicts(service) == ["app/nexus/checks.py"]
+    assert (result.status, result.conflicts) == ("conflict", ["app/nexus/checks.py"])
     text = checks.read_text()
     assert re.search(r"^<<<<<<< ", text, re.MULTILINE)
     assert "tuned for our Ollama backend" in text  # the service's edit is kept, between the markers
@@ -244,7 +243,7 @@ def test_fleet_update_reports_every_service(
         for line in out.splitlines()[2:]
     }
     assert set(rows) == {"alpha", "beta", "gamma"}
-    assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok"], captured.err
+    assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok (committed)"], captured.err
     assert rows["beta"][3] == "app/nexus/checks.py"
     assert rows["beta"][5].startswith("conflict")
     assert rows["gamma"][5].startswith("skipped: uncommitted changes")

@@ -1,0 +1,79 @@
+"""Every service under a folder, one at a time: each outcome reported, each clean update its own commit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from nexus_template.updating._answers import ANSWERS_FILE, read_answers
+from nexus_template.updating._git import changed_paths, git
+from nexus_template.updating._result import UpdateResult
+from nexus_template.updating._service import update_service
+
+__all__ = ["abort_update", "commit_update", "find_services", "update_all"]
+
+_NOT_SERVICES = {".git", ".venv", "node_modules"}
+
+
+def find_services(folder: Path) -> list[Path]:
+    """Folders under `folder` holding an answers file of this template (it records `service_name`)."""
+    services = []
+    for answers in sorted(folder.resolve().rglob(ANSWERS_FILE)):
+        if _NOT_SERVICES & set(answers.parts):
+            continue
+        data = read_answers(answers.read_bytes())
+        if "service_name" in data and "_src_path" in data:
+            services.append(answers.parent)
+    return services
+
+
+def commit_update(result: UpdateResult) -> None:
+    """Commit one clean update on its own (only the service folder), so it can be reviewed and reverted alone."""
+    git(result.service, "add", "--all", "--", ".")
+    git(
+        result.service,
+        "commit",
+        "--quiet",
+        "--no-verify",
+        "--only",
+        "-m",
+        f"{result.service.name}: update nexus-template {result.before} → {result.after}",
+        "--",
+        ".",
+    )
+    result.committed = True
+
+
+def abort_update(service: Path) -> list[str]:
+    """Put the service folder back to its last commit (the state before an update); return what was undone."""
+    undone = changed_paths(service)
+    git(service, "restore", "--source=HEAD", "--staged", "--worktree", "--", ".")
+    git(service, "clean", "-fdq", "--", ".")
+    return undone
+
+
+def update_all(
+    folder: Path,
+    *,
+    vcs_ref: str | None = None,
+    run_tests: bool = False,
+    pytest_args: list[str] | None = None,
+    commit: bool = False,
+    plan: bool = False,
+    progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> list[UpdateResult]:
+    results = []
+    for service in find_services(folder):
+        progress(f"{'planning' if plan else 'updating'} {os.path.relpath(service, folder.resolve())} ...")
+        try:
+            result = update_service(
+                service, vcs_ref=vcs_ref, run_tests=run_tests, pytest_args=pytest_args, plan=plan
+            )
+        except Exception as error:  # noqa: BLE001 -- one service's surprise must not stop the fleet
+            result = UpdateResult(service, status="failed", detail=f"{type(error).__name__}: {error}")
+        if commit and not plan and not result.failed and result.files:
+            commit_update(result)
+        results.append(result)
+    return results

@@ -1,0 +1,89 @@
+"""`--test`: the service's tests in a virtual environment built from its updated requirements.
+
+Environments are cached by the hash of the requirement files (and the Python used), so a fleet whose
+services share requirements builds one, and a second run builds none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from nexus_template.updating._deps import ENTRY_FILE, requirement_files
+
+__all__ = ["cache_folder", "run_tests"]
+
+_TEST_TIMEOUT_S = 1800
+
+
+def cache_folder() -> Path:
+    if os.environ.get("NEXUS_TEMPLATE_CACHE"):
+        return Path(os.environ["NEXUS_TEMPLATE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nexus-template"
+
+
+def _python_for(version: str | None) -> str:
+    """The service's Python (`python3.12`) when this machine has it, else the one running this tool."""
+    return (version and shutil.which(f"python{version}")) or sys.executable
+
+
+def _environment(service: Path, python_version: str | None) -> tuple[Path | None, str]:
+    """(the environment's python, "") or (None, why it could not be built)."""
+    python = _python_for(python_version)
+    digest = hashlib.sha256(python.encode())
+    for name in requirement_files(service):
+        digest.update(name.encode() + b"\0" + (service / name).read_bytes() + b"\0")
+    venv = cache_folder() / "venvs" / digest.hexdigest()[:16]
+    if (venv / "complete").is_file():
+        return venv / "bin" / "python", ""
+    building = venv.with_name(f"{venv.name}.{os.getpid()}")
+    shutil.rmtree(building, ignore_errors=True)
+    subprocess.run([python, "-m", "venv", str(building)], check=True, capture_output=True)
+    install = subprocess.run(
+        [
+            str(building / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            ENTRY_FILE,
+        ],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if install.returncode != 0:
+        shutil.rmtree(building, ignore_errors=True)
+        errors = [line for line in install.stderr.splitlines() if line.startswith("ERROR")]
+        return None, f"pip install -r {ENTRY_FILE} fails: " + " ".join(errors[-3:] or ["(no message)"])
+    (building / "complete").write_text("")
+    shutil.rmtree(venv, ignore_errors=True)
+    building.rename(venv)
+    return venv / "bin" / "python", ""
+
+
+def run_tests(service: Path, python_version: str | None, pytest_args: list[str]) -> tuple[str, str]:
+    """("passed" | "failed", what went wrong) after running the service's tests in its environment."""
+    python, problem = _environment(service, python_version)
+    if python is None:
+        return "failed", problem
+    result = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        timeout=_TEST_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode == 0:
+        return "passed", ""
+    print(f"tests of {service.name} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}", file=sys.stderr)
+    summary = (result.stdout.strip().splitlines() or ["pytest failed"])[-1]
+    return "failed", f"its tests fail after the update ({summary})"
