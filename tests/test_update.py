@@ -243,7 +243,9 @@ def test_fleet_update_reports_every_service(
         for line in out.splitlines()[2:]
     }
     assert set(rows) == {"alpha", "beta", "gamma"}
-    assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok (committed)"], captured.err
+    assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok (committed)"], (
+        captured.err
+    )
     assert rows["beta"][3] == "app/nexus/checks.py"
     assert rows["beta"][5].startswith("conflict")
     assert rows["gamma"][5].startswith("skipped: uncommitted changes")
