@@ -9,7 +9,16 @@ import yaml
 
 from nexus_template.render import copy_working_tree, git, render
 
-__all__ = ["TemplateHistory", "answers", "commit_all", "generate", "new_history", "new_monorepo"]
+__all__ = [
+    "TemplateHistory",
+    "answers",
+    "append_line",
+    "commit_all",
+    "generate",
+    "new_history",
+    "new_monorepo",
+    "status",
+]
 
 
 class TemplateHistory:
@@ -32,6 +41,10 @@ class TemplateHistory:
 
     def remove(self, relative: str) -> None:
         git(self.path, "rm", "--quiet", relative)
+
+    def rename(self, relative: str, new: str) -> None:
+        (self.path / new).parent.mkdir(parents=True, exist_ok=True)
+        git(self.path, "mv", relative, new)
 
     def release(self, version: str) -> str:
         git(self.path, "add", "--all")
@@ -76,3 +89,13 @@ def generate(template: Path, monorepo: Path, name: str, vcs_ref: str, **answers:
 
 def answers(service: Path) -> dict:
     return yaml.safe_load((service / ".copier-answers.yml").read_text())
+
+
+def append_line(path: Path, line: str) -> None:
+    """A service author's edit: one line added at the end of a file."""
+    path.write_text(path.read_text() + line + "\n")
+
+
+def status(repo: Path) -> list[str]:
+    """`git status --porcelain` lines (untracked files listed one by one)."""
+    return git(repo, "status", "--porcelain", "--untracked-files=all").stdout.splitlines()
