@@ -46,9 +46,8 @@ CPU_RANGE = (0.1, 256.0)
 MAX_CAPABILITIES = 32
 MAX_DESCRIPTION = 200
 
-# The CUDA runtime image used when `gpu` is on. It has no Python 3.11+; the Dockerfile installs the
-# requested Python (python_version) into it.
-CUDA_RUNTIME_IMAGE = "nvidia/cuda:12.8.1-runtime-ubuntu24.04"
+# A derived answer left to follow its sources (extensions/context.py resolves it).
+AUTO = "auto"
 
 # service-name keyword -> capabilities it most likely offers (OpenAI route names)
 _CAPABILITY_HINTS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
@@ -127,6 +126,8 @@ def gpu_count_error(value: Any) -> str:
 
 
 def memory_limit_error(value: Any) -> str:
+    if value == AUTO:
+        return ""
     low, high = MEMORY_MIB_RANGE
     match = MEMORY_RE.fullmatch(str(value))
     if not match or not (low <= int(match.group(1)) * _MIB_PER_UNIT[match.group(2)] <= high):
@@ -140,6 +141,8 @@ def compose_memory(quantity: str) -> str:
 
 
 def cpu_limit_error(value: Any) -> str:
+    if value == AUTO:
+        return ""
     low, high = CPU_RANGE
     text = str(value)
     if not CPU_RE.fullmatch(text) or not (low <= float(text) <= high):
@@ -148,6 +151,8 @@ def cpu_limit_error(value: Any) -> str:
 
 
 def image_reference_error(value: Any) -> str:
+    if value == AUTO:
+        return ""
     if not isinstance(value, str) or len(value) > 255 or not IMAGE_REFERENCE_RE.fullmatch(value):
         return (
             "must be an image reference such as python:3.11-slim or "
@@ -169,10 +174,6 @@ def suggested_capabilities(service_name: Any) -> list[str]:
     return found
 
 
-def default_base_image(gpu: Any, python_version: Any) -> str:
-    return CUDA_RUNTIME_IMAGE if gpu else f"python:{python_version}-slim"
-
-
 FILTERS: dict[str, Callable[..., Any]] = {
     function.__name__: function
     for function in (
@@ -189,7 +190,6 @@ FILTERS: dict[str, Callable[..., Any]] = {
         image_reference_error,
         default_description,
         suggested_capabilities,
-        default_base_image,
     )
 }
 

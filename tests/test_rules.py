@@ -56,9 +56,21 @@ def test_suggested_capabilities(name: str, expected: list[str]) -> None:
     assert rules.capabilities_error(expected) == ""
 
 
-def test_default_base_image_follows_gpu_and_python() -> None:
-    assert rules.default_base_image(False, "3.12") == "python:3.12-slim"
-    assert rules.default_base_image(True, "3.12") == rules.CUDA_RUNTIME_IMAGE
+def test_derived_answers_follow_gpu_and_python() -> None:
+    context = _load("context")
+    assert context.derived_answers(False, "3.12") == {
+        "base_image": "python:3.12-slim",
+        "cpu_limit": "1",
+        "memory_limit": "512Mi",
+    }
+    assert context.derived_answers(True, "3.12") == {
+        "base_image": context.CUDA_RUNTIME_IMAGE,
+        "cpu_limit": "4",
+        "memory_limit": "16Gi",
+    }
+    # `auto` (copier.yml's default for each) passes their rules
+    assert rules.image_reference_error("auto") == rules.cpu_limit_error("auto") == ""
+    assert rules.memory_limit_error("auto") == ""
 
 
 def test_derived_names_are_computed_once() -> None:
