@@ -311,9 +311,10 @@ def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, mon
         assert (service / path).read_text() == content
     after = answers(service)
     assert after["_commit"] == upcoming
-    if "memory_limit_mib" in before:  # the v0.2.0 migration: answer renamed and converted
+    if "memory_limit_mib" in before:  # the v0.2.0 migration: answer renamed, and derived answers follow
         assert "memory_limit_mib" not in after
-        assert after["memory_limit"] == f"{before['memory_limit_mib']}Mi"
+        assert after["memory_limit"] == "auto"
+    assert (after["base_image"], after["cpu_limit"]) == ("auto", "auto")
 
 
 def test_the_cli_refuses_bad_data() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from nexus_template.cli import main as cli
 from nexus_template.render import git, run_python, update
+from nexus_template.updating import UpdateResult, table
 from tests.histories import TemplateHistory, answers, append_line, commit_all, generate, status
 
 pytestmark = pytest.mark.xdist_group("update")
@@ -47,7 +48,7 @@ def release_conflicting_change(history: TemplateHistory, version: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("edited", "change", "renamed_to"),
+    "story",  # (the file the service edits, the release's change, the file's new name)
     [
         (
             "docker-compose.greeter.yml",
@@ -71,10 +72,9 @@ def test_an_edited_file_the_release_renames_or_removes_is_kept_and_named(
     history: TemplateHistory,
     monorepo: Path,
     capsys: pytest.CaptureFixture[str],
-    edited: str,
-    change,
-    renamed_to: str | None,
+    story: tuple,
 ) -> None:
+    edited, change, renamed_to = story
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     append_line(service / edited, "# tuned by the greeting team")
     kept = (service / edited).read_text()
@@ -153,8 +153,6 @@ def test_an_unresolved_conflict_in_one_service_does_not_stop_the_others(
 
 
 def test_the_table_stays_a_table_when_a_message_holds_a_bar(tmp_path: Path) -> None:
-    from nexus_template.updating import UpdateResult, table
-
     result = UpdateResult(tmp_path / "alpha", status="failed", detail="fatal: a | b\nsecond line")
     lines = table([result], tmp_path).splitlines()
     assert [line.count(" | ") for line in lines[:1] + lines[2:]] == [5, 5]
@@ -343,3 +341,50 @@ def test_abort_backs_out_of_a_plain_copier_update_left_unmerged(
     assert status(monorepo) == []
     assert (service / "app/own.py").read_text() == "OWN = 1\n"
     assert re.search("tuned for our backend", (service / "app/nexus/checks.py").read_text())
+
+
+# --- 6. derived answers follow their sources ---------------------------------------------------------
+
+
+def test_gpu_brings_the_cuda_image_and_gpu_sized_limits_along(
+    history: TemplateHistory, monorepo: Path
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+
+    assert cli(["update", str(service), "--data", "gpu=true"]) == 0
+
+    assert "ARG BASE_IMAGE=nvidia/cuda:" in (service / "Dockerfile").read_text()
+    compose = (service / "docker-compose.greeter.yml").read_text()
+    assert 'cpus: "4"' in compose
+    assert "memory: 16G\n" in compose
+    deployment = (service / "deploy/kubernetes/deployment.yaml").read_text()
+    assert 'cpu: "4"' in deployment
+    assert "memory: 16Gi" in deployment
+    assert (answers(service)["gpu"], answers(service)["base_image"]) == (True, "auto")
+
+
+def test_python_version_brings_its_image_along(history: TemplateHistory, monorepo: Path) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+
+    assert cli(["update", str(service), "--data", "python_version=3.12"]) == 0
+
+    assert "ARG BASE_IMAGE=python:3.12-slim\n" in (service / "Dockerfile").read_text()
+    assert 'requires-python = ">=3.12"' in (service / "pyproject.toml").read_text()
+
+
+def test_a_typed_base_image_is_kept_and_the_update_says_it_may_not_fit(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = "registry.example.com/platform/python:3.11"
+    service = generate(history.path, monorepo, "greeter", "v1.0.0", base_image=image)
+
+    code, report = update_json(capsys, "update", str(service), "--data", "python_version=3.12")
+
+    assert code == 1
+    (result,) = report["services"]
+    assert result["status"] == "review"
+    assert f"ARG BASE_IMAGE={image}\n" in (service / "Dockerfile").read_text()
+    (note,) = result["notes"]
+    assert note.startswith(
+        f"base_image is set explicitly to '{image}' and was kept although python_version 3.11 → 3.12"
+    )

@@ -25,6 +25,7 @@ class UpdateResult:
     kept: list[str] = field(default_factory=list)
     answers: dict[str, list[Any]] = field(default_factory=dict)  # name -> [before, after]
     dependency_clashes: list[str] = field(default_factory=list)
+    # answers kept that may no longer fit (a typed base_image while python_version changed)
     notes: list[str] = field(default_factory=list)
     tests: str = "not run"
     tests_problem: str = ""
@@ -52,8 +53,8 @@ class UpdateResult:
             self.status, self.detail = "failed", self.tests_problem or "its tests fail after the update"
         elif self.conflicts:
             self.status, self.detail = "conflict", "resolve the markers / .rej files, run the tests, commit"
-        elif self.kept:
-            self.status, self.detail = "review", "; ".join(self.kept)
+        elif self.kept or self.notes:
+            self.status, self.detail = "review", "; ".join([*self.kept, *self.notes])
 
     def to_json(self, root: Path) -> dict[str, Any]:
         data = asdict(self)
