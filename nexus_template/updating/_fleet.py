@@ -6,8 +6,10 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from nexus_template.updating._answers import ANSWERS_FILE, read_answers
+from nexus_template.updating._clones import shared_clones
 from nexus_template.updating._git import changed_paths, git
 from nexus_template.updating._result import UpdateResult
 from nexus_template.updating._service import update_service
@@ -57,23 +59,23 @@ def abort_update(service: Path) -> list[str]:
 def update_all(
     folder: Path,
     *,
-    vcs_ref: str | None = None,
-    run_tests: bool = False,
-    pytest_args: list[str] | None = None,
     commit: bool = False,
-    plan: bool = False,
     progress: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    **options: Any,
 ) -> list[UpdateResult]:
+    """Update every service under `folder`; `options` are update_service's (vcs_ref, run_tests, plan, ...)."""
+    root = folder.resolve()
     results = []
-    for service in find_services(folder):
-        progress(f"{'planning' if plan else 'updating'} {os.path.relpath(service, folder.resolve())} ...")
-        try:
-            result = update_service(
-                service, vcs_ref=vcs_ref, run_tests=run_tests, pytest_args=pytest_args, plan=plan
+    with shared_clones():
+        for service in find_services(folder):
+            progress(
+                f"{'planning' if options.get('plan') else 'updating'} {os.path.relpath(service, root)} ..."
             )
-        except Exception as error:  # noqa: BLE001 -- one service's surprise must not stop the fleet
-            result = UpdateResult(service, status="failed", detail=f"{type(error).__name__}: {error}")
-        if commit and not plan and not result.failed and result.files:
-            commit_update(result)
-        results.append(result)
+            try:
+                result = update_service(service, **options)
+            except Exception as error:  # noqa: BLE001 -- one service's surprise must not stop the fleet
+                result = UpdateResult(service, status="failed", detail=f"{type(error).__name__}: {error}")
+            if commit and not result.planned and not result.failed and result.files:
+                commit_update(result)
+            results.append(result)
     return results

@@ -52,9 +52,9 @@ def restore_crlf(folder: Path, converted: list[str]) -> None:
 class OldRender:
     """The service as its recorded template version rendered it: rendered only when a question needs it."""
 
-    def __init__(self, answers: dict[str, Any]) -> None:
+    def __init__(self, answers: dict[str, Any], captured: dict[str, bytes] | None = None) -> None:
         self._answers = answers
-        self._files: dict[str, bytes] | None = None
+        self._files = captured or None
 
     @property
     def files(self) -> dict[str, bytes]:

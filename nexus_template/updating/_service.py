@@ -13,6 +13,7 @@ from nexus_template.updating._answers import (
     explicit_derived_notes,
     read_answers,
 )
+from nexus_template.updating._clones import captured_old_render, shared_clones
 from nexus_template.updating._conflicts import marked_or_rejected
 from nexus_template.updating._deps import pin_clashes
 from nexus_template.updating._git import changed_paths, git, top_level
@@ -101,19 +102,20 @@ def update_service(
     if target == result.before and not data:
         result.detail = "up to date"
         return result
-    with isolated_copy(service) as copy:
+    with shared_clones(), isolated_copy(service) as copy:
         original = snapshot(copy)
         crlf = to_lf(copy)
         commit_copy(copy)
         merge_base = snapshot(copy)
-        error = run_copier(copy, vcs_ref=vcs_ref, data=dict(data or {}))
+        with captured_old_render() as old_files:
+            error = run_copier(copy, vcs_ref=vcs_ref, data=dict(data or {}))
         if error:
             result.status, result.detail = "failed", f"copier update failed, service left unchanged: {error}"
             return result
         updated = snapshot(copy)
         answers = read_answers(updated.files.get(ANSWERS_FILE))
         result.after = str(answers.get("_commit", "?"))
-        old = OldRender(recorded)
+        old = OldRender(recorded, old_files)
         result.kept = keep_removed_edits(copy, merge_base, updated, old, result.after)
         binary_conflicts = keep_binary_edits(copy, merge_base, updated, old)
         restore_crlf(copy, crlf)
