@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
@@ -82,6 +83,37 @@ def _describe(result: UpdateResult, before: Snapshot, after: Snapshot) -> None:
     )
 
 
+def _update_copy(
+    copy: Path, result: UpdateResult, recorded: dict[str, Any], vcs_ref: str | None, data: dict[str, str]
+) -> tuple[Snapshot, Snapshot, dict[str, Any]] | None:
+    """Run and repair the update in the isolated copy; (files before, files after, new answers), or None
+    when copier failed (the result says why)."""
+    original = snapshot(copy)
+    crlf = to_lf(copy)
+    commit_copy(copy)
+    merge_base = snapshot(copy)
+    with captured_old_render() as old_files:
+        error = run_copier(copy, vcs_ref=vcs_ref, data=data)
+    if error:
+        result.status, result.detail = "failed", f"copier update failed, service left unchanged: {error}"
+        return None
+    updated = snapshot(copy)
+    answers = read_answers(updated.files.get(ANSWERS_FILE))
+    result.after = str(answers.get("_commit", "?"))
+    old = OldRender(recorded, old_files)
+    result.kept = keep_removed_edits(copy, merge_base, updated, old, result.after)
+    binary_conflicts = keep_binary_edits(copy, merge_base, updated, old)
+    restore_crlf(copy, crlf)
+    updated = snapshot(copy)
+    _describe(result, original, updated)
+    touched = {path: updated.files[path] for path in result.files if path in updated.files}
+    result.conflicts = sorted({*unmerged(copy), *binary_conflicts, *marked_or_rejected(touched)})
+    result.answers = answer_changes(recorded, answers)
+    result.notes = explicit_derived_notes(result.answers, answers)
+    result.dependency_clashes = pin_clashes(copy)
+    return original, updated, answers
+
+
 def update_service(
     service: Path,
     *,
@@ -103,31 +135,12 @@ def update_service(
         result.detail = "up to date"
         return result
     with shared_clones(), isolated_copy(service) as copy:
-        original = snapshot(copy)
-        crlf = to_lf(copy)
-        commit_copy(copy)
-        merge_base = snapshot(copy)
-        with captured_old_render() as old_files:
-            error = run_copier(copy, vcs_ref=vcs_ref, data=dict(data or {}))
-        if error:
-            result.status, result.detail = "failed", f"copier update failed, service left unchanged: {error}"
+        updated = _update_copy(copy, result, recorded, vcs_ref, dict(data or {}))
+        if updated is None:
             return result
-        updated = snapshot(copy)
-        answers = read_answers(updated.files.get(ANSWERS_FILE))
-        result.after = str(answers.get("_commit", "?"))
-        old = OldRender(recorded, old_files)
-        result.kept = keep_removed_edits(copy, merge_base, updated, old, result.after)
-        binary_conflicts = keep_binary_edits(copy, merge_base, updated, old)
-        restore_crlf(copy, crlf)
-        updated = snapshot(copy)
-        _describe(result, original, updated)
-        touched = {path: updated.files[path] for path in result.files if path in updated.files}
-        result.conflicts = sorted({*unmerged(copy), *binary_conflicts, *marked_or_rejected(touched)})
-        result.answers = answer_changes(recorded, answers)
-        result.notes = explicit_derived_notes(result.answers, answers)
-        result.dependency_clashes = pin_clashes(copy)
+        original, files, answers = updated
         if not plan:
-            apply_to(service, original, updated)
+            apply_to(service, original, files)
     if run_tests and not plan and not (result.conflicts or result.dependency_clashes):
         result.tests, result.tests_problem = run_service_tests(
             service, str(answers.get("python_version") or "") or None, list(pytest_args or [])
