@@ -388,3 +388,21 @@ def test_a_typed_base_image_is_kept_and_the_update_says_it_may_not_fit(
     assert note.startswith(
         f"base_image is set explicitly to '{image}' and was kept although python_version 3.11 → 3.12"
     )
+
+
+def test_a_clash_only_the_resolver_sees_fails_the_tested_update_and_names_the_package(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    append_line(service / "requirements-service.txt", "multidict==5.2.0")  # litestar needs multidict>=6.0.2
+    commit_all(monorepo, "the service pins an old multidict")
+    history.append("template/app/nexus/metadata.py", "\nIN_V1_1 = True\n")
+    history.release("v1.1.0")
+
+    code, report = update_json(capsys, "update", str(service), "--test")
+
+    (result,) = report["services"]
+    assert (code, result["status"], result["tests"]) == (1, "failed", "failed")
+    assert result["dependency_clashes"] == []  # no two files pin multidict: only resolving finds it
+    assert "pip install -r requirements-dev.txt fails" in result["detail"]
+    assert "multidict" in result["detail"]
