@@ -66,6 +66,12 @@ def _add_update_commands(commands: argparse._SubParsersAction) -> None:
             help='arguments for pytest with --test, e.g. "-x -k api"',
         )
         command.add_argument("--json", action="store_true", help="print the report as JSON")
+        command.add_argument(
+            "--no-resolve",
+            dest="resolve",
+            action="store_false",
+            help="skip asking pip whether the updated requirements resolve (offline; pins are still compared)",
+        )
 
 
 def _abort(service: Path) -> int:
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_tests": args.test,
         "pytest_args": shlex.split(args.pytest_args),
         "plan": args.plan,
+        "resolve": args.resolve,
     }
     if args.command == "update":
         if args.abort:

@@ -25,7 +25,8 @@ class UpdateResult:
     kept: list[str] = field(default_factory=list)
     answers: dict[str, list[Any]] = field(default_factory=dict)  # name -> [before, after]
     dependency_clashes: list[str] = field(default_factory=list)
-    # answers kept that may no longer fit (a typed base_image while python_version changed)
+    # answers kept that may no longer fit (a typed base_image while python_version changed); checks
+    # that could not be made
     notes: list[str] = field(default_factory=list)
     tests: str = "not run"
     tests_problem: str = ""

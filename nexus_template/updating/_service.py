@@ -34,6 +34,7 @@ from nexus_template.updating._isolated import (
     snapshot,
     unmerged,
 )
+from nexus_template.updating._resolve import resolution_problem
 from nexus_template.updating._result import UpdateResult
 from nexus_template.updating._testenv import run_tests as run_service_tests
 
@@ -84,7 +85,13 @@ def _describe(result: UpdateResult, before: Snapshot, after: Snapshot) -> None:
 
 
 def _update_copy(
-    copy: Path, result: UpdateResult, recorded: dict[str, Any], vcs_ref: str | None, data: dict[str, str]
+    copy: Path,
+    result: UpdateResult,
+    recorded: dict[str, Any],
+    *,
+    vcs_ref: str | None,
+    data: dict[str, str],
+    resolve: bool,
 ) -> tuple[Snapshot, Snapshot, dict[str, Any]] | None:
     """Run and repair the update in the isolated copy; (files before, files after, new answers), or None
     when copier failed (the result says why)."""
@@ -111,6 +118,10 @@ def _update_copy(
     result.answers = answer_changes(recorded, answers)
     result.notes = explicit_derived_notes(result.answers, answers)
     result.dependency_clashes = pin_clashes(copy)
+    if resolve and not result.dependency_clashes and (problem := resolution_problem(copy)):
+        (
+            result.notes if problem.startswith("requirements not checked") else result.dependency_clashes
+        ).append(problem)
     return original, updated, answers
 
 
@@ -122,8 +133,12 @@ def update_service(
     run_tests: bool = False,
     pytest_args: list[str] | None = None,
     plan: bool = False,
+    resolve: bool = True,
 ) -> UpdateResult:
-    """Update (or with `plan`, predict the update of) one service; never raises for a service's problem."""
+    """Update (or with `plan`, predict the update of) one service; never raises for a service's problem.
+
+    `resolve`: also ask pip's resolver whether the updated requirements resolve (cached; needs an index).
+    """
     service = service.resolve()
     result = UpdateResult(service, planned=plan)
     if _refuse(result, service):
@@ -135,7 +150,9 @@ def update_service(
         result.detail = "up to date"
         return result
     with shared_clones(), isolated_copy(service) as copy:
-        updated = _update_copy(copy, result, recorded, vcs_ref, dict(data or {}))
+        updated = _update_copy(
+            copy, result, recorded, vcs_ref=vcs_ref, data=dict(data or {}), resolve=resolve
+        )
         if updated is None:
             return result
         original, files, answers = updated

@@ -6,24 +6,18 @@ services share requirements builds one, and a second run builds none.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from nexus_template.updating._deps import ENTRY_FILE, requirement_files
+from nexus_template.updating._cache import cache_folder, requirements_key
+from nexus_template.updating._deps import ENTRY_FILE
 
-__all__ = ["cache_folder", "run_tests"]
+__all__ = ["run_tests"]
 
 _TEST_TIMEOUT_S = 1800
-
-
-def cache_folder() -> Path:
-    if os.environ.get("NEXUS_TEMPLATE_CACHE"):
-        return Path(os.environ["NEXUS_TEMPLATE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nexus-template"
 
 
 def _python_for(version: str | None) -> str:
@@ -34,10 +28,7 @@ def _python_for(version: str | None) -> str:
 def _environment(service: Path, python_version: str | None) -> tuple[Path | None, str]:
     """(the environment's python, "") or (None, why it could not be built)."""
     python = _python_for(python_version)
-    digest = hashlib.sha256(python.encode())
-    for name in requirement_files(service):
-        digest.update(name.encode() + b"\0" + (service / name).read_bytes() + b"\0")
-    venv = cache_folder() / "venvs" / digest.hexdigest()[:16]
+    venv = cache_folder() / "venvs" / requirements_key(service, python)
     if (venv / "complete").is_file():
         return venv / "bin" / "python", ""
     building = venv.with_name(f"{venv.name}.{os.getpid()}")
