@@ -414,3 +414,17 @@ def test_a_clash_only_the_resolver_sees_is_reported_and_names_the_package(
     assert (code, result["tests"]) == (1, "failed")
     assert "pip install -r requirements-dev.txt fails" in result["detail"]
     assert "multidict" in result["detail"]
+
+
+def test_a_release_tagged_while_the_process_runs_is_seen(history: TemplateHistory, monorepo: Path) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    history.append("template/app/nexus/metadata.py", "\nIN_V1_1 = True\n")
+    history.release("v1.1.0")
+    assert cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve"]) == 0
+    history.append("template/app/nexus/metadata.py", "\nIN_V1_2 = True\n")
+    history.release("v1.2.0")
+
+    assert cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve"]) == 0
+
+    assert answers(service)["_commit"] == "v1.2.0"
+    assert status(monorepo) == []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,10 @@ from nexus_template.updating._testenv import run_tests as run_service_tests
 __all__ = ["latest_release", "update_service"]
 
 
-@functools.cache
 def latest_release(src: str) -> str | None:
-    """The newest release tag of the template (what copier takes without --vcs-ref), None if unknown."""
+    """The newest release tag of the template (what copier takes without --vcs-ref), None if unknown.
+
+    Asked for every service, not cached: a release can be tagged while a long process runs."""
     listed = git(Path.cwd(), "ls-remote", "--tags", "--refs", src, check=False)
     versions = []
     for line in listed.stdout.splitlines():
