@@ -75,7 +75,11 @@ def _add_update_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _abort(service: Path) -> int:
-    undone = abort_update(service)
+    try:
+        undone = abort_update(service)
+    except ValueError as error:
+        print(f"nexus-template: {error}", file=sys.stderr)
+        return 1
     print(f"{service}: back to its last commit" + (f"; undone: {', '.join(undone)}" if undone else ""))
     return 0
 

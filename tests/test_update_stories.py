@@ -428,3 +428,30 @@ def test_a_release_tagged_while_the_process_runs_is_seen(history: TemplateHistor
 
     assert answers(service)["_commit"] == "v1.2.0"
     assert status(monorepo) == []
+
+
+def test_a_service_whose_template_is_gone_fails_alone(
+    history: TemplateHistory, monorepo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    moved = generate(history.path, monorepo, "alpha", "v1.0.0")
+    other = generate(history.path, monorepo, "beta", "v1.0.0")
+    recorded = moved / ".copier-answers.yml"
+    recorded.write_text(recorded.read_text().replace(str(history.path), str(tmp_path / "moved-away")))
+    commit_all(monorepo, "alpha's template moved")
+    history.append("template/app/nexus/metadata.py", "\nIN_V1_1 = True\n")
+    history.release("v1.1.0")
+
+    code, report = update_json(capsys, "update-all", str(monorepo / "services"), "--commit", "--no-resolve")
+
+    outcome = {result["service"]: result for result in report["services"]}
+    assert code == 1
+    assert outcome["alpha"]["status"] == "failed"
+    assert outcome["alpha"]["detail"].startswith("copier update failed, service left unchanged")
+    assert (outcome["beta"]["status"], outcome["beta"]["committed"]) == ("ok", True)
+    assert answers(other)["_commit"] == "v1.1.0"
+    assert status(monorepo) == []
+
+
+def test_abort_outside_git_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["update", "--abort", str(tmp_path)]) == 1
+    assert "not in a git repository" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from typing import Any
 
 from nexus_template.updating._answers import ANSWERS_FILE, read_answers
 from nexus_template.updating._clones import shared_clones
-from nexus_template.updating._git import changed_paths, git
+from nexus_template.updating._git import changed_paths, git, top_level
 from nexus_template.updating._result import UpdateResult
 from nexus_template.updating._service import update_service
 
@@ -49,7 +49,11 @@ def commit_update(result: UpdateResult) -> None:
 
 
 def abort_update(service: Path) -> list[str]:
-    """Put the service folder back to its last commit (the state before an update); return what was undone."""
+    """Put the service folder back to its last commit (the state before an update); return what was undone.
+
+    Raises ValueError when the folder is not in a git repository."""
+    if top_level(service) is None:
+        raise ValueError(f"{service} is not in a git repository: there is no commit to go back to")
     undone = changed_paths(service)
     git(service, "restore", "--source=HEAD", "--staged", "--worktree", "--", ".")
     git(service, "clean", "-fdq", "--", ".")
@@ -71,10 +75,7 @@ def update_all(
             progress(
                 f"{'planning' if options.get('plan') else 'updating'} {os.path.relpath(service, root)} ..."
             )
-            try:
-                result = update_service(service, **options)
-            except Exception as error:  # noqa: BLE001 -- one service's surprise must not stop the fleet
-                result = UpdateResult(service, status="failed", detail=f"{type(error).__name__}: {error}")
+            result = update_service(service, **options)
             if commit and not result.planned and not result.failed and result.files:
                 commit_update(result)
             results.append(result)

@@ -125,7 +125,24 @@ def _update_copy(
     return original, updated, answers
 
 
-def update_service(
+def update_service(service: Path, **options: Any) -> UpdateResult:
+    """Update (or with `plan=True`, predict the update of) one service. Never raises: a surprise (a git
+    command failing, say) is the service's `failed` result, so one service cannot stop a fleet.
+
+    Options: vcs_ref, data, run_tests, pytest_args, plan, resolve (see `_update_service`)."""
+    try:
+        return _update_service(service.resolve(), **options)
+    except Exception as error:  # noqa: BLE001 -- reported as this service's failure
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        return UpdateResult(
+            service.resolve(),
+            status="failed",
+            detail=f"{type(error).__name__}: {lines[-1]}",
+            planned=bool(options.get("plan")),
+        )
+
+
+def _update_service(
     service: Path,
     *,
     vcs_ref: str | None = None,
@@ -135,11 +152,7 @@ def update_service(
     plan: bool = False,
     resolve: bool = True,
 ) -> UpdateResult:
-    """Update (or with `plan`, predict the update of) one service; never raises for a service's problem.
-
-    `resolve`: also ask pip's resolver whether the updated requirements resolve (cached; needs an index).
-    """
-    service = service.resolve()
+    """`resolve`: also ask pip's resolver whether the updated requirements resolve (cached; needs an index)."""
     result = UpdateResult(service, planned=plan)
     if _refuse(result, service):
         return result
