@@ -44,10 +44,10 @@ def wait_for_health(
 
 
 class LiveService:
-    def __init__(self, service: Path, log_dir: Path, **environment: str) -> None:
-        self.port = free_port()
+    def __init__(self, service: Path, log_dir: Path, *, port: int | None = None, **environment: str) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"service-{self.port}.log"
+        self.log_path = log_dir / f"service-{self.port}-{time.monotonic_ns()}.log"
         env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), **environment}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
