@@ -22,7 +22,7 @@ def main() -> int:
         render(copy_working_tree(Path(scratch) / "template"), destination, {"service_name": SERVICE_NAME})
     base = f"http://127.0.0.1:{port}"
     print(f"Rendered {destination.relative_to(ROOT)} (default answers). Serving it; Ctrl-C stops it. Try:")
-    for path in ("/health", "/readyz", "/v1/metadata", "/v1/models", "/schema/swagger"):
+    for path in ("/health", "/readyz", "/v1/metadata", "/v1/models", "/schema"):
         print(f"  curl {base}{path}")
     print(f"""  curl -X POST {base}/v1/echo -H 'content-type: application/json' -d '{{"input": "hi"}}'\n""")
     environment = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": port, "DRAIN_SECONDS": "0"}

@@ -68,3 +68,18 @@ def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> N
             variable for variable in variables if variable != "EXAMPLE_PREFIX" and f"`{variable}`" not in docs
         ]
         assert not missing, f"docs/ never mentions {missing}"
+
+
+def test_every_timeout_and_limit_is_in_the_operations_table_with_its_default(rendered) -> None:
+    """docs/operations.md "Limits" lists each `*_TIMEOUT_SECONDS`, `MAX_*` and `MIN_*` setting with the
+    default of .env.example (which the service's contract tests tie to the settings)."""
+    env = (rendered("default") / ".env.example").read_text()
+    defaults = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", env, re.MULTILINE))
+    limits = [
+        name for name in defaults if name.endswith("_TIMEOUT_SECONDS") or name.startswith(("MAX_", "MIN_"))
+    ]
+    rows = documented_rows("operations.md")
+    assert [name for name in limits if name not in rows] == [], "missing from docs/operations.md"
+    for name, (default, consequence) in rows.items():
+        assert re.match(r"`([^`]*)`", default).group(1) == defaults[name], f"{name}: default differs"
+        assert consequence, name

@@ -12,12 +12,14 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
 
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
+from app.nexus.bodyguard import BodyRateGuard
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
-from app.nexus.content import require_json_content_type
+from app.nexus.content import check_json_body
 from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
 from app.nexus.features import gpu_inventory, registrar
@@ -107,16 +109,25 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         # handlers may also take `nexus: NamedDependency[NexusContext]` (resolved only where asked for)
         dependencies={"nexus": Provide(lambda: context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=require_json_content_type,
+        before_request=check_json_body,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
-            title=settings.service_name, version=settings.service_version, description=identity.DESCRIPTION
+            title=settings.service_name,
+            version=settings.service_version,
+            description=identity.DESCRIPTION,
+            # the document only (/schema and /schema/openapi.json): Litestar's viewer pages load their
+            # scripts from public CDNs, which fails on air-gapped clusters (docs/service-api.md)
+            render_plugins=[JsonRenderPlugin()],
         ),
         logging_config=None,
         debug=False,
     )
     return NexusASGI(
-        litestar,
+        BodyRateGuard(
+            litestar,
+            timeout=settings.body_timeout_seconds,
+            min_bytes_per_second=settings.min_body_bytes_per_second,
+        ),
         context,
         probes.routes(),
         access_log,
