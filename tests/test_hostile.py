@@ -378,6 +378,7 @@ def test_2000_idle_sockets_under_a_low_limit_degrade_without_failing_open_connec
         assert refused >= 150
         assert max(latencies) <= HEALTH_WORST
         assert service.process.poll() is None
+        assert service.log().count("refused a connection") == 1  # one line a minute, not one a socket
     finally:
         for sock in flood:
             sock.close()

@@ -5,7 +5,7 @@ uvicorn arms no timer before the first request nor while headers arrive, and buf
 before anything can refuse it. Per connection, this protocol adds:
 
 - an idle timeout before the first byte (uvicorn's keep-alive timer, armed at once): the socket is closed;
-- a header-read timeout from a request's first byte to the end of its headers: 408, then closed;
+- a header-read timeout from a request's first read to the end of its headers: 408, then closed;
 - the head size (request line and headers, as received) counted while reading: 431, then closed;
 - a linger limit: a connection whose response went out while its body is still arriving is closed
   after the idle timeout even if bytes keep trickling in;
@@ -18,6 +18,7 @@ Slow bodies are the ASGI layer's business (app/nexus/bodyguard.py): only it know
 import asyncio
 import logging
 import secrets
+import time
 from typing import ClassVar
 
 import msgspec
@@ -61,6 +62,28 @@ _TOO_MANY_CONNECTIONS = _raw_response(
 )
 
 
+class _Throttled:
+    """Warnings about misbehaving clients, at most one a minute for each message, with the count of those
+    left out in between: a client opening thousands of connections must not flood the log."""
+
+    def __init__(self, period: float = 60.0) -> None:
+        self.period = period
+        self._quiet_until: dict[str, float] = {}
+        self._left_out: dict[str, int] = {}
+
+    def warning(self, message: str) -> None:
+        now = time.monotonic()
+        if now < self._quiet_until.get(message, 0.0):
+            self._left_out[message] = self._left_out.get(message, 0) + 1
+            return
+        self._quiet_until[message] = now + self.period
+        left_out = self._left_out.pop(message, 0)
+        logger.warning(message, extra={"same_since_last_line": left_out} if left_out else None)
+
+
+_warn = _Throttled()
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[ConnectionLimits]
 
@@ -74,7 +97,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
-            logger.warning("refused a connection: %d open (the limit)", self.limits.max_connections)
+            _warn.warning("refused a connection: as many open as the open-files limit allows")
             self._answer_and_close(_TOO_MANY_CONNECTIONS)
             return
         # the keep-alive timer doubles as the idle timeout before the first request: any byte cancels it
@@ -87,12 +110,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         if self._reading_head and not self.transport.is_closing():
-            # counted after parsing: the chunk may end the head (then nothing is counted) or hold a
-            # pipelined request's tail (then the count is a little high, by at most one read)
+            # A head still incomplete after this read. Counted after parsing: the read may also hold a
+            # pipelined request's tail (then the count is a little high, by at most one read).
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.max_head_bytes:
-                logger.warning("closed a connection: request head over MAX_HEADER_BYTES")
+                _warn.warning("closed a connection: request head over MAX_HEADER_BYTES")
                 self._answer_and_close(_HEAD_TOO_LARGE)
+            elif self._head_timer is None:
+                # armed only for a head split across reads: most heads come in one, and cost no timer
+                self._head_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -101,7 +127,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._linger_timer is not None:
             self._linger_timer.cancel()
             self._linger_timer = None
-        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
@@ -134,7 +159,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _header_timed_out(self) -> None:
         self._head_timer = None
         if self._reading_head and not self.transport.is_closing():
-            logger.warning("closed a connection: headers not complete within HEADER_TIMEOUT_SECONDS")
+            _warn.warning("closed a connection: headers not complete within HEADER_TIMEOUT_SECONDS")
             self._answer_and_close(_HEADER_TIMEOUT)
 
     def _answer_and_close(self, response: tuple[bytes, bytes]) -> None:
