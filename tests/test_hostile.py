@@ -270,6 +270,31 @@ def test_a_body_at_a_fair_pace_is_not_cut(shared: LiveService) -> None:
     print(f"a 4.5 KB body sent over {elapsed:.1f} s in 1.5 KB pieces was answered 200")
 
 
+def test_a_body_trickled_after_its_answer_is_not_kept_forever(shared: LiveService) -> None:
+    """/health answers without reading the body; the rest of the body is read and dropped for at most
+    IDLE_TIMEOUT_SECONDS, however the client keeps trickling it."""
+    sock = connect(shared.port)
+    sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n")
+    assert status_of(sock.recv(4096)) == 200
+    started = time.monotonic()
+    closed = False
+    while not closed and time.monotonic() - started < IDLE_TIMEOUT + SLACK + 3:
+        try:
+            sock.sendall(b"x")
+        except (BrokenPipeError, ConnectionResetError):
+            break
+        readable, _, _ = select.select([sock], [], [], 0.2)
+        if readable:
+            try:
+                closed = sock.recv(4096) == b""
+            except ConnectionResetError:
+                closed = True
+    elapsed = time.monotonic() - started
+    sock.close()
+    print(f"a body trickled after its answer: the connection was closed after {elapsed:.2f} s")
+    assert IDLE_TIMEOUT * 0.9 <= elapsed <= IDLE_TIMEOUT + SLACK
+
+
 # --- oversized headers ------------------------------------------------------------------------------
 
 
