@@ -190,6 +190,16 @@ def test_silent_sockets_are_closed_after_the_idle_timeout(shared: LiveService) -
     checker.assert_healthy("silent sockets")
 
 
+def test_blank_lines_are_no_request(shared: LiveService) -> None:
+    """Line breaks before a request line are allowed (and skipped); they do not keep a socket open."""
+    sock = connect(shared.port)
+    sock.sendall(b"\r\n\r\n")
+    response, elapsed = read_response(sock, IDLE_TIMEOUT + SLACK + 2)
+    sock.close()
+    assert response == b""
+    assert elapsed <= IDLE_TIMEOUT + SLACK
+
+
 @pytest.mark.parametrize(
     "pieces",
     [

@@ -119,6 +119,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             elif self._head_timer is None:
                 # armed only for a head split across reads: most heads come in one, and cost no timer
                 self._head_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
+        elif self._idle() and self.timeout_keep_alive_task is None and not self.transport.is_closing():
+            self._arm_idle_timer()  # bytes that began no request (blank lines): still idle
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -150,6 +152,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.more_body and not self.transport.is_closing():
             # the body is still arriving and is discarded: give it the idle timeout, not forever
             self._linger_timer = self.loop.call_later(self.timeout_keep_alive, self.transport.close)
+
+    def _idle(self) -> bool:
+        """No request being read or answered on this connection."""
+        return not self._reading_head and (self.cycle is None or self.cycle.response_complete)
 
     def _arm_idle_timer(self) -> None:
         self.timeout_keep_alive_task = self.loop.call_later(
