@@ -12,7 +12,7 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, SwaggerRenderPlugin
 
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
@@ -31,6 +31,9 @@ from app.nexus.readiness import Readiness
 from app.nexus.spec import ServiceSpec
 
 logger = logging.getLogger("nexus")
+
+# the Swagger UI release OPENAPI_VIEWER=swagger loads, pinned
+SWAGGER_UI_VERSION = "5.18.2"
 
 
 def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Metadata:
@@ -57,6 +60,15 @@ def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Met
         ),
         links=Links(),
     )
+
+
+def _openapi_pages(viewer: str) -> list[OpenAPIRenderPlugin]:
+    """The document at /schema and /schema/openapi.json; a viewer page only when asked for: its scripts
+    come from a public CDN, which fails on air-gapped clusters (docs/service-api.md)."""
+    pages: list[OpenAPIRenderPlugin] = [JsonRenderPlugin(path=["/", "/openapi.json"])]
+    if viewer == "swagger":
+        pages.append(SwaggerRenderPlugin(version=SWAGGER_UI_VERSION, favicon=""))
+    return pages
 
 
 def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -> NexusASGI:
@@ -115,9 +127,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             title=settings.service_name,
             version=settings.service_version,
             description=identity.DESCRIPTION,
-            # the document only (/schema and /schema/openapi.json): Litestar's viewer pages load their
-            # scripts from public CDNs, which fails on air-gapped clusters (docs/service-api.md)
-            render_plugins=[JsonRenderPlugin()],
+            render_plugins=_openapi_pages(settings.openapi_viewer),
         ),
         logging_config=None,
         debug=False,
