@@ -87,3 +87,12 @@ def test_the_docs_stand_alone() -> None:
         if _OUTSIDE_REFERENCES.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+def test_a_rendered_readme_links_to_the_docs_of_its_own_release(rendered) -> None:
+    service = rendered("default")
+    commit = yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"]
+    links = re.findall(r"\]\((https://[^)]+/docs/[^)]+)\)", (service / "README.md").read_text())
+    assert links, "the README links to no template doc"
+    for link in links:
+        assert f"/blob/{commit.rsplit('-g', 1)[-1]}/docs/" in link, link
