@@ -56,6 +56,9 @@ class Etcd:
     def call(self, path: str, body: dict) -> dict:
         return httpx.post(f"{self.url}/v3/{path}", json=body, timeout=5).json()
 
+    def put(self, key: str, value: str) -> None:
+        self.call("kv/put", {"key": _b64(key), "value": _b64(value)})
+
     def entry(self, key: str) -> dict | None:
         """{"value": decoded JSON, "lease": id} of the key, or None."""
         kvs = self.call("kv/range", {"key": _b64(key)}).get("kvs", [])

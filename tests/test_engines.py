@@ -146,7 +146,7 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
         assert state["ExitCode"] == 0, "SIGTERM: drained and exited 0"
         assert list_instances(f"http://127.0.0.1:{etcd_port}") == [], "the registration left with it"
         print(
-            f"podman-compose: up (build included) {built:.1f} s, registered {registered:.2f} s after /health, "
+            f"podman-compose: up (build included) {built:.1f} s, registered {registered:.2f} s after /health answered, "
             f"stopped with exit 0 in {stop_seconds:.1f} s (DRAIN_SECONDS 1)"
         )
     finally:

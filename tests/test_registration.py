@@ -6,6 +6,7 @@ here are printed (pytest -s) for the record; only settled states are asserted.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -273,6 +274,22 @@ def test_the_cli_lists_registrations(etcd: Etcd, start_service, capsys: pytest.C
     assert cli(["services", "--etcd", f"http://127.0.0.1:{free_port()}"]) == 1
 
 
+@contextlib.contextmanager
+def watching(etcd_url: str, out: Path) -> Iterator[None]:
+    """`nexus-template services --watch --json` running, its output going to `out`; stopped by pid after."""
+    with out.open("w") as sink:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "nexus_template.cli", "services", "--etcd", etcd_url, "--watch", "--json"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield
+    finally:
+        watcher.terminate()
+        watcher.wait(timeout=10)
+
+
 def json_lines(path: Path) -> list:
     return [json.loads(line) for line in path.read_text().splitlines() if line.startswith(("[", "{"))]
 
@@ -282,13 +299,7 @@ def test_the_cli_follows_changes_live(etcd: Etcd, start_service, tmp_path: Path)
     first = start_service(etcd.url)
     wait_for(lambda: etcd.entry(key_of(first)), timeout=10)
     out = tmp_path / "watch.out"
-    with out.open("w") as sink:
-        watcher = subprocess.Popen(
-            [sys.executable, "-m", "nexus_template.cli", "services", "--etcd", etcd.url, "--watch", "--json"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with watching(etcd.url, out):
         wait_for(lambda: json_lines(out), timeout=15)
         assert {entry["key"] for entry in json_lines(out)[0]} == {key_of(first), SERVICE_KEY}
         second = start_service(etcd.url)
@@ -306,6 +317,23 @@ def test_the_cli_follows_changes_live(etcd: Etcd, start_service, tmp_path: Path)
         put = next(c for c in json_lines(out)[1:] if c.get("type") == "put" and c["key"] == second_key)
         assert put["entry"]["instance_id"] == second_key.rsplit("/", 1)[1]
         assert second_key not in {entry["key"] for entry in read(etcd.url).entries}
-    finally:
-        watcher.terminate()
-        watcher.wait(timeout=10)
+
+
+def test_the_cli_watch_reads_again_after_etcd_restarts(etcd: Etcd, tmp_path: Path) -> None:
+    """A watch stream that etcd drops is no end: `--watch` says so, reads the registry again and goes on."""
+    out = tmp_path / "watch.out"
+    with watching(etcd.url, out):
+        wait_for(lambda: json_lines(out), timeout=15)  # the first snapshot
+        instance = {"name": "a", "base_url": "http://10.0.0.1:1", "readiness": "pass", "instance_id": "1"}
+        etcd.put(f"{PREFIX}a/1", json.dumps(instance))
+        wait_for(lambda: len(json_lines(out)) == 2, timeout=10)
+        etcd.stop()
+        etcd.start()
+        wait_for(lambda: "read again" in out.read_text(), timeout=15)
+        etcd.put(f"{PREFIX}a/2", json.dumps({**instance, "instance_id": "2"}))
+        wait_for(
+            lambda: any(isinstance(c, dict) and c["key"] == f"{PREFIX}a/2" for c in json_lines(out)),
+            timeout=10,
+        )
+        snapshot_after_restart = json_lines(out)[2]
+        assert [entry["key"] for entry in snapshot_after_restart] == [f"{PREFIX}a/1"]
