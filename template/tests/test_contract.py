@@ -25,7 +25,7 @@ from app.nexus.factory import create_app
 from app.nexus.metadata import Metadata
 from app.nexus.readiness import HEALTH_JSON
 from app.service import service
-from tests.conftest import QUIET, ROOT, free_port
+from tests.nexus_fixtures import QUIET, ROOT, free_port
 
 
 def assert_openai_error(response, status: int) -> dict:
