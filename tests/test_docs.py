@@ -68,3 +68,31 @@ def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> N
             variable for variable in variables if variable != "EXAMPLE_PREFIX" and f"`{variable}`" not in docs
         ]
         assert not missing, f"docs/ never mentions {missing}"
+
+
+# Phrases that point at things a reader of the repository cannot open (the requirements seed, the engineers'
+# notes, issue threads) or at a moving target instead of a release.
+_OUTSIDE_REFERENCES = re.compile(
+    r"\bthe seed\b|seed's|field.notes|closing note|blob/main|tree/main", re.IGNORECASE
+)
+
+
+def test_the_docs_stand_alone() -> None:
+    published = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    published += sorted((ROOT / "template").rglob("*.md*")) + sorted((ROOT / "migrations").glob("*.md"))
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in published
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _OUTSIDE_REFERENCES.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_a_rendered_readme_links_to_the_docs_of_its_own_release(rendered) -> None:
+    service = rendered("default")
+    commit = yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"]
+    links = re.findall(r"\]\((https://[^)]+/docs/[^)]+)\)", (service / "README.md").read_text())
+    assert links, "the README links to no template doc"
+    for link in links:
+        assert f"/blob/{commit.rsplit('-g', 1)[-1]}/docs/" in link, link
