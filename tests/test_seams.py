@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -385,3 +387,31 @@ def test_existing_services_move_their_facts_and_conftest(
     again = update_service(service)
     assert (again.status, again.conflicts) == ("ok", [])
     assert facts(service)["SERVICE_VERSION"] == "2.3.1"
+
+
+def test_the_readme_file_examples_work_as_written(rendered, tmp_path: Path) -> None:
+    """The README's compose override and Kubernetes overlay examples, written to the files they name."""
+    service = tmp_path / "service"
+    shutil.copytree(rendered("default"), service)
+    name = answers(service)["service_name"]
+    blocks = re.findall(r"^```yaml\n# (\S+)\n(.*?)^```", (service / "README.md").read_text(), re.M | re.S)
+    written = {path for path, _ in blocks}
+    assert written == {f"docker-compose.{name}.override.yml", "deploy/overlays/production/kustomization.yaml"}
+    for path, text in blocks:
+        (service / path).parent.mkdir(parents=True, exist_ok=True)
+        (service / path).write_text(text)
+
+    override = f"docker-compose.{name}.override.yml"
+    COMPOSE_VALIDATOR.validate(yaml.safe_load((service / override).read_text()))
+    merged = subprocess.run(
+        [PODMAN_COMPOSE, "-f", f"docker-compose.{name}.yml", "-f", override, "config"],
+        cwd=service, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert merged.returncode == 0, merged.stderr
+    services = yaml.safe_load(merged.stdout)["services"]
+    assert services[name]["environment"]["BACKEND_URL"] == "http://ollama:11434"
+    assert "ollama" in services
+    pod = kustomize(service / "deploy/overlays/production")[f"Deployment/{name}"]["spec"]["template"]["spec"]
+    assert {"name": "models", "mountPath": "/srv/models", "readOnly": True} in pod["containers"][0][
+        "volumeMounts"
+    ]
