@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nexus_template.cli import main as cli
 from nexus_template.render import ROOT, copy_working_tree_files, git, render, run_python
 from nexus_template.update import update_service
 from tests.histories import TemplateHistory, answers, commit_all, generate
@@ -415,3 +416,8 @@ def test_the_readme_file_examples_work_as_written(rendered, tmp_path: Path) -> N
     assert {"name": "models", "mountPath": "/srv/models", "readOnly": True} in pod["containers"][0][
         "volumeMounts"
     ]
+
+
+def test_the_cli_sends_a_release_to_release_service_env() -> None:
+    with pytest.raises(SystemExit, match=r"edit SERVICE_VERSION in its release/service\.env"):
+        cli(["update", ".", "--data", "service_version=1.1.0"])
