@@ -421,3 +421,19 @@ def test_the_readme_file_examples_work_as_written(rendered, tmp_path: Path) -> N
 def test_the_cli_sends_a_release_to_release_service_env() -> None:
     with pytest.raises(SystemExit, match=r"edit SERVICE_VERSION in its release/service\.env"):
         cli(["update", ".", "--data", "service_version=1.1.0"])
+
+
+def test_a_bad_release_file_stops_the_service_with_one_line(rendered, tmp_path: Path) -> None:
+    service = tmp_path / "service"
+    shutil.copytree(rendered("default"), service)
+    env = service / "release/service.env"
+    env.write_text(re.sub(r"^SERVICE_VERSION=.*$", "SERVICE_VERSION=v1", env.read_text(), flags=re.M))
+    result = run_python(service, "-m", "app", timeout=60)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("configuration error: release/service.env")
+    assert "SERVICE_VERSION" in line
+    env.unlink()
+    result = run_python(service, "-m", "app", timeout=60)
+    assert result.returncode == 2
+    assert "cannot read the service's facts" in result.stderr
