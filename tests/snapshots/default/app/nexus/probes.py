@@ -6,7 +6,7 @@ ASGI layer (app.nexus.asgi) serves GET requests for them directly, without the f
 and the Litestar handlers below serve the same answers for everything else and document them in OpenAPI.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Literal, NamedTuple
 
 import msgspec
@@ -15,7 +15,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from app.nexus.metadata import Metadata, Model, ModelList
+from app.nexus.metadata import Metadata, ModelList
+from app.nexus.models import ModelCatalog
 from app.nexus.readiness import HEALTH_JSON, Readiness, ReadinessReport
 
 JSON = "application/json"
@@ -33,10 +34,10 @@ class ProbeAnswer(NamedTuple):
 
 
 class Probes:
-    def __init__(self, readiness: Readiness, models: Sequence[Model]) -> None:
+    def __init__(self, readiness: Readiness, catalog: ModelCatalog) -> None:
         self.readiness = readiness
+        self.catalog = catalog
         self._health = ProbeAnswer(200, msgspec.json.encode(Health("pass")), HEALTH_JSON)
-        self._models = ProbeAnswer(200, msgspec.json.encode(ModelList(data=list(models))), JSON)
         self._metadata: ProbeAnswer | None = None
 
     def publish(self, metadata: Metadata) -> None:
@@ -56,7 +57,8 @@ class Probes:
         return self._metadata
 
     async def models(self) -> ProbeAnswer:
-        return self._models
+        status_code, body = await self.catalog.answer()
+        return ProbeAnswer(status_code, body, JSON)
 
     def routes(self) -> dict[str, Callable[[], Awaitable[ProbeAnswer]]]:
         """Path -> answer, for the fast path of GET requests."""
