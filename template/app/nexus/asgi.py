@@ -7,7 +7,7 @@
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
-- writes one access line when the response is done.
+- writes one access line and records the request's metrics (app.nexus.observe) when the response is done.
 
 It sits outside Litestar because Litestar's router answers 404/405 without running user middleware.
 """
@@ -15,15 +15,15 @@ It sits outside Litestar because Litestar's router answers 404/405 without runni
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.nexus.context import NexusContext
 from app.nexus.correlation import HEADER, read_headers, request_id_var
-from app.nexus.errors import JSON, error_body
-from app.nexus.logs import AccessLog
-from app.nexus.probes import ProbeAnswer
+from app.nexus.errors import CLIENT_GONE, JSON, error_body
+from app.nexus.metrics import UNROUTED
+from app.nexus.observe import Observer
+from app.nexus.probes import FastRoute
 
 logger = logging.getLogger("nexus.asgi")
 
@@ -60,8 +60,8 @@ class NexusASGI:
         self,
         app: ASGIApp,
         context: NexusContext,
-        fast_routes: dict[str, Callable[[], Awaitable[ProbeAnswer]]],
-        access_log: AccessLog,
+        fast_routes: dict[str, FastRoute],
+        observer: Observer,
         *,
         max_concurrent_requests: int,
         request_timeout_seconds: float,
@@ -71,20 +71,25 @@ class NexusASGI:
         # the process-wide state (draining flag, settings), for the server and tests
         self.context = context
         self.fast_routes = fast_routes
-        self.access_log = access_log
+        self.observer = observer
         self.limit = max_concurrent_requests
         self.deadlines = Deadlines(request_timeout_seconds)
         self.max_header_bytes = max_header_bytes
         self.in_flight = 0
+        # since start, for the metrics: answered 503 by the limit, cancelled by the timeout
+        self.rejected = 0
+        self.timeouts = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id, header_bytes = read_headers(scope["headers"])
+        request_id, header_bytes, traceparent = read_headers(scope["headers"])
         token = request_id_var.set(request_id)
+        trace = self.observer.start_trace(scope, traceparent)
         status = 500
+        exchange = [0, 0]  # body bytes received, sent
         try:
             probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
             if header_bytes > self.max_header_bytes:
@@ -92,12 +97,14 @@ class NexusASGI:
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
                 await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
             elif probe is not None:
-                answer = await probe()
+                answer = await probe(scope)
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
                 await _send_bytes(send, status, headers, answer.body)
+                exchange[1] = len(answer.body)
             elif self.in_flight >= self.limit:
                 status = 503
+                self.rejected += 1
                 headers = _headers(
                     JSON,
                     len(_OVERLOADED),
@@ -107,14 +114,20 @@ class NexusASGI:
                 )
                 await _send_bytes(send, status, headers, _OVERLOADED)
             else:
-                status = await self._limited(scope, receive, send, request_id.encode())
+                status = await self._limited(scope, receive, send, request_id.encode(), exchange)
         finally:
-            if self.access_log.enabled:
-                self.access_log.write(scope["method"], scope["path"], status, started, request_id)
+            route = scope["path"] if probe is not None else scope.get("path_template", UNROUTED)
+            self.observer.finish(
+                scope["method"], scope["path"], route, status, started, request_id, trace, exchange
+            )
             request_id_var.reset(token)
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> int:
-        """Run one counted request under the timeout; return the status sent."""
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes, exchange: list[int]
+    ) -> int:
+        """Run one counted request under the timeout; return the status sent (499: the client left first).
+
+        `exchange` receives the body bytes received and sent."""
         status = 500
         started = False
 
@@ -128,16 +141,27 @@ class NexusASGI:
                     headers.append((HEADER, request_id))
                 else:
                     message["headers"] = [*headers, (HEADER, request_id)]
+            else:
+                exchange[1] += len(message.get("body", b""))
             await send(message)
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange[0] += len(message.get("body", b""))
+            elif message["type"] == "http.disconnect":
+                scope[CLIENT_GONE] = True  # type: ignore[literal-required]
+            return message
 
         self.in_flight += 1
         task = self.deadlines.watch()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, counting_receive, send_with_id)
         except asyncio.CancelledError:
             if not self.deadlines.expired(task):
                 raise
             task.uncancel()
+            self.timeouts += 1
             logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
             if started:
                 raise
@@ -146,6 +170,8 @@ class NexusASGI:
         finally:
             self.in_flight -= 1
             self.deadlines.forget(task)
+        if status >= 500 and scope.get(CLIENT_GONE):
+            return 499  # nginx's "client closed request": the client hung up, not a server error
         return status
 
 

@@ -17,14 +17,19 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:
-    """(request id, total header bytes) in one pass: the incoming id when valid, else a fresh one."""
+def read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, int, bytes | None]:
+    """(request id, total header bytes, raw `traceparent` or None) in one pass over the headers.
+
+    The request id is the incoming one when valid, else a fresh one.
+    """
     size = 0
-    incoming = None
+    incoming = traceparent = None
     for name, value in headers:
         size += len(name) + len(value)
         if name == HEADER:
             incoming = value
+        elif name == b"traceparent":
+            traceparent = value
     if incoming is not None and _VALID.fullmatch(incoming):
-        return incoming.decode("ascii"), size
-    return secrets.token_hex(16), size
+        return incoming.decode("ascii"), size, traceparent
+    return secrets.token_hex(16), size, traceparent

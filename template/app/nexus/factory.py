@@ -16,13 +16,15 @@ from litestar.openapi import OpenAPIConfig
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
 from app.nexus.checks import platform_checks
-from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
+from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted, secret_values
 from app.nexus.content import require_json_content_type
 from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
-from app.nexus.features import gpu_inventory, registrar
+from app.nexus.features import gpu_inventory, gpu_metrics, registrar
 from app.nexus.logs import configure_logging, timestamp
 from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Metadata, route_endpoints
+from app.nexus.metrics import HttpMetrics, Metrics
+from app.nexus.observe import Observer, platform_collector
 from app.nexus.openapi import document_api
 from app.nexus.probes import Probes, probe_handlers
 from app.nexus.readiness import Readiness
@@ -61,7 +63,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     """Build the app; raises ConfigError when the environment holds invalid settings."""
     settings = load_settings(PlatformSettings, environ)
     service_settings = load_settings(service.settings, environ) if service.settings else None
-    access_log = configure_logging(settings.log_level)
+    access_log = configure_logging(
+        settings.log_level,
+        buffer_bytes=settings.log_buffer_bytes,
+        secrets=secret_values(settings, service_settings),
+    )
     context = NexusContext(settings=settings, service_settings=service_settings)
     registration = registrar(context)
     checks = platform_checks(context)
@@ -73,7 +79,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         timeout=settings.readiness_timeout_seconds,
         cache_seconds=settings.readiness_cache_seconds,
     )
-    probes = Probes(readiness, service.models)
+    metrics = Metrics(HttpMetrics(), [readiness.families]) if settings.metrics_enabled else None
+    gpus = gpu_metrics(settings) if metrics is not None else None
+    if gpus is not None:
+        metrics.add(gpus.families)
+    probes = Probes(readiness, service.models, metrics)
 
     @asynccontextmanager
     async def platform_lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -83,6 +93,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         metadata = _metadata(app, context, service)
         probes.publish(metadata)
         logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
+        if gpus is not None:
+            gpus.start()
         try:
             async with AsyncExitStack() as stack:
                 if service.lifespan is not None:
@@ -96,6 +108,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
                     await stack.enter_async_context(registration.running())
                 yield
         finally:
+            if gpus is not None:
+                gpus.stop()
             await context.close_http()
             context.running = False
             logger.info("service stopped")
@@ -112,18 +126,34 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         openapi_config=OpenAPIConfig(
             title=settings.service_name, version=settings.service_version, description=identity.DESCRIPTION
         ),
+        middleware=list(service.middleware),
         logging_config=None,
         debug=False,
     )
-    return NexusASGI(
+    observer = Observer(
+        access_log,
+        metrics.http if metrics is not None else None,
+        tracing=settings.tracing_enabled,
+        trace_header=bool(service.middleware),
+    )
+    app = NexusASGI(
         litestar,
         context,
         probes.routes(),
-        access_log,
+        observer,
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
         max_header_bytes=settings.max_header_bytes,
     )
+    if metrics is not None:
+        build = {
+            "service": settings.service_name,
+            "version": settings.service_version,
+            "template_version": identity.TEMPLATE_VERSION,
+            "git_sha": settings.git_sha,
+        }
+        metrics.add(platform_collector(app, access_log.writer, registration, build))
+    return app
 
 
 def create_app_or_exit(service: ServiceSpec) -> NexusASGI:

@@ -6,7 +6,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import msgspec
-from litestar.types import ControllerRouterHandler
+from litestar.types import ControllerRouterHandler, Middleware
 
 from app.nexus.context import NexusContext
 from app.nexus.metadata import Model
@@ -25,6 +25,8 @@ class ServiceSpec:
                       (field `model_dir` <- MODEL_DIR); document each variable in .env.example.
     models            the OpenAI model objects listed by GET /v1/models and in the metadata.
     lifespan          async context manager factory: set up before serving, torn down after.
+    middleware        Litestar middleware around every route of the app (not the platform endpoints),
+                      e.g. OpenTelemetry's: it sees the W3C trace the logs show (docs/operations.md).
     """
 
     route_handlers: Sequence[ControllerRouterHandler] = ()
@@ -32,3 +34,4 @@ class ServiceSpec:
     settings: type[msgspec.Struct] | None = None
     models: Sequence[Model] = ()
     lifespan: ServiceLifespan | None = None
+    middleware: Sequence[Middleware] = ()
