@@ -126,7 +126,8 @@ class LineWriter:
         self._gap: list[int] | None = None
         self._urgent = False
         self._busy = False
-        self._changed = threading.Condition(threading.Lock())
+        # reentrant: a signal handler that logs may interrupt a write() of the same thread (server.py does)
+        self._changed = threading.Condition(threading.RLock())
         self._thread = threading.Thread(target=self._run, name="nexus-log-writer", daemon=True)
         self._thread.start()
 
