@@ -85,9 +85,9 @@ class NexusASGI:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id, header_bytes, traceparent = read_headers(scope["headers"])
+        request_id, header_bytes, traceparent, fresh = read_headers(scope["headers"])
         token = request_id_var.set(request_id)
-        trace = self.observer.start_trace(scope, traceparent)
+        trace = self.observer.start_trace(scope, traceparent, request_id if fresh else None)
         status = 500
         exchange = [0, 0]  # body bytes received, sent
         try:

@@ -52,6 +52,7 @@ BUCKETS = (
     300.0,
 )
 
+_FIRST_BUCKET = 4
 Kind = Literal["counter", "gauge", "histogram", "info"]
 Labels = tuple[tuple[str, str], ...]
 
@@ -75,24 +76,26 @@ class HttpMetrics:
     __slots__ = ("series",)
 
     def __init__(self) -> None:
-        # (route, method, status // 100) -> [count, seconds, bytes received, bytes sent, bucket counts]
+        # (route, method, status // 100) -> [count, seconds, bytes received, bytes sent, *bucket counts]
+        # (one flat list: the fewest operations per request)
         self.series: dict[tuple[str, str, int], list] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float, received: int, sent: int) -> None:
         key = (route, method if method in _METHODS else "OTHER", status // 100)
         entry = self.series.get(key)
         if entry is None:
-            entry = self.series[key] = [0, 0.0, 0, 0, [0] * (len(BUCKETS) + 1)]
+            entry = self.series[key] = [0, 0.0, 0, 0] + [0] * (len(BUCKETS) + 1)
         entry[0] += 1
         entry[1] += seconds
         entry[2] += received
         entry[3] += sent
-        entry[4][bisect_left(BUCKETS, seconds)] += 1
+        entry[_FIRST_BUCKET + bisect_left(BUCKETS, seconds)] += 1
 
     def families(self) -> list[Family]:
         requests = []
         routes: dict[str, list] = {}  # route -> [count, seconds, received, sent, buckets]
-        for (route, method, status_class), (count, seconds, received, sent, buckets) in self.series.items():
+        for (route, method, status_class), entry in self.series.items():
+            count, seconds, received, sent, buckets = *entry[:_FIRST_BUCKET], entry[_FIRST_BUCKET:]
             requests.append(
                 ("_total", (("route", route), ("method", method), ("status", f"{status_class}xx")), count)
             )

@@ -13,6 +13,7 @@ from litestar.types import Scope
 from app.nexus.logs import AccessLog, LineWriter
 from app.nexus.metrics import Collector, Family, HttpMetrics, Labels
 from app.nexus.tracing import (
+    NEW_TRACE_FLAGS,
     TRACEPARENT,
     new_trace,
     outgoing_traceparent,
@@ -41,15 +42,20 @@ class Observer:
         self.tracing = tracing
         self.trace_header = tracing and trace_header
 
-    def start_trace(self, scope: Scope, traceparent: bytes | None) -> Token | None:
-        """Continue the incoming trace or start one, for the log lines and outgoing calls of the request."""
+    def start_trace(self, scope: Scope, traceparent: bytes | None, fresh_id: str | None) -> Token | None:
+        """Continue the incoming trace or start one, for the log lines and outgoing calls of the request.
+
+        `fresh_id`: the request id when this service generated it (random 128 bits: it becomes the id of
+        a trace this service starts, so that the two are one value when the client sent neither)."""
         if not self.tracing:
             return None
         if not self.trace_header:
-            return trace_var.set(start_trace(traceparent))
+            if traceparent is None and fresh_id is not None:
+                return trace_var.set((fresh_id, NEW_TRACE_FLAGS))
+            return trace_var.set(start_trace(traceparent, fresh_id))
         trace = parse_traceparent(traceparent) if traceparent is not None else None
         if trace is None:
-            trace = new_trace()
+            trace = new_trace(fresh_id)
             headers = [header for header in scope["headers"] if header[0] != TRACEPARENT]
             scope["headers"] = [*headers, (TRACEPARENT, outgoing_traceparent(trace).encode())]
         return trace_var.set(trace)

@@ -9,7 +9,7 @@ Nothing is recorded or exported here: a service that exports spans adds a tracin
 
 import re
 from contextvars import ContextVar
-from random import getrandbits
+from random import getrandbits, randbytes
 from typing import TYPE_CHECKING
 
 from app.nexus.correlation import HEADER, current_request_id
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "NEW_TRACE_FLAGS",
     "TRACEPARENT",
     "current_trace_id",
     "forward_context",
@@ -31,7 +32,7 @@ TRACEPARENT = b"traceparent"
 _VALID = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
 _ZERO_TRACE, _ZERO_PARENT = "0" * 32, "0" * 16
 # a trace this service starts is marked sampled: downstream services with parent-based samplers keep it
-_NEW_TRACE_FLAGS = "01"
+NEW_TRACE_FLAGS = "01"
 
 # (trace id, trace flags) of the request being handled
 trace_var: ContextVar[tuple[str, str] | None] = ContextVar("trace", default=None)
@@ -50,18 +51,23 @@ def parse_traceparent(value: bytes) -> tuple[str, str] | None:
     return trace_id, flags
 
 
-def new_trace() -> tuple[str, str]:
-    """(trace id, flags) of a trace this service starts (random; not cryptographic, as trace ids need not be)."""
-    return f"{getrandbits(128) or 1:032x}", _NEW_TRACE_FLAGS
+def new_trace(fresh_id: str | None = None) -> tuple[str, str]:
+    """(trace id, flags) of a trace this service starts. `fresh_id`: 128 random bits in hex this service
+    just made (a request id it generated), used as the trace id rather than drawing another."""
+    if fresh_id is None:
+        fresh_id = randbytes(16).hex()  # noqa: S311 - trace ids must be unique, not secret
+        if fresh_id == _ZERO_TRACE:  # invalid as a trace id (one chance in 2**128)
+            fresh_id = _ZERO_TRACE[:-1] + "1"
+    return fresh_id, NEW_TRACE_FLAGS
 
 
-def start_trace(traceparent: bytes | None) -> tuple[str, str]:
+def start_trace(traceparent: bytes | None, fresh_id: str | None = None) -> tuple[str, str]:
     """(trace id, flags): the incoming trace when `traceparent` is valid, else a new one."""
     if traceparent is not None:
         incoming = parse_traceparent(traceparent)
         if incoming is not None:
             return incoming
-    return new_trace()
+    return new_trace(fresh_id)
 
 
 def current_trace_id() -> str:
