@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,6 +17,9 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from nexus_template.live import LiveService, free_port, wait_for_health
+
+# the robustness tests' fixture, here as `_slow_service`: the default service with a /v1/slow endpoint
+from tests.test_robustness import service as _slow_service  # noqa: F401
 
 pytestmark = pytest.mark.xdist_group("metrics")
 
@@ -164,3 +168,53 @@ def test_both_formats_pass_the_official_parsers(rendered, tmp_path: Path) -> Non
         "nexus_log_lines_dropped",
         "process_cpu_seconds",
     } <= set(families)
+
+
+def test_limit_rejections_timeouts_and_in_flight_are_counted(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Saturate a service (limit 2, timeout 1 s): /metrics answers on the fast path meanwhile and shows
+    the requests in flight; afterwards the rejections and timeouts match what happened."""
+    service = LiveService(
+        request.getfixturevalue("_slow_service"),
+        tmp_path,
+        DRAIN_SECONDS="0",
+        MAX_CONCURRENT_REQUESTS="2",
+        REQUEST_TIMEOUT_SECONDS="1",
+    )
+
+    def scrape() -> dict[str, float]:
+        text = httpx.get(f"{service.url}/metrics", timeout=5).text
+        return {
+            f"{sample.name}{sorted(sample.labels.items())}": sample.value
+            for family in parse_text(text)
+            for sample in family.samples
+        }
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            slow = [
+                pool.submit(httpx.get, f"{service.url}/v1/slow", params={"seconds": 5}, timeout=10)
+                for _ in range(2)
+            ]
+            deadline = time.monotonic() + 10
+            while scrape()["nexus_http_requests_in_flight[]"] < 2:
+                assert time.monotonic() < deadline, "the slow requests never ran"
+                time.sleep(0.05)
+            rejected = [
+                httpx.post(f"{service.url}/v1/echo", json={"input": "x"}, timeout=5) for _ in range(3)
+            ]
+            assert [response.status_code for response in rejected] == [503, 503, 503]
+            assert [future.result().status_code for future in slow] == [504, 504]
+        found = scrape()
+    finally:
+        service.stop()
+    assert found["nexus_http_requests_rejected_total[]"] == 3
+    assert found["nexus_http_request_timeouts_total[]"] == 2
+    assert found["nexus_http_requests_in_flight[]"] == 0
+    slow_route = "[('method', 'GET'), ('route', '/v1/slow'), ('status', '5xx')]"
+    assert found[f"nexus_http_requests_total{slow_route}"] == 2
+    assert (
+        found["nexus_http_requests_total[('method', 'POST'), ('route', '(unrouted)'), ('status', '5xx')]"]
+        == 3
+    )

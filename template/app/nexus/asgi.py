@@ -50,9 +50,11 @@ def _headers(content_type: str, length: int, request_id: bytes, *extra: tuple[by
     ]
 
 
-async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> None:
+async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> int:
+    """Send a whole response; return the body bytes sent."""
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return len(body)
 
 
 class NexusASGI:
@@ -95,13 +97,12 @@ class NexusASGI:
             if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
-                await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
+                exchange[1] = await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
             elif probe is not None:
                 answer = await probe(scope)
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
-                await _send_bytes(send, status, headers, answer.body)
-                exchange[1] = len(answer.body)
+                exchange[1] = await _send_bytes(send, status, headers, answer.body)
             elif self.in_flight >= self.limit:
                 status = 503
                 self.rejected += 1
@@ -112,7 +113,7 @@ class NexusASGI:
                     (b"retry-after", b"1"),
                     (b"x-should-retry", b"true"),
                 )
-                await _send_bytes(send, status, headers, _OVERLOADED)
+                exchange[1] = await _send_bytes(send, status, headers, _OVERLOADED)
             else:
                 status = await self._limited(scope, receive, send, request_id.encode(), exchange)
         finally:
@@ -166,7 +167,8 @@ class NexusASGI:
             if started:
                 raise
             status = 504
-            await _send_bytes(send, status, _headers(JSON, len(_TIMED_OUT), request_id), _TIMED_OUT)
+            headers = _headers(JSON, len(_TIMED_OUT), request_id)
+            exchange[1] += await _send_bytes(send, status, headers, _TIMED_OUT)
         finally:
             self.in_flight -= 1
             self.deadlines.forget(task)
