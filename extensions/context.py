@@ -5,12 +5,22 @@ The hook also runs while questions are still being asked (before `service_name` 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from copier_template_extensions import ContextHook
 
-# Where the template's own documentation lives; rendered READMEs link to it.
-TEMPLATE_DOCS = "https://github.com/nexus-ai/nexus-template/blob/main/docs"
+# Where the template's own repository lives; rendered READMEs link to the docs of their own release.
+TEMPLATE_REPOSITORY = "https://github.com/nexus-ai/nexus-template"
+# copier records `git describe --tags`: "v0.2.0" on a release, "v0.2.0-3-g1a2b3c4" between releases
+_BETWEEN_RELEASES = re.compile(r"-\d+-g([0-9a-f]+)$")
+
+
+def template_docs(commit: str | None) -> str:
+    """The docs folder of the template release (or commit) a service was rendered from."""
+    between = _BETWEEN_RELEASES.search(commit or "")
+    ref = between.group(1) if between else commit or "HEAD"
+    return f"{TEMPLATE_REPOSITORY}/blob/{ref}/docs"
 
 
 def derived_names(service_name: str) -> dict[str, str]:
@@ -28,6 +38,7 @@ def derived_names(service_name: str) -> dict[str, str]:
 class ContextUpdater(ContextHook):
     def hook(self, context: dict[str, Any]) -> None:
         service_name = context.get("service_name")
-        context["template_docs"] = TEMPLATE_DOCS
+        answers = context.get("_copier_answers") or {}
+        context["template_docs"] = template_docs(answers.get("_commit"))
         if isinstance(service_name, str) and service_name:
             context.update(derived_names(service_name))

@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -44,14 +44,18 @@ def wait_for_health(
 
 
 class LiveService:
-    def __init__(self, service: Path, log_dir: Path, **environment: str) -> None:
+    def __init__(
+        self, service: Path, log_dir: Path, *, wrapper: Sequence[str] = (), **environment: str
+    ) -> None:
+        """`wrapper` goes before the command, e.g. ("prlimit", "--nofile=512:512") (it must exec it, so
+        that `process` stays the service's own process)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"service-{self.port}.log"
         env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), **environment}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", "app"], cwd=service, env=env, stdout=log, stderr=subprocess.STDOUT
+                [*wrapper, PYTHON, "-m", "app"], cwd=service, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         health = wait_for_health(
             f"{self.url}/health", died=lambda: self.process.poll() is not None, details=self.log

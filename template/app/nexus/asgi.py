@@ -3,11 +3,14 @@
 
 - keeps a valid X-Request-ID or makes one, and puts it on the response and on every log line;
 - answers GET /health, /readyz, /v1/metadata and /v1/models itself from pre-encoded bytes (probes
-  and the gateway call them constantly; they skip the framework and are never limited);
+  and the gateway call them constantly; they skip the framework and are never limited), and their
+  spellings with a trailing or doubled slash (/health/, //health) the same way;
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
-- writes one access line and records the request's metrics (app.nexus.observe) when the response is done.
+- writes one access line and records the request's metrics (app.nexus.observe) when the response is done;
+- while the service drains, adds `Connection: close` to every response, so clients and gateways stop
+  reusing their connections to this replica.
 
 It sits outside Litestar because Litestar's router answers 404/405 without running user middleware.
 """
@@ -57,6 +60,17 @@ async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> in
     return len(body)
 
 
+def _closing_connection(send: Send) -> Send:
+    """`send` with `Connection: close` added to the response headers."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+
+    return closing
+
+
 class NexusASGI:
     def __init__(
         self,
@@ -73,6 +87,7 @@ class NexusASGI:
         # the process-wide state (draining flag, settings), for the server and tests
         self.context = context
         self.fast_routes = fast_routes
+        self.probe_paths = {probe: path for path, probe in fast_routes.items()}
         self.observer = observer
         self.limit = max_concurrent_requests
         self.deadlines = Deadlines(request_timeout_seconds)
@@ -92,8 +107,10 @@ class NexusASGI:
         trace = self.observer.start_trace(scope, traceparent, request_id if fresh else None)
         status = 500
         exchange = [0, 0]  # body bytes received, sent
+        if self.context.draining:
+            send = _closing_connection(send)
         try:
-            probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
+            probe = self._probe(scope["path"]) if scope["method"] == "GET" else None
             if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
@@ -117,11 +134,18 @@ class NexusASGI:
             else:
                 status = await self._limited(scope, receive, send, request_id.encode(), exchange)
         finally:
-            route = scope["path"] if probe is not None else scope.get("path_template", UNROUTED)
+            # the metric label: the probe's own path (never an alias such as /health/), or the route template
+            route = self.probe_paths[probe] if probe is not None else scope.get("path_template", UNROUTED)
             self.observer.finish(
                 scope["method"], scope["path"], route, status, started, request_id, trace, exchange
             )
             request_id_var.reset(token)
+
+    def _probe(self, path: str) -> FastRoute | None:
+        probe = self.fast_routes.get(path)
+        if probe is None and (path.endswith("/") or "//" in path):
+            probe = self.fast_routes.get("/" + "/".join(part for part in path.split("/") if part))
+        return probe
 
     async def _limited(
         self, scope: Scope, receive: Receive, send: Send, request_id: bytes, exchange: list[int]

@@ -171,6 +171,27 @@ def test_metadata_endpoints_are_the_app_routes(client: TestClient) -> None:
     assert {("/health", "GET"), ("/readyz", "GET"), ("/v1/metadata", "GET"), ("/v1/models", "GET")} <= listed
 
 
+@pytest.mark.parametrize("path", ["/schema", "/schema/openapi.json"])
+def test_the_openapi_document_needs_nothing_from_the_internet(client: TestClient, path: str) -> None:
+    """Only the JSON document is served: no HTML page that would load scripts from a CDN."""
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/")
+    assert response.json()["openapi"].startswith("3.")
+    for viewer in ("swagger", "redoc", "elements", "rapidoc", "scalar"):
+        assert client.get(f"/schema/{viewer}").status_code == 404, viewer
+
+
+def test_the_swagger_viewer_is_opt_in_at_a_pinned_version(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(OPENAPI_VIEWER="swagger")
+    page = client.get("/schema/swagger")
+    assert page.status_code == 200
+    scripts = re.findall(r'(?:src|href)="(https://[^"]+)"', page.text)
+    assert scripts
+    assert all("@5." in url and "latest" not in url for url in scripts), scripts
+    assert client.get("/schema").headers["content-type"] != "text/html"  # the document stays at /schema
+
+
 def test_metadata_lists_a_new_route_without_other_changes(make_client: Callable[..., TestClient]) -> None:
     @get("/v1/extra", summary="An added route")
     async def extra() -> dict[str, str]:

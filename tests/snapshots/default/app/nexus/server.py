@@ -17,6 +17,7 @@ from types import FrameType
 import uvicorn
 
 from app.nexus.asgi import NexusASGI
+from app.nexus.serving import uvicorn_config
 
 logger = logging.getLogger("nexus.server")
 
@@ -58,18 +59,7 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     from app.main import app
 
-    settings = app.context.settings
-    config = uvicorn.Config(
-        app,
-        host=settings.service_host,
-        port=settings.service_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        lifespan="on",
-    )
-    server = DrainingServer(config, app)
+    server = DrainingServer(uvicorn_config(app), app)
     server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's status for a failed start-up (port taken, lifespan error)

@@ -3,11 +3,14 @@
 
 - keeps a valid X-Request-ID or makes one, and puts it on the response and on every log line;
 - answers GET /health, /readyz, /v1/metadata and /v1/models itself from pre-encoded bytes (probes
-  and the gateway call them constantly; they skip the framework and are never limited);
+  and the gateway call them constantly; they skip the framework and are never limited), and their
+  spellings with a trailing or doubled slash (/health/, //health) the same way;
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
-- writes one access line when the response is done.
+- writes one access line when the response is done;
+- while the service drains, adds `Connection: close` to every response, so clients and gateways stop
+  reusing their connections to this replica.
 
 It sits outside Litestar because Litestar's router answers 404/405 without running user middleware.
 """
@@ -55,6 +58,17 @@ async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> No
     await send({"type": "http.response.body", "body": body})
 
 
+def _closing_connection(send: Send) -> Send:
+    """`send` with `Connection: close` added to the response headers."""
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+        await send(message)
+
+    return closing
+
+
 class NexusASGI:
     def __init__(
         self,
@@ -85,8 +99,10 @@ class NexusASGI:
         request_id, header_bytes = read_headers(scope["headers"])
         token = request_id_var.set(request_id)
         status = 500
+        if self.context.draining:
+            send = _closing_connection(send)
         try:
-            probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
+            probe = self._probe(scope["path"]) if scope["method"] == "GET" else None
             if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
@@ -112,6 +128,12 @@ class NexusASGI:
             if self.access_log.enabled:
                 self.access_log.write(scope["method"], scope["path"], status, started, request_id)
             request_id_var.reset(token)
+
+    def _probe(self, path: str) -> Callable[[], Awaitable[ProbeAnswer]] | None:
+        probe = self.fast_routes.get(path)
+        if probe is None and (path.endswith("/") or "//" in path):
+            probe = self.fast_routes.get("/" + "/".join(part for part in path.split("/") if part))
+        return probe
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> int:
         """Run one counted request under the timeout; return the status sent."""

@@ -8,7 +8,7 @@ Every invalid variable is reported, each on one line that names it; `.env.exampl
 
 import os
 from collections.abc import Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -50,6 +50,14 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_concurrent_requests: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 64
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 30)] = 1 << 20
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, le=1 << 20)] = 16384
+    # slow and silent clients (app/nexus/protocol.py, app/nexus/bodyguard.py): cut off long before
+    # REQUEST_TIMEOUT_SECONDS, so that they cannot hold connections or concurrency slots
+    idle_timeout_seconds: Seconds = 5.0
+    header_timeout_seconds: Seconds = 10.0
+    body_timeout_seconds: Seconds = 10.0
+    min_body_bytes_per_second: Annotated[int, msgspec.Meta(ge=1, le=1 << 30)] = 1024
+    # "" serves the OpenAPI document only; "swagger" adds a viewer page whose scripts come from a CDN
+    openapi_viewer: Literal["", "swagger"] = ""
     drain_seconds: NonNegativeSeconds = 5.0
     shutdown_grace_seconds: Seconds = 20.0
     git_sha: Annotated[str, msgspec.Meta(max_length=64)] = ""

@@ -12,12 +12,14 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, SwaggerRenderPlugin
 
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
+from app.nexus.bodyguard import BodyRateGuard
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
-from app.nexus.content import require_json_content_type
+from app.nexus.content import check_json_body
 from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
 from app.nexus.features import gpu_inventory, registrar
@@ -29,6 +31,9 @@ from app.nexus.readiness import Readiness
 from app.nexus.spec import ServiceSpec
 
 logger = logging.getLogger("nexus")
+
+# the Swagger UI release OPENAPI_VIEWER=swagger loads, pinned
+SWAGGER_UI_VERSION = "5.18.2"
 
 
 def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Metadata:
@@ -55,6 +60,15 @@ def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Met
         ),
         links=Links(),
     )
+
+
+def _openapi_pages(viewer: str) -> list[OpenAPIRenderPlugin]:
+    """The document at /schema and /schema/openapi.json; a viewer page only when asked for: its scripts
+    come from a public CDN, which fails on air-gapped clusters (docs/service-api.md)."""
+    pages: list[OpenAPIRenderPlugin] = [JsonRenderPlugin(path=["/", "/openapi.json"])]
+    if viewer == "swagger":
+        pages.append(SwaggerRenderPlugin(version=SWAGGER_UI_VERSION, favicon=""))
+    return pages
 
 
 def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -> NexusASGI:
@@ -107,16 +121,23 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         # handlers may also take `nexus: NamedDependency[NexusContext]` (resolved only where asked for)
         dependencies={"nexus": Provide(lambda: context, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
-        before_request=require_json_content_type,
+        before_request=check_json_body,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
-            title=settings.service_name, version=settings.service_version, description=identity.DESCRIPTION
+            title=settings.service_name,
+            version=settings.service_version,
+            description=identity.DESCRIPTION,
+            render_plugins=_openapi_pages(settings.openapi_viewer),
         ),
         logging_config=None,
         debug=False,
     )
     return NexusASGI(
-        litestar,
+        BodyRateGuard(
+            litestar,
+            timeout=settings.body_timeout_seconds,
+            min_bytes_per_second=settings.min_body_bytes_per_second,
+        ),
         context,
         probes.routes(),
         access_log,
