@@ -10,6 +10,7 @@ records pass through the Redactor: URL credentials and the values of secret sett
 import atexit
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -126,6 +127,7 @@ class LineWriter:
         self._gap: list[int] | None = None
         self._urgent = False
         self._busy = False
+        self._clock = _Clock()  # the writer thread's own (the shared one is not thread-safe)
         # reentrant: a signal handler that logs may interrupt a write() of the same thread (server.py does)
         self._changed = threading.Condition(threading.RLock())
         self._thread = threading.Thread(target=self._run, name="nexus-log-writer", daemon=True)
@@ -168,7 +170,10 @@ class LineWriter:
                 self._busy = True
             try:
                 self._write(
-                    b"".join(item if isinstance(item, bytes) else _dropped_line(item[0]) for item in batch)
+                    b"".join(
+                        item if isinstance(item, bytes) else _dropped_line(item[0], self._clock)
+                        for item in batch
+                    )
                 )
             finally:
                 with self._changed:
@@ -183,7 +188,10 @@ class LineWriter:
                 return
             view = memoryview(data)
             while view:
-                view = view[os.write(self._fd, view) :]
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:  # a non-blocking stdout that is full: wait until it takes more
+                    select.select([], [self._fd], [], 1.0)
         except (OSError, ValueError):  # stdout closed or gone: logs cannot stop the service
             pass
 
@@ -198,9 +206,9 @@ def _fileno(stream: BinaryIO) -> int | None:
         return None
 
 
-def _dropped_line(count: int) -> bytes:
+def _dropped_line(count: int, clock: _Clock) -> bytes:
     entry = {
-        "time": timestamp(time.time()),
+        "time": clock(time.time()),
         "level": "WARNING",
         "logger": "nexus.logs",
         "message": f"{count} log line(s) dropped here: stdout was not read fast enough (buffer full)",
