@@ -2,6 +2,7 @@
 """Logs that cannot lose a line or stall the service, redaction, client aborts, trace context."""
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -74,6 +75,20 @@ def test_no_line_is_lost_with_threads_and_the_event_loop_logging_at_once(tmp_pat
     assert loop_ids == [f"loop-{index}" for index in range(from_loop)]  # all there, in order
     assert len(lines) == threads * per_thread + from_loop
     assert access_log.writer.dropped == 0
+
+
+def test_configuring_logging_again_adds_no_writer_and_no_exit_hook(tmp_path: Path) -> None:
+    """Every create_app configures logging (a test suite builds hundreds of apps): one writer thread and
+    one exit hook per stream, however often."""
+    with (tmp_path / "out.jsonl").open("w") as stream:
+        configure_logging("INFO", stream)
+        threads, hooks = threading.active_count(), atexit._ncallbacks()
+        for _ in range(50):
+            configure_logging("INFO", stream)
+        assert (threading.active_count(), atexit._ncallbacks()) == (threads, hooks)
+        logging.getLogger("test.again").warning("once")
+        assert flush_logs(5)
+    assert len(json_lines((tmp_path / "out.jsonl").read_text())) == 1  # one handler: the line once
 
 
 def _request_ok(client: httpx.Client, url: str) -> float:
