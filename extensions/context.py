@@ -35,10 +35,36 @@ def derived_names(service_name: str) -> dict[str, str]:
     }
 
 
+# The shutdown budget, computed once: the app's defaults (DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS in
+# config.py and .env.example), compose's stop_grace_period and Kubernetes' preStop and
+# terminationGracePeriodSeconds are all rendered from here, so they cannot disagree.
+DRAIN_SECONDS = 5
+SHUTDOWN_GRACE_SECONDS = 20
+PRE_STOP_SECONDS = 3  # Kubernetes: a head start for endpoint removal before the process sees SIGTERM
+KILL_MARGIN_SECONDS = 5  # what the engine waits beyond the service's own budget before SIGKILL
+# The non-root user and group the image runs as (Dockerfile USER, Kubernetes securityContext)
+RUN_AS_UID = 10001
+
+
+def deployment_facts() -> dict[str, int]:
+    return {
+        "drain_seconds": DRAIN_SECONDS,
+        "shutdown_grace_seconds": SHUTDOWN_GRACE_SECONDS,
+        "pre_stop_seconds": PRE_STOP_SECONDS,
+        "stop_grace_period_seconds": DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
+        "termination_grace_period_seconds": PRE_STOP_SECONDS
+        + DRAIN_SECONDS
+        + SHUTDOWN_GRACE_SECONDS
+        + KILL_MARGIN_SECONDS,
+        "run_as_uid": RUN_AS_UID,
+    }
+
+
 class ContextUpdater(ContextHook):
     def hook(self, context: dict[str, Any]) -> None:
         service_name = context.get("service_name")
         answers = context.get("_copier_answers") or {}
         context["template_docs"] = template_docs(answers.get("_commit"))
+        context.update(deployment_facts())
         if isinstance(service_name, str) and service_name:
             context.update(derived_names(service_name))

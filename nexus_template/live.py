@@ -45,13 +45,20 @@ def wait_for_health(
 
 class LiveService:
     def __init__(
-        self, service: Path, log_dir: Path, *, wrapper: Sequence[str] = (), **environment: str
+        self,
+        service: Path,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        wrapper: Sequence[str] = (),
+        **environment: str,
     ) -> None:
-        """`wrapper` goes before the command, e.g. ("prlimit", "--nofile=512:512") (it must exec it, so
-        that `process` stays the service's own process)."""
-        self.port = free_port()
+        """`port`: a fixed one (e.g. a restarted replica's), else a free one. `wrapper` goes before the
+        command, e.g. ("prlimit", "--nofile=512:512") (it must exec it, so that `process` stays the
+        service's own process)."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"service-{self.port}.log"
+        self.log_path = log_dir / f"service-{self.port}-{time.monotonic_ns()}.log"
         env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), **environment}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(

@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from extensions.context import deployment_facts
 from nexus_template.render import ROOT, answer_sets, run_python
 
 
@@ -68,6 +69,21 @@ def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> N
             variable for variable in variables if variable != "EXAMPLE_PREFIX" and f"`{variable}`" not in docs
         ]
         assert not missing, f"docs/ never mentions {missing}"
+
+
+def test_the_shutdown_timings_and_user_in_the_docs_are_the_extensions_values() -> None:
+    """docs/deploy.md and docs/operations.md quote the values extensions/context.py renders everywhere."""
+    facts = deployment_facts()
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert f"`stop_grace_period: {facts['stop_grace_period_seconds']}s`" in deploy
+    assert f"`terminationGracePeriodSeconds: {facts['termination_grace_period_seconds']}`" in deploy
+    assert f"`preStop: sleep {facts['pre_stop_seconds']}`" in deploy
+    assert f"uid:gid `{facts['run_as_uid']}:{facts['run_as_uid']}`" in deploy
+    assert f"`DRAIN_SECONDS` ({facts['drain_seconds']})" in deploy
+    assert f"`SHUTDOWN_GRACE_SECONDS` ({facts['shutdown_grace_seconds']})" in deploy
+    assert f"| `terminationGracePeriodSeconds` | {facts['termination_grace_period_seconds']} |" in operations
+    assert f"| `stop_grace_period` | {facts['stop_grace_period_seconds']}s |" in operations
 
 
 def test_every_timeout_and_limit_is_in_the_operations_table_with_its_default(rendered) -> None:

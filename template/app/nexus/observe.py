@@ -6,11 +6,12 @@ request path entirely (the benchmark compares both ways). Also the platform's ow
 import time
 from collections.abc import Mapping
 from contextvars import Token
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
 from litestar.types import Scope
 
 from app.nexus.logs import AccessLog, LineWriter
+from app.nexus.metadata import RegistrationInfo
 from app.nexus.metrics import Collector, Family, HttpMetrics, Labels
 from app.nexus.tracing import (
     NEW_TRACE_FLAGS,
@@ -84,7 +85,8 @@ class Observer:
         trace_var.reset(trace)
 
 
-REGISTRATION_STATES = ("disabled", "registering", "registered", "retrying", "revoked")
+# the states the metadata document declares (one series each)
+REGISTRATION_STATES = get_args(get_type_hints(RegistrationInfo)["state"])
 
 
 def platform_collector(

@@ -55,6 +55,7 @@ class ReadinessReport(msgspec.Struct):
 
 
 class ReadinessAnswer(msgspec.Struct, frozen=True):
+    status: Status
     status_code: int
     body: bytes
 
@@ -79,6 +80,8 @@ class Readiness:
         self._running: asyncio.Future[ReadinessAnswer] | None = None
         # check name -> (last status, seconds it took); a check appears once it has run
         self.last: dict[str, tuple[Status, float]] = {}
+        # called with the new status whenever a run's status differs from the previous run's (e.g. registration)
+        self.on_change: list[Callable[[Status], object]] = []
 
     @property
     def names(self) -> list[str]:
@@ -97,8 +100,11 @@ class Readiness:
     def _finished(self, future: "asyncio.Future[ReadinessAnswer]") -> None:
         self._running = None
         if not future.cancelled() and future.exception() is None:
-            self._cached = future.result()
+            previous, self._cached = self._cached, future.result()
             self._expires = time.monotonic() + self._cache_seconds
+            if previous is None or previous.status != self._cached.status:
+                for callback in self.on_change:
+                    callback(self._cached.status)
 
     async def _run(self) -> ReadinessAnswer:
         names = list(self._checks)
@@ -158,7 +164,7 @@ def render(results: Mapping[str, CheckResult]) -> ReadinessAnswer:
         (result.status for result in results.values()), key=_RANK.__getitem__, default="pass"
     )
     body = msgspec.json.encode(ReadinessReport(status=status, checks=checks))
-    return ReadinessAnswer(503 if status == "fail" else 200, body)
+    return ReadinessAnswer(status, 503 if status == "fail" else 200, body)
 
 
 def _draining_answer() -> ReadinessAnswer:

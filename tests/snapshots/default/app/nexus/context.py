@@ -1,6 +1,7 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """The per-process context handed to handlers (as the `nexus` dependency), checks and lifespans."""
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ class NexusContext:
     started_at: str = ""
     # set on SIGTERM: /readyz answers 503 while in-flight work finishes
     draining: bool = False
+    # set once the server accepts connections (`python -m app`): registration waits for it
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
     # called (on the event loop) when draining begins, e.g. to leave a service registry
     on_drain: list[Callable[[], object]] = field(default_factory=list)
     # the service's own long-lived objects (model handles, clients), set up in its lifespan

@@ -80,13 +80,15 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     registration = registrar(context)
     checks = platform_checks(context)
     if registration is not None and registration.enabled:
-        checks["registration:etcd"] = registration.check
+        checks[registration.check_name] = registration.check
     readiness = Readiness(
         {**checks, **service.readiness_checks},
         context,
         timeout=settings.readiness_timeout_seconds,
         cache_seconds=settings.readiness_cache_seconds,
     )
+    if registration is not None:
+        registration.follow(readiness)
     probes = Probes(readiness, service.models)
 
     @asynccontextmanager

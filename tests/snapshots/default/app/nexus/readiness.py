@@ -49,6 +49,7 @@ class ReadinessReport(msgspec.Struct):
 
 
 class ReadinessAnswer(msgspec.Struct, frozen=True):
+    status: Status
     status_code: int
     body: bytes
 
@@ -71,6 +72,8 @@ class Readiness:
         self._cached: ReadinessAnswer | None = None
         self._expires = 0.0
         self._running: asyncio.Future[ReadinessAnswer] | None = None
+        # called with the new status whenever a run's status differs from the previous run's (e.g. registration)
+        self.on_change: list[Callable[[Status], object]] = []
 
     @property
     def names(self) -> list[str]:
@@ -89,8 +92,11 @@ class Readiness:
     def _finished(self, future: "asyncio.Future[ReadinessAnswer]") -> None:
         self._running = None
         if not future.cancelled() and future.exception() is None:
-            self._cached = future.result()
+            previous, self._cached = self._cached, future.result()
             self._expires = time.monotonic() + self._cache_seconds
+            if previous is None or previous.status != self._cached.status:
+                for callback in self.on_change:
+                    callback(self._cached.status)
 
     async def _run(self) -> ReadinessAnswer:
         names = list(self._checks)
@@ -120,7 +126,7 @@ def render(results: Mapping[str, CheckResult]) -> ReadinessAnswer:
         (result.status for result in results.values()), key=_RANK.__getitem__, default="pass"
     )
     body = msgspec.json.encode(ReadinessReport(status=status, checks=checks))
-    return ReadinessAnswer(503 if status == "fail" else 200, body)
+    return ReadinessAnswer(status, 503 if status == "fail" else 200, body)
 
 
 def _draining_answer() -> ReadinessAnswer:
