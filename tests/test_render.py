@@ -31,6 +31,10 @@ ALWAYS = [
     "app/nexus/asgi.py",
     "app/nexus/config.py",
     "app/nexus/metadata.py",
+    "app/nexus/metrics.py",
+    "app/nexus/observe.py",
+    "app/nexus/redaction.py",
+    "app/nexus/tracing.py",
     "app/nexus/readiness.py",
     "app/nexus/server.py",
     "pyproject.toml",
@@ -40,6 +44,8 @@ ALWAYS = [
     "tests/conftest.py",
     "tests/nexus_fixtures.py",
     "tests/test_contract.py",
+    "tests/test_logging.py",
+    "tests/test_metrics.py",
     "tests/test_service.py",
 ]
 GPU_ONLY = ["app/nexus/gpu.py", "tests/test_gpu.py"]

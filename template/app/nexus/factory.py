@@ -20,14 +20,16 @@ from app.nexus import identity
 from app.nexus.asgi import NexusASGI
 from app.nexus.bodyguard import BodyRateGuard
 from app.nexus.checks import platform_checks
-from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
+from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted, secret_values
 from app.nexus.content import check_json_body
 from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
-from app.nexus.features import gpu_inventory, registrar
+from app.nexus.features import gpu_inventory, gpu_metrics, registrar
 from app.nexus.logs import configure_logging, timestamp
 from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Metadata, Model, route_endpoints
+from app.nexus.metrics import HttpMetrics, Metrics
 from app.nexus.models import ModelCatalog
+from app.nexus.observe import Observer, platform_collector
 from app.nexus.openapi import document_api
 from app.nexus.probes import Probes, probe_handlers
 from app.nexus.readiness import Readiness
@@ -80,7 +82,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         raise ConfigError(identity.FACTS_ERROR)
     settings = load_settings(PlatformSettings, environ)
     service_settings = load_settings(service.settings, environ) if service.settings else None
-    access_log = configure_logging(settings.log_level)
+    access_log = configure_logging(
+        settings.log_level,
+        buffer_bytes=settings.log_buffer_bytes,
+        secrets=secret_values(settings, service_settings),
+    )
     context = NexusContext(settings=settings, service_settings=service_settings)
     registration = registrar(context)
     checks = platform_checks(context)
@@ -100,7 +106,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         cache_seconds=service.models_cache_seconds,
         timeout=settings.backend_timeout_seconds,
     )
-    probes = Probes(readiness, catalog)
+    metrics = Metrics(HttpMetrics(), [readiness.families]) if settings.metrics_enabled else None
+    gpus = gpu_metrics(settings) if metrics is not None else None
+    if gpus is not None:
+        metrics.add(gpus.families)
+    probes = Probes(readiness, catalog, metrics)
 
     @asynccontextmanager
     async def platform_lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -117,6 +127,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
 
         catalog.on_change = lambda models: republish(models=models)
         logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
+        if gpus is not None:
+            gpus.start()
         try:
             async with AsyncExitStack() as stack:
                 if service.lifespan is not None:
@@ -132,6 +144,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
                 if prefetch is not None:
                     prefetch.cancel()
         finally:
+            if gpus is not None:
+                gpus.stop()
             await context.close_http()
             context.running = False
             logger.info("service stopped")
@@ -146,7 +160,13 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     missing = set(probes.routes()) - {route.path for route in litestar.routes}
     if missing:
         raise ConfigError(f"an on_app_init hook removed the platform routes {sorted(missing)}")
-    return NexusASGI(
+    observer = Observer(
+        access_log,
+        metrics.http if metrics is not None else None,
+        tracing=settings.tracing_enabled,
+        trace_header=bool(service.middleware),
+    )
+    app = NexusASGI(
         BodyRateGuard(
             litestar,
             timeout=settings.body_timeout_seconds,
@@ -154,11 +174,20 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         ),
         context,
         probes.routes(),
-        access_log,
+        observer,
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
         max_header_bytes=settings.max_header_bytes,
     )
+    if metrics is not None:
+        build = {
+            "service": settings.service_name,
+            "version": settings.service_version,
+            "template_version": identity.TEMPLATE_VERSION,
+            "git_sha": settings.git_sha,
+        }
+        metrics.add(platform_collector(app, access_log.writer, registration, build))
+    return app
 
 
 def _litestar(
@@ -183,6 +212,7 @@ def _litestar(
             description=identity.DESCRIPTION,
             render_plugins=_openapi_pages(settings.openapi_viewer),
         ),
+        middleware=list(service.middleware),
         logging_config=None,
         plugins=list(service.plugins),
         on_app_init=list(service.on_app_init),

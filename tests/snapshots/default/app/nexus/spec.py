@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 from litestar.plugins import PluginProtocol
-from litestar.types import ControllerRouterHandler, OnAppInitHandler
+from litestar.types import ControllerRouterHandler, Middleware, OnAppInitHandler
 
 from app.nexus.context import NexusContext
 from app.nexus.metadata import Model
@@ -32,6 +32,8 @@ class ServiceSpec:
     plugins           Litestar plugins (stores, channels, instrumentation, ...), passed to Litestar.
     on_app_init       Litestar on_app_init hooks: each gets the AppConfig and may add to it (listeners,
                       stores, middleware, ...). The platform's routes and its outer layer stay as they are.
+    middleware        Litestar middleware around every route of the app (not the platform endpoints),
+                      e.g. OpenTelemetry's: it sees the W3C trace the logs show (docs/operations.md).
     """
 
     route_handlers: Sequence[ControllerRouterHandler] = ()
@@ -42,3 +44,4 @@ class ServiceSpec:
     lifespan: ServiceLifespan | None = None
     plugins: Sequence[PluginProtocol] = ()
     on_app_init: Sequence[OnAppInitHandler] = ()
+    middleware: Sequence[Middleware] = ()
