@@ -27,7 +27,7 @@ from app.nexus import CheckResult, ServiceSpec, nexus_of
 from app.nexus.config import ConfigError, PlatformSettings, load_settings
 from app.nexus.logs import configure_logging, flush_logs
 from app.service import service
-from tests.conftest import ROOT, free_port
+from tests.nexus_fixtures import ROOT, free_port
 
 
 def json_lines(text: str) -> list[dict]:

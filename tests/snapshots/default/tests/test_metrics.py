@@ -11,7 +11,7 @@ from app.nexus import CheckResult, ServiceSpec, identity
 from app.nexus.factory import create_app
 from app.nexus.metrics import OPENMETRICS, TEXT
 from app.service import service
-from tests.conftest import QUIET
+from tests.nexus_fixtures import QUIET
 
 # name{labels} value, as both formats write samples
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_]\w*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
