@@ -33,6 +33,7 @@ from nexus_template.updating._isolated import (
     snapshot,
     unmerged,
 )
+from nexus_template.updating._lock import refresh_lock
 from nexus_template.updating._resolve import resolution_problem
 from nexus_template.updating._result import UpdateResult
 from nexus_template.updating._testenv import run_tests as run_service_tests
@@ -122,6 +123,11 @@ def _update_copy(
         (
             result.notes if problem.startswith("requirements not checked") else result.dependency_clashes
         ).append(problem)
+    if not (result.conflicts or result.dependency_clashes):
+        if problem := refresh_lock(copy):
+            result.dependency_clashes.append(problem)
+        updated = snapshot(copy)
+        _describe(result, original, updated)
     return original, updated, answers
 
 
