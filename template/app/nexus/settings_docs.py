@@ -1,0 +1,168 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""The platform settings' documentation, written from PlatformSettings itself: each field's
+`msgspec.Meta(description=..., extra={"group": ...})` in app/nexus/config.py is the one place a setting
+is explained. The platform part of .env.example and the README's settings table are this module's output
+(tests/test_contract.py keeps them equal); the template's docs tables are made the same way.
+
+Defaults that come from a template answer (`extra={"answer": "port"}`) are written as the service's value,
+as the Jinja expression the template renders it from (`{{ port }}`), or in words ("the `port` answer").
+"""
+
+import textwrap
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgspec
+
+from app.nexus.config import PlatformSettings, env_name, secret_fields
+
+__all__ = [
+    "ENV_END",
+    "ENV_START",
+    "README_END",
+    "README_START",
+    "AnswerDefaults",
+    "Setting",
+    "UndocumentedSettings",
+    "env_block",
+    "generated_block",
+    "markdown_table",
+    "platform_settings",
+]
+
+# The platform part of .env.example runs from ENV_START to the line starting with ENV_END (exclusive).
+ENV_START = "# --- Platform settings: generated from app/nexus/config.py, replaced by copier update ---"
+ENV_END = "# --- Service settings"
+README_START = "<!-- platform settings: generated from app/nexus/config.py (python -m app.nexus settings) -->"
+README_END = "<!-- end of the platform settings -->"
+_WIDTH = 103
+AnswerDefaults = Literal["values", "jinja", "words"]
+
+
+class UndocumentedSettings(Exception):
+    """Fields without a description or group; the message says how to add them."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    variable: str
+    default: Any
+    description: str
+    group: str
+    answer: str  # the template answer the default comes from, or ""
+    secret: bool
+
+
+def _meta(annotation: Any) -> tuple[str, dict[str, Any]]:
+    description, extra = "", {}
+    for meta in getattr(annotation, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta):
+            description = meta.description or description
+            extra = {**extra, **(meta.extra or {})}
+    return description, extra
+
+
+def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) -> list[Setting]:
+    """Every field of `settings_type` with its documentation; UndocumentedSettings names the fields
+    that have none."""
+    hidden = secret_fields(settings_type)
+    found, missing = [], []
+    for field in msgspec.structs.fields(settings_type):
+        description, extra = _meta(field.type)
+        if not description.strip() or not str(extra.get("group", "")).strip():
+            missing.append(field.name)
+            continue
+        found.append(
+            Setting(
+                env_name(field.name),
+                field.default,
+                " ".join(description.split()),
+                extra["group"],
+                extra.get("answer", ""),
+                field.name in hidden,
+            )
+        )
+    if missing:
+        raise UndocumentedSettings(
+            f"{settings_type.__name__} fields without a description or group: {', '.join(missing)}. "
+            "Give each one in app/nexus/config.py (nexus-template: template/app/nexus/config.py.jinja), e.g. "
+            '`name: Annotated[int, msgspec.Meta(description="What it does", extra={"group": "Limits"})] = 1`, '
+            "then regenerate the documentation (nexus-template: `make settings-docs`)."
+        )
+    return found
+
+
+def _env_value(setting: Setting, answers: AnswerDefaults) -> str:
+    if setting.answer and answers == "jinja":
+        return "{{ " + setting.answer + " }}"
+    default = setting.default
+    if setting.secret and default:
+        return ""  # never written out; the variable documents itself as secret
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, int | float | str):
+        return str(default)
+    return msgspec.json.encode(default).decode()
+
+
+def _grouped(settings: Iterable[Setting]) -> dict[str, list[Setting]]:
+    """Settings by group, groups in the order of their first field."""
+    groups: dict[str, list[Setting]] = {}
+    for setting in settings:
+        groups.setdefault(setting.group, []).append(setting)
+    return groups
+
+
+def env_block(settings: list[Setting], answers: AnswerDefaults = "values") -> str:
+    """The platform part of .env.example: a section per group, each variable under its description."""
+    lines: list[str] = []
+    for group, members in _grouped(settings).items():
+        lines += [""] if lines else []
+        lines.append(f"# --- {group} ".ljust(_WIDTH, "-"))
+        for setting in members:
+            lines += textwrap.wrap(
+                setting.description, _WIDTH - 2, initial_indent="# ", subsequent_indent="# "
+            )
+            lines.append(f"{setting.variable}={_env_value(setting, answers)}")
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_default(setting: Setting, answers: AnswerDefaults) -> str:
+    if setting.answer and answers == "words":
+        return f"the `{setting.answer}` answer"
+    value = _env_value(setting, answers)
+    return f"`{value}`" if value else "empty"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_table(
+    settings: list[Setting], answers: AnswerDefaults = "values", groups: Iterable[str] = ()
+) -> str:
+    """A table of the settings (of `groups` only, when given): variable, default, meaning."""
+    wanted = set(groups)
+    unknown = wanted - {setting.group for setting in settings}
+    if unknown:
+        raise ValueError(f"no settings in the groups {sorted(unknown)}")
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    rows += [
+        f"| `{setting.variable}` | {_markdown_default(setting, answers)} | {_cell(setting.description)} |"
+        for members in _grouped(settings).values()
+        for setting in members
+        if not wanted or setting.group in wanted
+    ]
+    return "\n".join(rows) + "\n"
+
+
+def generated_block(text: str, start: str, end: str) -> str | None:
+    """The lines of `text` between the line `start` and the next line starting with `end`, without the
+    blank lines around them; None unless `start` occurs once and `end` after it."""
+    lines = text.splitlines(keepends=True)
+    starts = [number for number, line in enumerate(lines) if line.rstrip("\n") == start]
+    if len(starts) != 1:
+        return None
+    ends = [number for number in range(starts[0] + 1, len(lines)) if lines[number].startswith(end)]
+    return "".join(lines[starts[0] + 1 : ends[0]]).strip("\n") + "\n" if ends else None

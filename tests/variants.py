@@ -1,0 +1,63 @@
+"""One Jinja file from the renders of several answer sets: what every answer set renders is written as is,
+what only some do is wrapped in the conditions that switch it on. Used by `make lock` and
+`make settings-docs`, which render the canonical answer sets and merge their output back into the template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = ["appended_if", "merged_jinja"]
+
+
+def appended_if(text: str, condition: str, block: str) -> str:
+    """`text` followed by `block` rendered only when `condition` holds; both end with a newline."""
+    return (
+        text.removesuffix("\n") + f"{{%- if {condition} %}}\n" + block.removesuffix("\n") + "{%- endif %}\n"
+    )
+
+
+def _units(text: str, key: Callable[[str], str | None]) -> list[tuple[str, str]]:
+    """(key, lines) pairs: each unit runs up to and including the next line that has a key."""
+    units, pending = [], ""
+    for line in text.splitlines(keepends=True):
+        pending += line
+        name = key(line.rstrip("\n"))
+        if name is not None:
+            units.append((name, pending))
+            pending = ""
+    if pending:
+        raise ValueError(f"lines without a key at the end: {pending!r}")
+    return units
+
+
+def merged_jinja(outputs: dict[str | None, str], key: Callable[[str], str | None]) -> str:
+    """Merge per-answer-set outputs (condition -> text; None: the answer set every other one extends,
+    first) into Jinja. Units are matched by `key`; a unit missing from the base is placed after the unit
+    that precedes it in its own output, under its conditions (one `if` per run of units under the same ones). A unit rendered differently by two answer
+    sets is an error."""
+    order: list[str] = []
+    blocks: dict[str, str] = {}
+    conditions: dict[str, list[str]] = {}
+    for condition, text in outputs.items():
+        previous = None
+        for name, block in _units(text, key):
+            if name not in blocks:
+                order.insert(order.index(previous) + 1 if previous is not None else 0, name)
+                blocks[name] = block
+                conditions[name] = [condition] if condition else []
+            elif blocks[name] != block:
+                raise SystemExit(f"{condition} renders {name} differently: {block!r} vs {blocks[name]!r}")
+            elif condition and conditions[name]:
+                conditions[name].append(condition)
+            previous = name
+    text, run, run_condition = "", "", ""
+    for name in [*order, None]:
+        condition = " or ".join(conditions[name]) if name is not None else ""
+        if run and condition != run_condition:
+            text, run = appended_if(text, run_condition, run), ""
+        if name is not None and condition:
+            run, run_condition = run + blocks[name], condition
+        elif name is not None:
+            text += blocks[name]
+    return text
