@@ -426,8 +426,11 @@ def test_generated_settings_docs_never_show_a_secret_and_say_where_defaults_come
     assert "COOKIE={{ owner }}" in settings_docs.env_block(settings, "jinja")
     table = settings_docs.markdown_table(settings, "words", ["Access"])
     assert table.splitlines()[2:] == ["| `COOKIE` | the `owner` answer | A \\| secret |"]
-    with pytest.raises(ValueError, match="Nowhere"):
-        settings_docs.markdown_table(settings, groups=["Nowhere"])
+    assert settings_docs.markdown_table(settings, groups=["Access"], variables=["LIMIT"]) == (
+        settings_docs.markdown_table(settings)
+    )
+    with pytest.raises(ValueError, match="Nowhere, TIMEOUT"):
+        settings_docs.markdown_table(settings, groups=["Nowhere"], variables=["TIMEOUT"])
 
 
 def test_a_setting_without_description_or_group_is_named_with_the_fix() -> None:

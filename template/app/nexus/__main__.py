@@ -28,9 +28,12 @@ def _settings(arguments: argparse.Namespace) -> int:
     if arguments.format == "env":
         sys.stdout.write(env_block(settings, arguments.answer_defaults))
         return 0
-    groups = [group.strip() for group in arguments.groups.split(",") if group.strip()]
+    groups, variables = (
+        [name.strip() for name in names.split(",") if name.strip()]
+        for names in (arguments.groups, arguments.variables)
+    )
     try:
-        sys.stdout.write(markdown_table(settings, arguments.answer_defaults, groups))
+        sys.stdout.write(markdown_table(settings, arguments.answer_defaults, groups, variables))
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
@@ -52,6 +55,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--groups", default="", help="settings --format markdown: only these groups (comma-separated)"
+    )
+    parser.add_argument(
+        "--variables", default="", help="settings --format markdown: and these variables (comma-separated)"
     )
     arguments = parser.parse_args()
     if arguments.command == "metadata-schema":

@@ -140,19 +140,26 @@ def _cell(text: str) -> str:
 
 
 def markdown_table(
-    settings: list[Setting], answers: AnswerDefaults = "values", groups: Iterable[str] = ()
+    settings: list[Setting],
+    answers: AnswerDefaults = "values",
+    groups: Iterable[str] = (),
+    variables: Iterable[str] = (),
 ) -> str:
-    """A table of the settings (of `groups` only, when given): variable, default, meaning."""
-    wanted = set(groups)
-    unknown = wanted - {setting.group for setting in settings}
+    """A table of the settings: variable, default, meaning. With `groups` or `variables`, only the
+    settings of those groups and those variables, in the order of `settings`."""
+    wanted_groups, wanted_variables = set(groups), set(variables)
+    unknown = (wanted_groups - {setting.group for setting in settings}) | (
+        wanted_variables - {setting.variable for setting in settings}
+    )
     if unknown:
-        raise ValueError(f"no settings in the groups {sorted(unknown)}")
+        raise ValueError(f"no such group or variable: {', '.join(sorted(unknown))}")
+    everything = not wanted_groups and not wanted_variables
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     rows += [
         f"| `{setting.variable}` | {_markdown_default(setting, answers)} | {_cell(setting.description)} |"
         for members in _grouped(settings).values()
         for setting in members
-        if not wanted or setting.group in wanted
+        if everything or setting.group in wanted_groups or setting.variable in wanted_variables
     ]
     return "\n".join(rows) + "\n"
 
