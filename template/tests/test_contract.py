@@ -440,18 +440,40 @@ def test_a_setting_without_description_or_group_is_named_with_the_fix() -> None:
     assert "msgspec.Meta(description=" in str(caught.value) and "make settings-docs" in str(caught.value)
 
 
-def test_settings_command_prints_the_documentation() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "app.nexus", "settings", "--format", "markdown", "--groups", "Limits"],
+class _Jinja(msgspec.Struct):
+    braces: Annotated[int, msgspec.Meta(description="Not {{ this }}", extra={"group": "Limits"})] = 1
+
+
+def test_a_description_that_would_break_the_template_is_refused() -> None:
+    with pytest.raises(settings_docs.UndocumentedSettings, match="braces: a description cannot hold"):
+        settings_docs.platform_settings(_Jinja)
+
+
+def _settings_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.nexus", "settings", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_settings_command_prints_the_documentation() -> None:
+    result = _settings_command("--format", "markdown", "--groups", "Limits")
     assert result.returncode == 0, result.stderr
     assert "| `MAX_BODY_BYTES` | `1048576` |" in result.stdout
     assert "SERVICE_PORT" not in result.stdout
+    env = _settings_command()
+    assert env.returncode == 0 and env.stdout == settings_docs.env_block(settings_docs.platform_settings())
+
+
+def test_settings_command_refuses_what_it_cannot_do() -> None:
+    unknown = _settings_command("--format", "markdown", "--groups", "Nowhere")
+    assert (unknown.returncode, unknown.stdout) == (2, "") and "Nowhere" in unknown.stderr
+    misplaced = _settings_command("--format", "env", "--groups", "Limits")
+    assert (misplaced.returncode, misplaced.stdout) == (2, "") and "markdown only" in misplaced.stderr
 
 
 # --- logging and the live process -------------------------------------------------------------------

@@ -26,6 +26,9 @@ def _settings(arguments: argparse.Namespace) -> int:
         print(error, file=sys.stderr)
         return 1
     if arguments.format == "env":
+        if arguments.groups or arguments.variables:
+            print("--groups and --variables select rows of --format markdown only", file=sys.stderr)
+            return 2
         sys.stdout.write(env_block(settings, arguments.answer_defaults))
         return 0
     groups, variables = (

@@ -37,6 +37,7 @@ ENV_END = "# --- Service settings"
 README_START = "<!-- platform settings: generated from app/nexus/config.py (python -m app.nexus settings) -->"
 README_END = "<!-- end of the platform settings -->"
 _WIDTH = 103
+_JINJA_MARKERS = ("{{", "{%", "{#")
 AnswerDefaults = Literal["values", "jinja", "words"]
 
 
@@ -73,6 +74,11 @@ def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) ->
         if not description.strip() or not str(extra.get("group", "")).strip():
             missing.append(field.name)
             continue
+        if any(marker in description for marker in _JINJA_MARKERS):
+            raise UndocumentedSettings(
+                f"{field.name}: a description cannot hold {' '.join(_JINJA_MARKERS)} (it is written into "
+                "the template's Jinja files)"
+            )
         found.append(
             Setting(
                 env_name(field.name),
