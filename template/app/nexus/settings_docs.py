@@ -94,7 +94,7 @@ def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) ->
             f"{settings_type.__name__} fields without a description or group: {', '.join(missing)}. "
             "Give each one in app/nexus/config.py (nexus-template: template/app/nexus/config.py.jinja), e.g. "
             '`name: Annotated[int, msgspec.Meta(description="What it does", extra={"group": "Limits"})] = 1`, '
-            "then regenerate the documentation (nexus-template: `make settings-docs`)."
+            "then regenerate the documentation (nexus-template: `make settings-docs`; docs/settings.md)."
         )
     return found
 
