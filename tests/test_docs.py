@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
 
@@ -87,9 +89,15 @@ def test_the_shutdown_timings_and_user_in_the_docs_are_the_extensions_values() -
     assert f"| `stop_grace_period` | {facts['stop_grace_period_seconds']}s |" in operations
 
 
-def test_published_settings_tables_are_what_the_code_produces(template_repo, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def full_service(template_repo, tmp_path_factory) -> Path:
+    """A service with every optional setting (GPUs and registration)."""
+    return render(template_repo, tmp_path_factory.mktemp("full") / "full", settings_docs.full_answers())
+
+
+def test_published_settings_tables_are_what_the_code_produces(full_service: Path) -> None:
     """Each generated table of docs/*.md is `python -m app.nexus settings` of a service with every feature."""
-    full = render(template_repo, tmp_path / "full", settings_docs.full_answers())
+    full = full_service
     pages = {page.name: page.read_text() for page in sorted((ROOT / "docs").glob("*.md"))}
     tables = {name: settings_docs.docs_blocks(text, full) for name, text in pages.items()}
     assert {name for name, blocks in tables.items() if blocks} >= {
@@ -101,6 +109,18 @@ def test_published_settings_tables_are_what_the_code_produces(template_repo, tmp
                 f"docs/{name}: the table after {start} differs from the settings in the code; "
                 "run `make settings-docs` (docs/settings.md)"
             )
+
+
+def test_the_merged_settings_render_a_combination_no_variant_has(full_service: Path) -> None:
+    """The platform blocks, merged from services with GPUs or with registration, render one with both."""
+    answers = yaml.safe_load((full_service / ".copier-answers.yml").read_text())
+    environment = jinja2.Environment(  # noqa: S701 - as copier renders: .env and Markdown, not HTML
+        keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+    )
+    for path, start, end, kind in settings_docs.TEMPLATE_BLOCKS:
+        merged = settings_docs.current_block(path.read_text(), start, end, path.name)
+        expected = settings_docs.settings_output(full_service, "--format", kind)
+        assert environment.from_string(merged).render(answers) == expected, path.name
 
 
 def test_template_settings_blocks_are_what_the_code_produces(rendered) -> None:
