@@ -402,7 +402,7 @@ class _Documented(msgspec.Struct, kw_only=True):
     cookie: Annotated[
         str, SECRET, msgspec.Meta(description="A | secret", extra={"group": "Access", "answer": "owner"})
     ] = "hunter2"
-    limit: Annotated[int, msgspec.Meta(ge=1, description="At most this many", extra={"group": "Limits"})] = 3
+    limit: Annotated[int, msgspec.Meta(ge=1, description="How many to keep", extra={"group": "Limits"})] = 3
 
 
 class _Undocumented(_Documented, kw_only=True):
@@ -420,7 +420,7 @@ def test_generated_settings_docs_never_show_a_secret_and_say_where_defaults_come
         "COOKIE=",
         "",
         "# --- Limits ".ljust(103, "-"),
-        "# At most this many",
+        "# How many to keep; accepted: at least 1",
         "LIMIT=3",
     ]
     assert "COOKIE={{ owner }}" in settings_docs.env_block(settings, "jinja")

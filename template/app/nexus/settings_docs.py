@@ -11,7 +11,7 @@ as the Jinja expression the template renders it from (`{{ port }}`), or in words
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
@@ -53,6 +53,12 @@ class Setting:
     group: str
     answer: str  # the template answer the default comes from, or ""
     secret: bool
+    accepts: str = ""  # the values the type accepts, in words ("1 to 65535"), or ""
+
+    @property
+    def explained(self) -> str:
+        """The description, with the accepted values where the type limits them."""
+        return f"{self.description}; accepted: {self.accepts}" if self.accepts else self.description
 
 
 def _meta(annotation: Any) -> tuple[str, dict[str, Any]]:
@@ -62,6 +68,28 @@ def _meta(annotation: Any) -> tuple[str, dict[str, Any]]:
             description = meta.description or description
             extra = {**extra, **(meta.extra or {})}
     return description, extra
+
+
+_BOUNDS = {"ge": "at least", "gt": "more than", "le": "up to", "lt": "below"}
+
+
+def _accepts(annotation: Any) -> str:
+    """The values a field's type accepts, in words: numeric bounds, or the choices of a Literal or bool."""
+    base = getattr(annotation, "__origin__", annotation)
+    if get_origin(base) is Literal:
+        return " or ".join(str(choice) if choice != "" else "empty" for choice in get_args(base))
+    if base is bool:
+        return "true or false"
+    bounds = {
+        name: getattr(meta, name)
+        for meta in getattr(annotation, "__metadata__", ())
+        if isinstance(meta, msgspec.Meta)
+        for name in _BOUNDS
+        if getattr(meta, name) is not None
+    }
+    if set(bounds) == {"ge", "le"}:
+        return f"{bounds['ge']} to {bounds['le']}"
+    return ", ".join(f"{_BOUNDS[name]} {value}" for name, value in bounds.items())
 
 
 def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) -> list[Setting]:
@@ -87,6 +115,7 @@ def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) ->
                 extra["group"],
                 extra.get("answer", ""),
                 field.name in hidden,
+                _accepts(field.type),
             )
         )
     if missing:
@@ -127,9 +156,7 @@ def env_block(settings: list[Setting], answers: AnswerDefaults = "values") -> st
         lines += [""] if lines else []
         lines.append(f"# --- {group} ".ljust(_WIDTH, "-"))
         for setting in members:
-            lines += textwrap.wrap(
-                setting.description, _WIDTH - 2, initial_indent="# ", subsequent_indent="# "
-            )
+            lines += textwrap.wrap(setting.explained, _WIDTH - 2, initial_indent="# ", subsequent_indent="# ")
             lines.append(f"{setting.variable}={_env_value(setting, answers)}")
     return "\n".join(lines) + "\n"
 
@@ -162,7 +189,7 @@ def markdown_table(
     everything = not wanted_groups and not wanted_variables
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     rows += [
-        f"| `{setting.variable}` | {_markdown_default(setting, answers)} | {_cell(setting.description)} |"
+        f"| `{setting.variable}` | {_markdown_default(setting, answers)} | {_cell(setting.explained)} |"
         for members in _grouped(settings).values()
         for setting in members
         if everything or setting.group in wanted_groups or setting.variable in wanted_variables
