@@ -42,7 +42,8 @@ AnswerDefaults = Literal["values", "jinja", "words"]
 
 
 class UndocumentedSettings(Exception):
-    """Fields without a description or group; the message says how to add them."""
+    """Fields without a description or group, or whose description the template cannot hold; the
+    message names them and says what to do."""
 
 
 @dataclass(frozen=True)
