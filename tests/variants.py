@@ -34,13 +34,13 @@ def _units(text: str, key: Callable[[str], str | None]) -> list[tuple[str, str]]
 def merged_jinja(outputs: dict[str | None, str], key: Callable[[str], str | None]) -> str:
     """Merge per-answer-set outputs (condition -> text; None: the answer set every other one extends,
     first) into Jinja. Units are matched by `key`; a unit missing from the base is placed after the unit
-    that precedes it in its own output, under its conditions (one `if` per run of units under the same ones). A unit rendered differently by two answer
-    sets is an error."""
+    that precedes it in its own output, under its conditions (one `if` per run of units under the same
+    ones). A unit rendered differently by two answer sets is an error."""
     order: list[str] = []
     blocks: dict[str, str] = {}
     conditions: dict[str, list[str]] = {}
     for condition, text in outputs.items():
-        previous = None
+        previous: str | None = None
         for name, block in _units(text, key):
             if name not in blocks:
                 order.insert(order.index(previous) + 1 if previous is not None else 0, name)
@@ -51,13 +51,13 @@ def merged_jinja(outputs: dict[str | None, str], key: Callable[[str], str | None
             elif condition and conditions[name]:
                 conditions[name].append(condition)
             previous = name
-    text, run, run_condition = "", "", ""
-    for name in [*order, None]:
-        condition = " or ".join(conditions[name]) if name is not None else ""
-        if run and condition != run_condition:
-            text, run = appended_if(text, run_condition, run), ""
-        if name is not None and condition:
-            run, run_condition = run + blocks[name], condition
-        elif name is not None:
-            text += blocks[name]
-    return text
+    merged, run, run_condition = "", "", ""
+    for name in order:
+        joined = " or ".join(conditions[name])
+        if run and joined != run_condition:
+            merged, run = appended_if(merged, run_condition, run), ""
+        if joined:
+            run, run_condition = run + blocks[name], joined
+        else:
+            merged += blocks[name]
+    return appended_if(merged, run_condition, run) if run else merged

@@ -63,7 +63,8 @@ class Setting:
 
 
 def _meta(annotation: Any) -> tuple[str, dict[str, Any]]:
-    description, extra = "", {}
+    description = ""
+    extra: dict[str, Any] = {}
     for meta in getattr(annotation, "__metadata__", ()):
         if isinstance(meta, msgspec.Meta):
             description = meta.description or description
