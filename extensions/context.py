@@ -28,6 +28,8 @@ def derived_names(service_name: str) -> dict[str, str]:
         # prefix of host-side variables for this service (MY_SERVICE_HOST_PORT in the compose file)
         "env_prefix": service_name.replace("-", "_").upper(),
         "compose_file": f"docker-compose.{service_name}.yml",
+        # the service's own additions, merged by Compose (`-f compose_file -f compose_override_file`)
+        "compose_override_file": f"docker-compose.{service_name}.override.yml",
         "container_name": f"nexus-{service_name}",
         "image_name": f"nexus/{service_name}",
         # kebab-case distribution name of the service's pyproject

@@ -9,6 +9,14 @@ from pathlib import Path
 from nexus_template.services import add_services_command, run_services_command
 from nexus_template.update import table, update_all, update_service
 
+# answers that only seed a new service: each service owns the fact in release/service.env afterwards
+SERVICE_FACTS = {
+    "service_version": "SERVICE_VERSION",
+    "service_description": "SERVICE_DESCRIPTION",
+    "owner": "SERVICE_OWNER",
+    "capabilities": "SERVICE_CAPABILITIES",
+}
+
 
 def _data(items: list[str]) -> dict[str, str]:
     pairs = {}
@@ -16,6 +24,11 @@ def _data(items: list[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise SystemExit(f"nexus-template: --data takes NAME=VALUE, got {item!r}")
+        if name in SERVICE_FACTS:
+            raise SystemExit(
+                f"nexus-template: {name} belongs to the service: edit {SERVICE_FACTS[name]} in its "
+                "release/service.env and commit (no update needed)"
+            )
         pairs[name] = value
     return pairs
 

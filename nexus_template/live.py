@@ -72,6 +72,15 @@ class LiveService:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def wait_for_log(self, text: str, timeout: float = 10) -> str:
+        """The log once it holds `text` (a writer thread writes the lines, a little after the event)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log[-3000:]}")
+            time.sleep(0.05)
+        return log
+
     def signal(self, number: int = signal.SIGTERM) -> None:
         self.process.send_signal(number)
 

@@ -71,15 +71,18 @@ def _unit_key(line: str) -> str | None:
     return None if line == "" or (line.startswith("# ") and not line.startswith("# --- ")) else line
 
 
-def template_blocks(services: dict[str, Path]) -> dict[str, str]:
-    """The Jinja of the platform blocks of .env.example and the README, from renders of VARIANTS."""
+def template_blocks(services: dict[str, Path], full: Path) -> dict[str, str]:
+    """The Jinja of the platform blocks of .env.example and the README, from renders of VARIANTS, in
+    the order of a service with every feature (`full`)."""
+
+    def output(service: Path, kind: str) -> str:
+        return settings_output(service, "--format", kind, "--answer-defaults", "jinja")
+
     return {
         kind: merged_jinja(
-            {
-                condition: settings_output(services[name], "--format", kind, "--answer-defaults", "jinja")
-                for name, condition in VARIANTS.items()
-            },
+            {condition: output(services[name], kind) for name, condition in VARIANTS.items()},
             _unit_key,
+            output(full, kind),
         )
         for kind in ("env", "markdown")
     }
@@ -125,7 +128,7 @@ def main() -> None:
         template = copy_working_tree(Path(scratch) / "template")
         services = {name: render(template, Path(scratch) / name, load_answers(name)) for name in VARIANTS}
         full = render(template, Path(scratch) / "full", full_answers())
-        blocks = template_blocks(services)
+        blocks = template_blocks(services, full)
         for path, start, end, kind in TEMPLATE_BLOCKS:
             path.write_text(replaced_block(path.read_text(), start, end, blocks[kind], path.name))
         for page in sorted(DOCS.glob("*.md")):

@@ -173,3 +173,45 @@ def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:
     assert 'health: str = "/health"' in text
     assert 'readiness: str = "/readyz"' in text
     assert "/health" in (service / "app" / "healthcheck.py").read_text()
+
+
+def test_the_service_owned_deploy_files_merge_and_build(rendered, name: str) -> None:
+    """The compose override file follows the specification and Compose merges it; kustomize builds the
+    Kubernetes base with the image tag and version label of release/service.env."""
+    service = rendered(name)
+    service_name = load_answers(name)["service_name"]
+    compose, override = f"docker-compose.{service_name}.yml", f"docker-compose.{service_name}.override.yml"
+    COMPOSE_VALIDATOR.validate(yaml.safe_load((service / override).read_text()))
+    merged = subprocess.run(
+        [str(Path(sys.executable).with_name("podman-compose")), "-f", compose, "-f", override, "config"],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert merged.returncode == 0, merged.stderr
+    assert (
+        yaml.safe_load(merged.stdout)["services"][service_name]["container_name"] == f"nexus-{service_name}"
+    )
+    if not load_answers(name).get("kubernetes", True):
+        assert not (service / "release" / "kustomization.yaml").exists()
+        return
+    built = subprocess.run(
+        [str(Path(sys.executable).with_name("kubectl")), "kustomize", str(service / "deploy" / "kubernetes")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    [deployment] = [item for item in yaml.safe_load_all(built.stdout) if item["kind"] == "Deployment"]
+    version = re.search(
+        r"^SERVICE_VERSION=(.*)$", (service / "release/service.env").read_text(), re.MULTILINE
+    )
+    assert version, "release/service.env has no SERVICE_VERSION"
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"nexus/{service_name}:{version[1]}"
+    )
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == version[1]
+    for item in yaml.safe_load_all(built.stdout):
+        kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)

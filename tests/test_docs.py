@@ -123,9 +123,11 @@ def test_the_merged_settings_render_a_combination_no_variant_has(full_service: P
         assert environment.from_string(merged).render(answers) == expected, path.name
 
 
-def test_template_settings_blocks_are_what_the_code_produces(rendered) -> None:
+def test_template_settings_blocks_are_what_the_code_produces(rendered, full_service: Path) -> None:
     """The platform parts of .env.example.jinja and README.md.jinja are the merged output of the renders."""
-    generated = settings_docs.template_blocks({name: rendered(name) for name in settings_docs.VARIANTS})
+    generated = settings_docs.template_blocks(
+        {name: rendered(name) for name in settings_docs.VARIANTS}, full_service
+    )
     for path, start, end, kind in settings_docs.TEMPLATE_BLOCKS:
         published = settings_docs.current_block(path.read_text(), start, end, path.name)
         assert published == generated[kind], (

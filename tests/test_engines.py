@@ -12,6 +12,8 @@ Without systemd podman runs no health-check timer: the test runs `podman healthc
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,8 +36,18 @@ PODMAN_COMPOSE = shutil.which("podman-compose") or shutil.which(
 SERVICE = "llm-proxy"  # tests/answers/registry.yml
 
 
-def run(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+def run(
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        list(args),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -103,20 +115,25 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
     compose = yaml.safe_load(rendered_file.read_text())
     suffix = uuid.uuid4().hex[:8]
     port, etcd_port = free_port(), free_port()
-    version = f"9.9.{int(suffix, 16) % 1000}"  # a setting changed in .env, seen in /v1/metadata
+    version = f"9.9.{int(suffix, 16) % 1000}"  # a service release: one line of release/service.env
+    facts = service / "release" / "service.env"
+    facts.write_text(re.sub(r"(?m)^SERVICE_VERSION=.*$", f"SERVICE_VERSION={version}", facts.read_text()))
     etcd_stand_in(compose["services"]["etcd"]["image"], tmp_path)
     test_file = service / "docker-compose.test.yml"
     test_file.write_text(yaml.safe_dump(on_host_network(compose, suffix, etcd_port)))
     (service / ".env").write_text(
-        f"SERVICE_VERSION={version}\nSERVICE_PORT={port}\nSERVICE_HOST=127.0.0.1\nDRAIN_SECONDS=1\n"
+        f"SERVICE_PORT={port}\nSERVICE_HOST=127.0.0.1\nDRAIN_SECONDS=1\n"
         f"ETCD_URL=http://127.0.0.1:{etcd_port}\nSERVICE_BASE_URL=http://127.0.0.1:{port}\n"
         "ETCD_LEASE_TTL_SECONDS=5\n"
     )
     container = f"{compose['services'][SERVICE]['container_name']}-{suffix}"
+    override = service / f"docker-compose.{SERVICE}.override.yml"  # the service's own additions
     compose_cmd = [
         PODMAN_COMPOSE,
         "-f",
         str(test_file),
+        "-f",
+        str(override),
         "-p",
         f"nexus-test-{suffix}",
         "--profile",
@@ -125,7 +142,8 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
     image = f"{compose['services'][SERVICE]['image'].split(':')[0]}:{version}"
     try:
         started = time.monotonic()
-        up = run(*compose_cmd, "up", "-d", "--build", cwd=service)
+        # CI exports the release facts for the image's tag and labels (.github/workflows/ci.yml)
+        up = run(*compose_cmd, "up", "-d", "--build", cwd=service, env={"SERVICE_VERSION": version})
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         built = time.monotonic() - started
         health = wait_for_health(f"http://127.0.0.1:{port}/health", timeout=60)
@@ -133,8 +151,8 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
         checked = run("podman", "healthcheck", "run", container)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         metadata = httpx.get(f"http://127.0.0.1:{port}/v1/metadata").json()
-        assert metadata["version"] == version, "SERVICE_VERSION from .env"
-        assert run("podman", "image", "exists", image).returncode == 0, "the image is tagged from .env"
+        assert metadata["version"] == version, "SERVICE_VERSION from release/service.env"
+        assert run("podman", "image", "exists", image).returncode == 0, "the image is tagged with the release"
         registered = wait_for(lambda: list_instances(f"http://127.0.0.1:{etcd_port}"), timeout=30)
         [instance] = list_instances(f"http://127.0.0.1:{etcd_port}")
         assert (instance["instance_id"], instance["version"]) == (metadata["instance_id"], version)

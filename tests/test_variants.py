@@ -34,6 +34,15 @@ def test_the_merge_renders_every_combination_of_conditions(gpu: bool, etcd: bool
     assert merged.count("{%- if etcd %}") == 1, "one `if` per run of units under the same condition"
 
 
+def test_the_answer_set_with_everything_orders_units_two_answer_sets_add_at_one_place() -> None:
+    outputs = {None: "A=1\n", "gpu": "A=1\nG=1\n", "etcd": "A=1\nE=1\n"}
+    merged = merged_jinja(outputs, _key, everything="A=1\nG=1\nE=1\n")
+    environment = jinja2.Environment(keep_trailing_newline=True)  # noqa: S701 - as copier renders: not HTML
+    assert environment.from_string(merged).render(gpu=True, etcd=True) == "A=1\nG=1\nE=1\n"
+    with pytest.raises(SystemExit, match="every condition on renders other units"):
+        merged_jinja(outputs, _key, everything="A=1\nG=1\n")
+
+
 def test_a_unit_two_answer_sets_render_differently_stops_the_merge() -> None:
     with pytest.raises(SystemExit, match="gpu renders B differently"):
         merged_jinja({None: "A=1\nB=2\n", "gpu": "A=1\nB=3\n"}, _key)

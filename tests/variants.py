@@ -31,11 +31,15 @@ def _units(text: str, key: Callable[[str], str | None]) -> list[tuple[str, str]]
     return units
 
 
-def merged_jinja(outputs: dict[str | None, str], key: Callable[[str], str | None]) -> str:
+def merged_jinja(
+    outputs: dict[str | None, str], key: Callable[[str], str | None], everything: str | None = None
+) -> str:
     """Merge per-answer-set outputs (condition -> text; None: the answer set every other one extends,
     first) into Jinja. Units are matched by `key`; a unit missing from the base is placed after the unit
     that precedes it in its own output, under its conditions (one `if` per run of units under the same
-    ones). A unit rendered differently by two answer sets is an error."""
+    ones). A unit rendered differently by two answer sets is an error. `everything`, the output of an
+    answer set with every condition on, fixes the order where answer sets would leave it open (two
+    answer sets adding units at the same place)."""
     order: list[str] = []
     blocks: dict[str, str] = {}
     conditions: dict[str, list[str]] = {}
@@ -51,6 +55,11 @@ def merged_jinja(outputs: dict[str | None, str], key: Callable[[str], str | None
             elif condition and conditions[name]:
                 conditions[name].append(condition)
             previous = name
+    if everything is not None:
+        reference = _units(everything, key)
+        if sorted(reference) != sorted(blocks.items()):
+            raise SystemExit("the answer set with every condition on renders other units than the others")
+        order = [name for name, _ in reference]
     merged, run, run_condition = "", "", ""
     for name in order:
         joined = " or ".join(conditions[name])

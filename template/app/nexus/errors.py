@@ -19,6 +19,8 @@ from app.nexus.validation import field_errors
 logger = logging.getLogger("nexus.errors")
 
 JSON = "application/json"
+# set in the ASGI scope when the client disconnected before the request was read (app.nexus.asgi)
+CLIENT_GONE = "nexus.client_gone"
 
 # OpenAI's `type` for each status; the official SDK maps statuses to its exception classes.
 _TYPES = {
@@ -142,7 +144,10 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         message = "The request body is larger than this service accepts (MAX_BODY_BYTES)"
     else:
         message = exc.detail or HTTPStatus(status).phrase
-    if status >= 500 and not isinstance(exc, ServiceError):
+    if status >= 500 and request.scope.get(CLIENT_GONE):
+        # not a server error: nobody is left to answer (the access line says 499)
+        logger.info("the client disconnected before its request was read")
+    elif status >= 500 and not isinstance(exc, ServiceError):
         logger.error("request failed with %s", status, exc_info=exc)
     return error_response(
         status,

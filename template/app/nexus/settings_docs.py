@@ -55,6 +55,7 @@ class Setting:
     answer: str  # the template answer the default comes from, or ""
     secret: bool
     accepts: str = ""  # the values the type accepts, in words ("1 to 65535"), or ""
+    default_doc: str = ""  # where a default read at start-up comes from, in words; written empty
 
     @property
     def explained(self) -> str:
@@ -118,6 +119,7 @@ def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) ->
                 extra.get("answer", ""),
                 field.name in hidden,
                 _accepts(field.type),
+                extra.get("default_doc", ""),
             )
         )
     if missing:
@@ -131,6 +133,8 @@ def platform_settings(settings_type: type[msgspec.Struct] = PlatformSettings) ->
 
 
 def _env_value(setting: Setting, answers: AnswerDefaults) -> str:
+    if setting.default_doc:
+        return ""  # empty counts as unset: the default from where default_doc says
     if setting.answer and answers == "jinja":
         return "{{ " + setting.answer + " }}"
     default = setting.default
@@ -164,6 +168,8 @@ def env_block(settings: list[Setting], answers: AnswerDefaults = "values") -> st
 
 
 def _markdown_default(setting: Setting, answers: AnswerDefaults) -> str:
+    if setting.default_doc:
+        return setting.default_doc
     if setting.answer and answers == "words":
         return f"the `{setting.answer}` answer"
     value = _env_value(setting, answers)

@@ -8,7 +8,7 @@
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
-- writes one access line when the response is done;
+- writes one access line and records the request's metrics (app.nexus.observe) when the response is done;
 - while the service drains, adds `Connection: close` to every response, so clients and gateways stop
   reusing their connections to this replica.
 
@@ -18,15 +18,15 @@ It sits outside Litestar because Litestar's router answers 404/405 without runni
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.nexus.context import NexusContext
 from app.nexus.correlation import HEADER, read_headers, request_id_var
-from app.nexus.errors import JSON, error_body
-from app.nexus.logs import AccessLog
-from app.nexus.probes import ProbeAnswer
+from app.nexus.errors import CLIENT_GONE, JSON, error_body
+from app.nexus.metrics import UNROUTED
+from app.nexus.observe import Observer
+from app.nexus.probes import FastRoute
 
 logger = logging.getLogger("nexus.asgi")
 
@@ -53,9 +53,11 @@ def _headers(content_type: str, length: int, request_id: bytes, *extra: tuple[by
     ]
 
 
-async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> None:
+async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> int:
+    """Send a whole response; return the body bytes sent."""
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+    return len(body)
 
 
 def _closing_connection(send: Send) -> Send:
@@ -74,8 +76,8 @@ class NexusASGI:
         self,
         app: ASGIApp,
         context: NexusContext,
-        fast_routes: dict[str, Callable[[], Awaitable[ProbeAnswer]]],
-        access_log: AccessLog,
+        fast_routes: dict[str, FastRoute],
+        observer: Observer,
         *,
         max_concurrent_requests: int,
         request_timeout_seconds: float,
@@ -85,20 +87,26 @@ class NexusASGI:
         # the process-wide state (draining flag, settings), for the server and tests
         self.context = context
         self.fast_routes = fast_routes
-        self.access_log = access_log
+        self.probe_paths = {probe: path for path, probe in fast_routes.items()}
+        self.observer = observer
         self.limit = max_concurrent_requests
         self.deadlines = Deadlines(request_timeout_seconds)
         self.max_header_bytes = max_header_bytes
         self.in_flight = 0
+        # since start, for the metrics: answered 503 by the limit, cancelled by the timeout
+        self.rejected = 0
+        self.timeouts = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id, header_bytes = read_headers(scope["headers"])
+        request_id, header_bytes, traceparent, fresh = read_headers(scope["headers"])
         token = request_id_var.set(request_id)
+        trace = self.observer.start_trace(scope, traceparent, request_id if fresh else None)
         status = 500
+        exchange = [0, 0]  # body bytes received, sent
         if self.context.draining:
             send = _closing_connection(send)
         try:
@@ -106,14 +114,15 @@ class NexusASGI:
             if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
-                await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
+                exchange[1] = await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
             elif probe is not None:
-                answer = await probe()
+                answer = await probe(scope)
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
-                await _send_bytes(send, status, headers, answer.body)
+                exchange[1] = await _send_bytes(send, status, headers, answer.body)
             elif self.in_flight >= self.limit:
                 status = 503
+                self.rejected += 1
                 headers = _headers(
                     JSON,
                     len(_OVERLOADED),
@@ -121,22 +130,29 @@ class NexusASGI:
                     (b"retry-after", b"1"),
                     (b"x-should-retry", b"true"),
                 )
-                await _send_bytes(send, status, headers, _OVERLOADED)
+                exchange[1] = await _send_bytes(send, status, headers, _OVERLOADED)
             else:
-                status = await self._limited(scope, receive, send, request_id.encode())
+                status = await self._limited(scope, receive, send, request_id.encode(), exchange)
         finally:
-            if self.access_log.enabled:
-                self.access_log.write(scope["method"], scope["path"], status, started, request_id)
+            # the metric label: the probe's own path (never an alias such as /health/), or the route template
+            route = self.probe_paths[probe] if probe is not None else scope.get("path_template", UNROUTED)
+            self.observer.finish(
+                scope["method"], scope["path"], route, status, started, request_id, trace, exchange
+            )
             request_id_var.reset(token)
 
-    def _probe(self, path: str) -> Callable[[], Awaitable[ProbeAnswer]] | None:
+    def _probe(self, path: str) -> FastRoute | None:
         probe = self.fast_routes.get(path)
         if probe is None and (path.endswith("/") or "//" in path):
             probe = self.fast_routes.get("/" + "/".join(part for part in path.split("/") if part))
         return probe
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> int:
-        """Run one counted request under the timeout; return the status sent."""
+    async def _limited(
+        self, scope: Scope, receive: Receive, send: Send, request_id: bytes, exchange: list[int]
+    ) -> int:
+        """Run one counted request under the timeout; return the status sent (499: the client left first).
+
+        `exchange` receives the body bytes received and sent."""
         status = 500
         started = False
 
@@ -150,24 +166,38 @@ class NexusASGI:
                     headers.append((HEADER, request_id))
                 else:
                     message["headers"] = [*headers, (HEADER, request_id)]
+            else:
+                exchange[1] += len(message.get("body", b""))
             await send(message)
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange[0] += len(message.get("body", b""))
+            elif message["type"] == "http.disconnect":
+                scope[CLIENT_GONE] = True  # type: ignore[literal-required]
+            return message
 
         self.in_flight += 1
         task = self.deadlines.watch()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, counting_receive, send_with_id)
         except asyncio.CancelledError:
             if not self.deadlines.expired(task):
                 raise
             task.uncancel()
+            self.timeouts += 1
             logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
             if started:
                 raise
             status = 504
-            await _send_bytes(send, status, _headers(JSON, len(_TIMED_OUT), request_id), _TIMED_OUT)
+            headers = _headers(JSON, len(_TIMED_OUT), request_id)
+            exchange[1] += await _send_bytes(send, status, headers, _TIMED_OUT)
         finally:
             self.in_flight -= 1
             self.deadlines.forget(task)
+        if status >= 500 and scope.get(CLIENT_GONE):
+            return 499  # nginx's "client closed request": the client hung up, not a server error
         return status
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request
 
 from app.nexus.config import PlatformSettings
+from app.nexus.tracing import forward_context
 
 if TYPE_CHECKING:
     import httpx
@@ -50,7 +51,10 @@ class NexusContext:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=self.settings.backend_timeout_seconds)
+            # each call carries the request id and trace context of the request that makes it
+            self._http = httpx.AsyncClient(
+                timeout=self.settings.backend_timeout_seconds, event_hooks={"request": [forward_context]}
+            )
         return self._http
 
     async def close_http(self) -> None:
