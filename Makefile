@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup test lint format demo snapshots lock fuzz bench clean
+.PHONY: setup test lint format demo snapshots lock settings-docs fuzz bench clean
 
 # Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
@@ -40,6 +40,11 @@ snapshots: setup
 # Refresh requirements-dev.lock and template/requirements.lock.jinja after changing a pin (needs PyPI).
 lock: setup
 	$(PYTHON) -m tests.locks
+
+# Rewrite the generated settings documentation (.env.example, README, docs tables) from the descriptions in
+# template/app/nexus/config.py.jinja; see docs/settings.md.
+settings-docs: setup
+	$(PYTHON) -m tests.settings_docs
 
 # The benchmark (about 10 minutes; needs wrk): results in bench/results/, BENCH_ARGS=--update-docs to publish
 bench: setup

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from nexus_template.render import PYTHON, ROOT, copy_working_tree, load_answers, render
+from tests.variants import appended_if
 
 TEMPLATE_LOCK = ROOT / "template" / "requirements.lock.jinja"
 DEV_LOCK = ROOT / "requirements-dev.lock"
@@ -54,9 +55,7 @@ def merged_template(locks: dict[str, str]) -> str:
         if name in base:
             text += base[name]
         else:
-            condition, block = extra[name]
-            text = text.removesuffix("\n") + f"{{%- if {condition} %}}\n" + block.removesuffix("\n")
-            text += "{%- endif %}\n"
+            text = appended_if(text, *extra[name])
     return text
 
 

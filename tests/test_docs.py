@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import jinja2
 import pytest
 import yaml
 
 from extensions.context import deployment_facts
-from nexus_template.render import ROOT, answer_sets, run_python
+from nexus_template.render import ROOT, answer_sets, render, run_python
+from tests import settings_docs
 
 
 def questions() -> dict[str, dict]:
@@ -86,19 +89,50 @@ def test_the_shutdown_timings_and_user_in_the_docs_are_the_extensions_values() -
     assert f"| `stop_grace_period` | {facts['stop_grace_period_seconds']}s |" in operations
 
 
-def test_every_timeout_and_limit_is_in_the_operations_table_with_its_default(rendered) -> None:
-    """docs/operations.md "Limits" lists each `*_TIMEOUT_SECONDS`, `MAX_*` and `MIN_*` setting with the
-    default of .env.example (which the service's contract tests tie to the settings)."""
-    env = (rendered("default") / ".env.example").read_text()
-    defaults = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", env, re.MULTILINE))
-    limits = [
-        name for name in defaults if name.endswith("_TIMEOUT_SECONDS") or name.startswith(("MAX_", "MIN_"))
-    ]
-    rows = documented_rows("operations.md")
-    assert [name for name in limits if name not in rows] == [], "missing from docs/operations.md"
-    for name, (default, consequence) in rows.items():
-        assert re.match(r"`([^`]*)`", default).group(1) == defaults[name], f"{name}: default differs"
-        assert consequence, name
+@pytest.fixture(scope="module")
+def full_service(template_repo, tmp_path_factory) -> Path:
+    """A service with every optional setting (GPUs and registration)."""
+    return render(template_repo, tmp_path_factory.mktemp("full") / "full", settings_docs.full_answers())
+
+
+def test_published_settings_tables_are_what_the_code_produces(full_service: Path) -> None:
+    """Each generated table of docs/*.md is `python -m app.nexus settings` of a service with every feature."""
+    full = full_service
+    pages = {page.name: page.read_text() for page in sorted((ROOT / "docs").glob("*.md"))}
+    tables = {name: settings_docs.docs_blocks(text, full) for name, text in pages.items()}
+    assert {name for name, blocks in tables.items() if blocks} >= {
+        "operations.md", "registration.md", "service-api.md"
+    }  # fmt: skip
+    for name, blocks in tables.items():
+        for start, table in blocks.items():
+            assert settings_docs.current_block(pages[name], start, settings_docs.DOCS_END, name) == table, (
+                f"docs/{name}: the table after {start} differs from the settings in the code; "
+                "run `make settings-docs` (docs/settings.md)"
+            )
+
+
+def test_the_merged_settings_render_a_combination_no_variant_has(full_service: Path) -> None:
+    """The platform blocks, merged from services with GPUs or with registration, render one with both."""
+    answers = yaml.safe_load((full_service / ".copier-answers.yml").read_text())
+    environment = jinja2.Environment(  # noqa: S701 - as copier renders: .env and Markdown, not HTML
+        keep_trailing_newline=True, undefined=jinja2.StrictUndefined
+    )
+    for path, start, end, kind in settings_docs.TEMPLATE_BLOCKS:
+        merged = settings_docs.current_block(path.read_text(), start, end, path.name)
+        expected = settings_docs.settings_output(full_service, "--format", kind)
+        assert environment.from_string(merged).render(answers) == expected, path.name
+
+
+def test_template_settings_blocks_are_what_the_code_produces(rendered, full_service: Path) -> None:
+    """The platform parts of .env.example.jinja and README.md.jinja are the merged output of the renders."""
+    generated = settings_docs.template_blocks(
+        {name: rendered(name) for name in settings_docs.VARIANTS}, full_service
+    )
+    for path, start, end, kind in settings_docs.TEMPLATE_BLOCKS:
+        published = settings_docs.current_block(path.read_text(), start, end, path.name)
+        assert published == generated[kind], (
+            f"{path.relative_to(ROOT)} differs from the settings in the code; run `make settings-docs`"
+        )
 
 
 # Phrases that point at things a reader of the repository cannot open (the requirements seed, the engineers'

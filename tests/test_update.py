@@ -107,9 +107,16 @@ def change_template(template: TemplateHistory) -> None:
         "| `GET /v1/models` | OpenAI model list |",
         "| `GET /v1/models` | OpenAI model list (changed in v1.1.0) |",
     )
-    template.replace(
-        "template/.env.example.jinja", "# --- Logging ---", "# --- Logging (changed in v1.1.0) ---"
-    )
+    # a setting's description, changed in the code and in the files `make settings-docs` writes from it
+    for path in (
+        "template/app/nexus/config.py.jinja",
+        "template/.env.example.jinja",
+        "template/README.md.jinja",
+    ):
+        template.replace(path, _LOG_LEVEL_DESCRIPTION, f"{_LOG_LEVEL_DESCRIPTION} (changed in v1.1.0)")
+
+
+_LOG_LEVEL_DESCRIPTION = "DEBUG, INFO (one JSON access line per request), WARNING, ERROR or CRITICAL"
 
 
 def assert_tests_pass(service: Path) -> None:
@@ -140,7 +147,7 @@ def test_update_keeps_every_service_edit_and_brings_every_template_change(
     assert "OpenAI model list (changed in v1.1.0)" in readme
     env = (service / ".env.example").read_text()
     assert "GREETING=hello\n" in env
-    assert "# --- Logging (changed in v1.1.0) ---" in env
+    assert f"# {_LOG_LEVEL_DESCRIPTION} (changed in v1.1.0)\nLOG_LEVEL=INFO\n" in env
     assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/checks.py").read_text()
     assert (service / "app/nexus/added.py").is_file()
     assert not (service / "app/nexus/legacy.py").exists()
