@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 import pytest
@@ -19,8 +20,8 @@ from litestar import get, post
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
-from app.nexus import CheckResult, ServiceSpec, identity
-from app.nexus.config import ConfigError, PlatformSettings, load_settings, variable_names
+from app.nexus import CheckResult, ServiceSpec, identity, settings_docs
+from app.nexus.config import SECRET, ConfigError, PlatformSettings, load_settings, variable_names
 from app.nexus.factory import create_app
 from app.nexus.metadata import Metadata, Model
 from app.nexus.readiness import HEALTH_JSON
@@ -393,6 +394,120 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         )
 
 
+def test_every_platform_setting_has_a_description_and_a_group() -> None:
+    """A field without them fails here, naming it: add `msgspec.Meta(description=..., extra={"group": ...})`
+    to it in the template's config.py.jinja and regenerate the docs (nexus-template: `make settings-docs`)."""
+    try:
+        settings_docs.platform_settings()
+    except settings_docs.UndocumentedSettings as error:
+        pytest.fail(str(error))
+
+
+def _platform_block(path: Path, start: str, end: str) -> str:
+    block = settings_docs.generated_block(path.read_text(), start, end)
+    assert block is not None, f"{path.name}: the platform settings block ({start!r} ... {end!r}) is missing"
+    return block
+
+
+def test_env_example_platform_part_is_what_the_code_produces() -> None:
+    published = _platform_block(ROOT / ".env.example", settings_docs.ENV_START, settings_docs.ENV_END)
+    assert published == settings_docs.env_block(settings_docs.platform_settings()), (
+        ".env.example: the platform part differs from `python -m app.nexus settings --format env`"
+    )
+
+
+def test_readme_settings_table_is_what_the_code_produces() -> None:
+    published = _platform_block(ROOT / "README.md", settings_docs.README_START, settings_docs.README_END)
+    assert published == settings_docs.markdown_table(settings_docs.platform_settings()), (
+        "README.md: the settings table differs from `python -m app.nexus settings --format markdown`"
+    )
+
+
+class _Documented(msgspec.Struct, kw_only=True):
+    cookie: Annotated[
+        str, SECRET, msgspec.Meta(description="A | secret", extra={"group": "Access", "answer": "owner"})
+    ] = "hunter2"
+    limit: Annotated[int, msgspec.Meta(ge=1, description="How many to keep", extra={"group": "Limits"})] = 3
+    release: Annotated[
+        str,
+        msgspec.Meta(description="Read at start-up", extra={"group": "Limits", "default_doc": "the release"}),
+    ] = "1.2.3"
+
+
+class _Undocumented(_Documented, kw_only=True):
+    plain: int = 1
+    grouped: Annotated[int, msgspec.Meta(description="Has a description", extra={"answer": "port"})] = 2
+
+
+def test_generated_settings_docs_never_show_a_secret_and_say_where_defaults_come_from() -> None:
+    settings = settings_docs.platform_settings(_Documented)
+    env = settings_docs.env_block(settings)
+    assert "hunter2" not in env and "hunter2" not in settings_docs.markdown_table(settings)
+    assert env.splitlines() == [
+        "# --- Access ".ljust(103, "-"),
+        "# A | secret",
+        "COOKIE=",
+        "",
+        "# --- Limits ".ljust(103, "-"),
+        "# How many to keep; accepted: at least 1",
+        "LIMIT=3",
+        "# Read at start-up",
+        "RELEASE=",
+    ]
+    assert "| `RELEASE` | the release | Read at start-up |" in settings_docs.markdown_table(settings)
+    assert "COOKIE={{ owner }}" in settings_docs.env_block(settings, "jinja")
+    table = settings_docs.markdown_table(settings, "words", ["Access"])
+    assert table.splitlines()[2:] == ["| `COOKIE` | the `owner` answer | A \\| secret |"]
+    assert settings_docs.markdown_table(settings, groups=["Access"], variables=["LIMIT", "RELEASE"]) == (
+        settings_docs.markdown_table(settings)
+    )
+    with pytest.raises(ValueError, match="Nowhere, TIMEOUT"):
+        settings_docs.markdown_table(settings, groups=["Nowhere"], variables=["TIMEOUT"])
+
+
+def test_a_setting_without_description_or_group_is_named_with_the_fix() -> None:
+    with pytest.raises(settings_docs.UndocumentedSettings) as caught:
+        settings_docs.platform_settings(_Undocumented)
+    assert "_Undocumented fields without a description or group: plain, grouped." in str(caught.value)
+    assert "msgspec.Meta(description=" in str(caught.value) and "make settings-docs" in str(caught.value)
+
+
+class _Jinja(msgspec.Struct):
+    braces: Annotated[int, msgspec.Meta(description="Not {{ this }}", extra={"group": "Limits"})] = 1
+
+
+def test_a_description_that_would_break_the_template_is_refused() -> None:
+    with pytest.raises(settings_docs.UndocumentedSettings, match="braces: a description cannot hold"):
+        settings_docs.platform_settings(_Jinja)
+
+
+def _settings_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.nexus", "settings", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_settings_command_prints_the_documentation() -> None:
+    result = _settings_command("--format", "markdown", "--groups", "Limits")
+    assert result.returncode == 0, result.stderr
+    assert "| `MAX_BODY_BYTES` | `1048576` |" in result.stdout
+    assert "SERVICE_PORT" not in result.stdout
+    env = _settings_command()
+    assert env.returncode == 0 and env.stdout == settings_docs.env_block(settings_docs.platform_settings())
+
+
+def test_settings_command_refuses_what_it_cannot_do() -> None:
+    unknown = _settings_command("--format", "markdown", "--groups", "Nowhere")
+    assert (unknown.returncode, unknown.stdout) == (2, "") and "Nowhere" in unknown.stderr
+    misplaced = _settings_command("--format", "env", "--groups", "Limits")
+    assert (misplaced.returncode, misplaced.stdout) == (2, "") and "markdown only" in misplaced.stderr
+
+
 # --- logging and the live process -------------------------------------------------------------------
 
 
@@ -414,10 +529,17 @@ def test_live_service_logs_json_with_request_ids_and_drains_on_sigterm(live_serv
 
 
 def test_no_conflict_markers_are_left_in_the_service() -> None:
-    """A `copier update` conflict left unresolved must never pass the tests."""
-    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False)
+    """A `copier update` conflict left unresolved must never pass the tests, committed or not."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     paths = listed.stdout.splitlines() if listed.returncode == 0 else []
-    files = [ROOT / path for path in paths] or [path for path in ROOT.rglob("*") if ".venv" not in path.parts]
+    everything = [path for path in ROOT.rglob("*") if not {".venv", ".git"} & set(path.parts)]
+    files = [ROOT / path for path in paths] or everything
     marker = re.compile(r"^(<{7}|>{7}) ", re.MULTILINE)
     conflicted = [
         str(path.relative_to(ROOT))
@@ -427,7 +549,8 @@ def test_no_conflict_markers_are_left_in_the_service() -> None:
         and marker.search(path.read_text(errors="replace"))
     ]
     assert not conflicted, f"unresolved conflict markers in {conflicted}"
-    rejects = [str(path.relative_to(ROOT)) for path in files if path.suffix == ".rej"]
+    # rejected hunks, even where a .gitignore hides them
+    rejects = sorted(str(path.relative_to(ROOT)) for path in everything if path.suffix == ".rej")
     assert not rejects, f"unapplied update hunks in {rejects}"
 
 

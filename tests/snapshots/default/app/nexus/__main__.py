@@ -4,6 +4,8 @@
 python -m app.nexus metadata-schema   print the JSON Schema of /v1/metadata
 python -m app.nexus lock              refresh requirements.lock from the requirement files (uv, network)
 python -m app.nexus lock --check      exit 1, saying why, when requirements.lock is out of date (offline)
+python -m app.nexus settings          print the platform settings' documentation (--format env|markdown):
+                                      the platform part of .env.example, or the README's settings table
 """
 
 import argparse
@@ -12,18 +14,60 @@ from pathlib import Path
 
 from app.nexus.locking import lock_problems, write_lock
 from app.nexus.metadata import json_schema
+from app.nexus.settings_docs import UndocumentedSettings, env_block, markdown_table, platform_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _settings(arguments: argparse.Namespace) -> int:
+    try:
+        settings = platform_settings()
+    except UndocumentedSettings as error:
+        print(error, file=sys.stderr)
+        return 1
+    if arguments.format == "env":
+        if arguments.groups or arguments.variables:
+            print("--groups and --variables select rows of --format markdown only", file=sys.stderr)
+            return 2
+        sys.stdout.write(env_block(settings, arguments.answer_defaults))
+        return 0
+    groups, variables = (
+        [name.strip() for name in names.split(",") if name.strip()]
+        for names in (arguments.groups, arguments.variables)
+    )
+    try:
+        sys.stdout.write(markdown_table(settings, arguments.answer_defaults, groups, variables))
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
+    return 0
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.nexus", description=__doc__)
-    parser.add_argument("command", choices=["metadata-schema", "lock"])
+    parser = argparse.ArgumentParser(
+        prog="python -m app.nexus", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["metadata-schema", "lock", "settings"])
     parser.add_argument("--check", action="store_true", help="lock: check only, write nothing")
+    parser.add_argument("--format", choices=["env", "markdown"], default="env", help="settings: the output")
+    parser.add_argument(
+        "--answer-defaults",
+        choices=["values", "jinja", "words"],
+        default="values",
+        help="settings: defaults that come from a template answer as this service's value, as Jinja, or in words",
+    )
+    parser.add_argument(
+        "--groups", default="", help="settings --format markdown: only these groups (comma-separated)"
+    )
+    parser.add_argument(
+        "--variables", default="", help="settings --format markdown: and these variables (comma-separated)"
+    )
     arguments = parser.parse_args()
     if arguments.command == "metadata-schema":
         sys.stdout.write(json_schema())
         return 0
+    if arguments.command == "settings":
+        return _settings(arguments)
     if not arguments.check:
         write_lock(ROOT)
     problems = lock_problems(ROOT)
