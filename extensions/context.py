@@ -12,6 +12,21 @@ from copier_template_extensions import ContextHook
 # Where the template's own documentation lives; rendered READMEs link to it.
 TEMPLATE_DOCS = "https://github.com/nexus-ai/nexus-template/blob/main/docs"
 
+# The capabilities the platform serves as OpenAI routes (app/nexus/openai/routes.py), each with the name
+# of the module that implements it in a rendered service (app/capabilities/<module>.py).
+OPENAI_CAPABILITIES = {
+    "chat.completions": "chat_completions",
+    "embeddings": "embeddings",
+    "audio.speech": "audio_speech",
+    "images.generations": "images_generations",
+}
+
+
+def openai_capabilities(capabilities: object) -> dict[str, str]:
+    """The chosen capabilities that render OpenAI routes, in the order chosen -> their module names."""
+    chosen = capabilities if isinstance(capabilities, list) else []
+    return {name: OPENAI_CAPABILITIES[name] for name in chosen if name in OPENAI_CAPABILITIES}
+
 
 def derived_names(service_name: str) -> dict[str, str]:
     return {
@@ -29,5 +44,6 @@ class ContextUpdater(ContextHook):
     def hook(self, context: dict[str, Any]) -> None:
         service_name = context.get("service_name")
         context["template_docs"] = TEMPLATE_DOCS
+        context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
         if isinstance(service_name, str) and service_name:
             context.update(derived_names(service_name))

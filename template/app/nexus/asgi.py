@@ -6,8 +6,9 @@
   and the gateway call them constantly; they skip the framework and are never limited);
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
-- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
-- writes one access line when the response is done.
+- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504 (streams: app.nexus.exchange);
+- serves HEAD wherever GET is served (the same headers, no body);
+- writes one access line when the response is done, with the bytes sent and why it ended early.
 
 It sits outside Litestar because Litestar's router answers 404/405 without running user middleware.
 """
@@ -21,7 +22,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.nexus.context import NexusContext
 from app.nexus.correlation import HEADER, read_headers, request_id_var
-from app.nexus.errors import JSON, error_body
+from app.nexus.errors import JSON, NO_RETRY, error_body
+from app.nexus.exchange import Exchange, Exchanges
 from app.nexus.logs import AccessLog
 from app.nexus.probes import ProbeAnswer
 
@@ -33,6 +35,9 @@ _OVERLOADED = error_body(
     code="overloaded",
 )
 _TIMED_OUT = error_body(504, "The request took longer than this service allows", code="timeout")
+# a retry would repeat the failure (and the work): the OpenAI SDK retries every 5xx unless told not to
+_SAME_FAILURE_AGAIN = frozenset({500, 504})
+_SHUT_DOWN = error_body(503, "The service shut down before the request finished; retry", code="shutting_down")
 _HEADERS_TOO_LARGE = error_body(
     431,
     "The request headers are larger than this service accepts (MAX_HEADER_BYTES)",
@@ -66,6 +71,8 @@ class NexusASGI:
         max_concurrent_requests: int,
         request_timeout_seconds: float,
         max_header_bytes: int,
+        stream_idle_timeout_seconds: float = 30.0,
+        stream_max_seconds: float = 3600.0,
     ) -> None:
         self.app = app
         # the process-wide state (draining flag, settings), for the server and tests
@@ -74,6 +81,11 @@ class NexusASGI:
         self.access_log = access_log
         self.limit = max_concurrent_requests
         self.deadlines = Deadlines(request_timeout_seconds)
+        self.exchanges = Exchanges(
+            request_timeout=request_timeout_seconds,
+            idle_timeout=stream_idle_timeout_seconds,
+            max_seconds=stream_max_seconds,
+        )
         self.max_header_bytes = max_header_bytes
         self.in_flight = 0
 
@@ -85,17 +97,23 @@ class NexusASGI:
         request_id, header_bytes = read_headers(scope["headers"])
         token = request_id_var.set(request_id)
         status = 500
+        sent, outcome = 0, None
+        method = scope["method"]
+        if method == "HEAD":  # routed as GET; the server sends no body for HEAD
+            scope = {**scope, "method": "GET"}
         try:
             probe = self.fast_routes.get(scope["path"]) if scope["method"] == "GET" else None
             if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
                 await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
+                sent = len(_HEADERS_TOO_LARGE)
             elif probe is not None:
                 answer = await probe()
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
                 await _send_bytes(send, status, headers, answer.body)
+                sent = len(answer.body)
             elif self.in_flight >= self.limit:
                 status = 503
                 headers = _headers(
@@ -106,17 +124,26 @@ class NexusASGI:
                     (b"x-should-retry", b"true"),
                 )
                 await _send_bytes(send, status, headers, _OVERLOADED)
+                sent = len(_OVERLOADED)
             else:
-                status = await self._limited(scope, receive, send, request_id.encode())
+                exchange = self.exchanges.open(receive)
+                try:
+                    status = await self._limited(scope, exchange, send, request_id.encode())
+                finally:
+                    self.exchanges.close(exchange)
+                sent, outcome = exchange.bytes_sent, exchange.outcome
         finally:
             if self.access_log.enabled:
-                self.access_log.write(scope["method"], scope["path"], status, started, request_id)
+                self.access_log.write(
+                    method, scope["path"], status, started, request_id, bytes_sent=sent, outcome=outcome
+                )
             request_id_var.reset(token)
 
-    async def _limited(self, scope: Scope, receive: Receive, send: Send, request_id: bytes) -> int:
+    async def _limited(self, scope: Scope, exchange: Exchange, send: Send, request_id: bytes) -> int:
         """Run one counted request under the timeout; return the status sent."""
         status = 500
         started = False
+        loop_time = asyncio.get_running_loop().time
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
@@ -127,25 +154,48 @@ class NexusASGI:
                 if isinstance(headers, list):
                     headers.append((HEADER, request_id))
                 else:
-                    message["headers"] = [*headers, (HEADER, request_id)]
+                    message["headers"] = headers = [*headers, (HEADER, request_id)]
+                names = {name.lower() for name, _ in headers}
+                if status in _SAME_FAILURE_AGAIN and b"x-should-retry" not in names:
+                    headers.append(NO_RETRY)
+                if b"content-length" not in names:
+                    exchange.streaming = True  # from now on bounded by first-byte and idle timeouts
+                    self.deadlines.forget(task)
+            elif message["type"] == "http.response.body":
+                exchange.sent(message.get("body", b""), message.get("more_body", False), loop_time())
             await send(message)
 
         self.in_flight += 1
         task = self.deadlines.watch()
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, exchange.receive, send_with_id)
         except asyncio.CancelledError:
-            if not self.deadlines.expired(task):
+            if self.deadlines.expired(task):
+                exchange.outcome = "timeout"
+            elif exchange.outcome is None:
                 raise
             task.uncancel()
-            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
-            if started:
-                raise
-            status = 504
-            await _send_bytes(send, status, _headers(JSON, len(_TIMED_OUT), request_id), _TIMED_OUT)
+            status = await self._ended(exchange, send, request_id, status if started else None)
         finally:
             self.in_flight -= 1
             self.deadlines.forget(task)
+        return status
+
+    async def _ended(self, exchange: Exchange, send: Send, request_id: bytes, status: int | None) -> int:
+        """The request was cancelled for `exchange.outcome`; answer if nothing was sent yet."""
+        outcome = exchange.outcome
+        if outcome == "client_disconnected":
+            return 499 if status is None else status  # nobody to answer (nginx's "client closed request")
+        if outcome == "timeout":
+            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
+        else:
+            logger.warning("request ended early: %s", outcome)
+        if status is not None:  # a response was under way: the connection closes without its end
+            return status
+        body, status = (_SHUT_DOWN, 503) if outcome == "shutdown" else (_TIMED_OUT, 504)
+        retry = (b"retry-after", b"1") if status == 503 else NO_RETRY
+        await _send_bytes(send, status, _headers(JSON, len(body), request_id, retry), body)
+        exchange.bytes_sent = len(body)
         return status
 
 

@@ -19,6 +19,8 @@ from app.nexus.validation import field_errors
 logger = logging.getLogger("nexus.errors")
 
 JSON = "application/json"
+# on 500 and 504: the same request would fail (and cost) the same again; the OpenAI SDK obeys it
+NO_RETRY = (b"x-should-retry", b"false")
 
 # OpenAI's `type` for each status; the official SDK maps statuses to its exception classes.
 _TYPES = {
@@ -120,7 +122,9 @@ def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationExcepti
 
 def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
-    if status == 404:
+    if isinstance(exc, ServiceError):
+        message = exc.detail
+    elif status == 404:
         message = f"Unknown path: {request.method} {request.url.path[:200]}"
     elif status == 405:
         message = f"Method {request.method} is not allowed on {request.url.path[:200]}"

@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
+from app.nexus.capabilities import IMPLEMENTATIONS
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
 from app.nexus.content import require_json_content_type
@@ -22,7 +23,16 @@ from app.nexus.context import NexusContext
 from app.nexus.errors import EXCEPTION_HANDLERS
 from app.nexus.features import gpu_inventory, registrar
 from app.nexus.logs import configure_logging, timestamp
-from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Metadata, route_endpoints
+from app.nexus.metadata import (
+    API_VERSION,
+    SCHEMA_VERSION,
+    BuildInfo,
+    Links,
+    Metadata,
+    Model,
+    route_endpoints,
+)
+from app.nexus.openai.routes import capability_handlers, capability_models
 from app.nexus.openapi import document_api
 from app.nexus.probes import Probes, probe_handlers
 from app.nexus.readiness import Readiness
@@ -31,7 +41,7 @@ from app.nexus.spec import ServiceSpec
 logger = logging.getLogger("nexus")
 
 
-def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Metadata:
+def _metadata(app: Litestar, context: NexusContext, models: list[Model]) -> Metadata:
     settings = context.settings
     return Metadata(
         schema_version=SCHEMA_VERSION,
@@ -42,7 +52,7 @@ def _metadata(app: Litestar, context: NexusContext, service: ServiceSpec) -> Met
         owner=identity.OWNER,
         capabilities=list(identity.CAPABILITIES),
         endpoints=route_endpoints(app),
-        models=list(service.models),
+        models=models,
         gpu=identity.GPU,
         gpu_info=gpu_inventory(),
         registration=None,
@@ -73,14 +83,15 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         timeout=settings.readiness_timeout_seconds,
         cache_seconds=settings.readiness_cache_seconds,
     )
-    probes = Probes(readiness, service.models)
+    models = capability_models(service.models, IMPLEMENTATIONS)
+    probes = Probes(readiness, models)
 
     @asynccontextmanager
     async def platform_lifespan(app: Litestar) -> AsyncIterator[None]:
         context.running = True
         context.started_at = timestamp(time.time())
         document_api(app)
-        metadata = _metadata(app, context, service)
+        metadata = _metadata(app, context, models)
         probes.publish(metadata)
         logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
         try:
@@ -101,7 +112,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             logger.info("service stopped")
 
     litestar = Litestar(
-        route_handlers=[*probe_handlers(probes), *service.route_handlers],
+        route_handlers=[
+            *probe_handlers(probes),
+            *capability_handlers(IMPLEMENTATIONS),
+            *service.route_handlers,
+        ],
         lifespan=[platform_lifespan],
         state=State({"nexus": context}),
         # handlers may also take `nexus: NamedDependency[NexusContext]` (resolved only where asked for)
@@ -123,6 +138,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
         max_header_bytes=settings.max_header_bytes,
+        stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,
+        stream_max_seconds=settings.stream_max_seconds,
     )
 
 

@@ -72,7 +72,7 @@ class JsonFormatter(logging.Formatter):
         return _encode(entry).decode()
 
 
-class AccessLine(msgspec.Struct):
+class AccessLine(msgspec.Struct, omit_defaults=True):
     time: str
     level: str
     logger: str
@@ -82,6 +82,9 @@ class AccessLine(msgspec.Struct):
     status: int
     duration_ms: float
     request_id: str
+    bytes: int
+    # why the platform or the client ended the request early (app.nexus.exchange.Outcome); absent if not
+    outcome: str | None = None
 
 
 class LineWriter:
@@ -152,7 +155,17 @@ class AccessLog:
         self.writer = writer
         self.enabled = enabled
 
-    def write(self, method: str, path: str, status: int, started: float, request_id: str) -> None:
+    def write(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        started: float,
+        request_id: str,
+        *,
+        bytes_sent: int = 0,
+        outcome: str | None = None,
+    ) -> None:
         now = time.time()
         line = AccessLine(
             time=timestamp(now),
@@ -164,8 +177,10 @@ class AccessLog:
             status=status,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
             request_id=request_id,
+            bytes=bytes_sent,
+            outcome=outcome,
         )
-        self.writer.write(_encode(line) + b"\n")
+        self.writer.write(_encode(line) + b"\n", urgent=outcome is not None)
 
 
 class _TextStream:
