@@ -20,9 +20,11 @@ from litestar.params import JSONBody
 from litestar.testing import TestClient
 
 from app.nexus import CheckResult, ServiceSpec, identity
+from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, variable_names
 from app.nexus.factory import create_app
 from app.nexus.metadata import Metadata
+from app.nexus.openai.routes import capability_models
 from app.nexus.readiness import HEALTH_JSON
 from app.service import service
 from tests.conftest import QUIET, ROOT, free_port
@@ -183,7 +185,11 @@ def test_metadata_lists_a_new_route_without_other_changes(make_client: Callable[
 def test_models_is_an_openai_list(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
-    assert body["data"] == [msgspec.to_builtins(model) for model in service.models]
+    if BACKEND == "openai":  # the backend's list (tests/fake_backend.py)
+        assert [model["id"] for model in body["data"]] == ["backend-model"]
+    else:
+        expected = capability_models(service.models, IMPLEMENTATIONS)
+        assert body["data"] == [msgspec.to_builtins(model) for model in expected]
 
 
 def test_fast_path_and_framework_answer_the_same() -> None:

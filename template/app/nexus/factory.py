@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
-from app.nexus.capabilities import IMPLEMENTATIONS
+from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted
 from app.nexus.content import require_json_content_type
@@ -32,6 +32,7 @@ from app.nexus.metadata import (
     Model,
     route_endpoints,
 )
+from app.nexus.openai.proxy import ModelCache, no_backend_check
 from app.nexus.openai.routes import capability_handlers, capability_models
 from app.nexus.openapi import document_api
 from app.nexus.probes import Probes, probe_handlers
@@ -75,6 +76,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     context = NexusContext(settings=settings, service_settings=service_settings)
     registration = registrar(context)
     checks = platform_checks(context)
+    if BACKEND == "openai" and not settings.backend_url:
+        checks["backend:responseTime"] = no_backend_check
     if registration is not None and registration.enabled:
         checks["registration:etcd"] = registration.check
     readiness = Readiness(
@@ -84,7 +87,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         cache_seconds=settings.readiness_cache_seconds,
     )
     models = capability_models(service.models, IMPLEMENTATIONS)
-    probes = Probes(readiness, models)
+    probes = Probes(readiness, models, ModelCache(context).answer if BACKEND == "openai" else None)
 
     @asynccontextmanager
     async def platform_lifespan(app: Litestar) -> AsyncIterator[None]:

@@ -33,10 +33,17 @@ class ProbeAnswer(NamedTuple):
 
 
 class Probes:
-    def __init__(self, readiness: Readiness, models: Sequence[Model]) -> None:
+    def __init__(
+        self,
+        readiness: Readiness,
+        models: Sequence[Model],
+        models_source: Callable[[], Awaitable[ProbeAnswer]] | None = None,
+    ) -> None:
+        """`models_source`: where GET /v1/models comes from instead of `models` (a wrapped backend)."""
         self.readiness = readiness
         self._health = ProbeAnswer(200, msgspec.json.encode(Health("pass")), HEALTH_JSON)
         self._models = ProbeAnswer(200, msgspec.json.encode(ModelList(data=list(models))), JSON)
+        self._models_source = models_source
         self._metadata: ProbeAnswer | None = None
 
     def publish(self, metadata: Metadata) -> None:
@@ -56,6 +63,8 @@ class Probes:
         return self._metadata
 
     async def models(self) -> ProbeAnswer:
+        if self._models_source is not None:
+            return await self._models_source()
         return self._models
 
     def routes(self) -> dict[str, Callable[[], Awaitable[ProbeAnswer]]]:

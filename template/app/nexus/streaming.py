@@ -9,7 +9,7 @@ an async iterator (an `async def` generator) that you write; the platform
 - bounds the stream by its first bytes (REQUEST_TIMEOUT_SECONDS), the silence between chunks
   (STREAM_IDLE_TIMEOUT_SECONDS, or `idle_timeout=`) and its whole length (STREAM_MAX_SECONDS, or
   `max_seconds=`), instead of one wall clock over the whole response;
-- when the producer raises, or a limit or the shutdown grace ends the stream, sends an error event
+- when the producer raises (a ServiceError's status, code and message are kept), or a limit or the shutdown grace ends the stream, sends an error event
   (`data: {"error": {...}}`, which the OpenAI SDK raises as APIError) and no [DONE]; a byte stream has
   no such event, so its connection closes without the end of the chunked body: the client sees a
   truncated response, never a clean end;
@@ -33,7 +33,7 @@ from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 
-from app.nexus.errors import error_body
+from app.nexus.errors import ServiceError, error_body
 from app.nexus.exchange import ENDED_WITH_ERROR_EVENT, Exchange, current_exchange
 
 __all__ = ["EVENT_STREAM", "byte_stream", "event_stream", "sse_event"]
@@ -94,13 +94,16 @@ async def _guarded(
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
                 yield _error_event(exchange.outcome)  # type: ignore[union-attr,arg-type]
                 return
-            except Exception:
-                logger.exception("the stream's producer failed")
+            except Exception as error:
+                if isinstance(error, ServiceError):
+                    logger.warning("the stream ended with HTTP %s: %s", error.status_code, error.detail)
+                else:
+                    logger.exception("the stream's producer failed")
                 if exchange is not None:
                     exchange.outcome = "producer_error"
-                if not events:
-                    raise
-                yield _error_event("producer_error")
+                if not events:  # no way to say it in a byte stream: the connection closes unfinished
+                    raise asyncio.CancelledError from None
+                yield _failure_event(error)
                 return
             yield encode(item)
         if events:
@@ -109,6 +112,13 @@ async def _guarded(
         close = getattr(iterator, "aclose", None)
         if close is not None:
             await close()
+
+
+def _failure_event(error: Exception) -> bytes:
+    if isinstance(error, ServiceError):
+        body = error_body(error.status_code, error.detail, code=error.code, param=error.param)
+        return b"data: " + body + b"\n\n"
+    return _error_event("producer_error")
 
 
 def _ended_by_platform(exchange: Exchange | None) -> bool:

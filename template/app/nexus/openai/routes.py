@@ -7,6 +7,7 @@ implementation: a module with the functions named below (app/capabilities/ in a 
 app.nexus.openai.proxy for a service that wraps an OpenAI-compatible backend).
 """
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,7 +51,10 @@ def chat_completions(implementation: Any) -> HTTPRouteHandler:
         nexus = nexus_of(request)
         require_model(data.model, implementation.MODELS)
         if data.stream:
-            return event_stream(implementation.stream(data, nexus))  # type: ignore[return-value]
+            events = implementation.stream(data, nexus)
+            if inspect.isawaitable(events):  # checked before the answer starts, e.g. a backend's status
+                events = await events
+            return event_stream(events)  # type: ignore[return-value]
         return await implementation.complete(data, nexus)
 
     return create_chat_completion
