@@ -139,6 +139,7 @@ class _InTaskStreamingResponse(ASGIStreamingResponse):
 
 class _PlatformStream(Stream):
     def to_asgi_response(self, app: Any, request: Request, **kwargs: Any) -> ASGIResponse:
+        kwargs["media_type"] = self.media_type  # Litestar would prefer the handler's (JSON)
         response = super().to_asgi_response(app, request, **kwargs)
         response.__class__ = _InTaskStreamingResponse
         return response
