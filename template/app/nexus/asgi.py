@@ -126,7 +126,7 @@ class NexusASGI:
                 await _send_bytes(send, status, headers, _OVERLOADED)
                 sent = len(_OVERLOADED)
             else:
-                exchange = self.exchanges.open(receive)
+                exchange = self.exchanges.open(scope, receive)
                 try:
                     status = await self._limited(scope, exchange, send, request_id.encode())
                 finally:

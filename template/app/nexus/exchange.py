@@ -9,7 +9,8 @@
   bytes within REQUEST_TIMEOUT_SECONDS of the request, then at most STREAM_IDLE_TIMEOUT_SECONDS may pass
   between chunks, and the whole stream may last STREAM_MAX_SECONDS (both can be set per route through
   app.nexus.streaming). The watchdog also notices a client that went away — at once for platform
-  streams, after DISCONNECT_CHECK_AFTER seconds for other requests whose body was read — and cancels
+  streams, after DISCONNECT_CHECK_AFTER seconds for other requests once their body was read (GET: at once)
+  — and cancels
   the work, which frees the slot. On shutdown `end_all` ends what is left after the grace period.
 """
 
@@ -17,7 +18,7 @@ import asyncio
 from contextvars import ContextVar
 from typing import Literal
 
-from litestar.types import Message, Receive
+from litestar.types import Message, Receive, Scope
 
 __all__ = [
     "DISCONNECT_CHECK_AFTER",
@@ -42,6 +43,7 @@ ENDED_WITH_ERROR_EVENT = frozenset({"first_byte_timeout", "idle_timeout", "strea
 # seconds a non-streamed request runs before the watchdog starts listening for its client's disconnect
 DISCONNECT_CHECK_AFTER = 0.5
 _TICK = 0.1
+_BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 _exchange_var: ContextVar["Exchange | None"] = ContextVar("nexus_exchange", default=None)
 
@@ -55,6 +57,7 @@ class Exchange:
     __slots__ = (
         "_listener",
         "_receive",
+        "_stash",
         "body_read",
         "bytes_sent",
         "complete",
@@ -68,9 +71,12 @@ class Exchange:
         "task",
     )
 
-    def __init__(self, receive: Receive, started: float, idle_timeout: float, max_seconds: float) -> None:
+    def __init__(
+        self, receive: Receive, started: float, idle_timeout: float, max_seconds: float, *, bodiless: bool
+    ) -> None:
         self._receive = receive
         self._listener: asyncio.Task | None = None
+        self._stash: Message | None = None  # a message the listener read before the app asked for it
         self.task = asyncio.current_task()
         self.started = started
         self.idle_timeout = idle_timeout
@@ -79,12 +85,15 @@ class Exchange:
         self.last_sent: float | None = None  # when the last body chunk of a stream went out
         self.streaming = False
         self.complete = False
-        self.body_read = False
+        self.body_read = bodiless
         # set by platform streams: listen for the client's disconnect from the first chunk on
         self.listen_for_disconnect = False
         self.outcome: Outcome | None = None
 
     async def receive(self) -> Message:
+        if self._stash is not None:
+            message, self._stash = self._stash, None
+            return message
         message = await self._receive()
         if message["type"] == "http.request":
             if not message.get("more_body", False):
@@ -127,6 +136,7 @@ class Exchange:
             if message["type"] == "http.disconnect":
                 self.end("client_disconnected")
                 return
+            self._stash = message  # the (empty) body of a bodiless request, kept for the app
 
     def _close(self) -> None:
         if self._listener is not None:
@@ -147,10 +157,11 @@ class Exchanges:
     def __len__(self) -> int:
         return len(self._open)
 
-    def open(self, receive: Receive) -> Exchange:
+    def open(self, scope: Scope, receive: Receive) -> Exchange:
         """Register the current request task; its exchange becomes `current_exchange()`."""
         loop = asyncio.get_running_loop()
-        exchange = Exchange(receive, loop.time(), self.idle_timeout, self.max_seconds)
+        bodiless = scope["method"] == "GET" and not any(name in _BODY_HEADERS for name, _ in scope["headers"])
+        exchange = Exchange(receive, loop.time(), self.idle_timeout, self.max_seconds, bodiless=bodiless)
         self._open.add(exchange)
         _exchange_var.set(exchange)
         if self._watchdog is None:
