@@ -52,7 +52,7 @@ def _url(nexus: NexusContext, path: str) -> str:
 
 
 def _headers(nexus: NexusContext) -> dict[str, str]:
-    headers = {HEADER.decode(): current_request_id()}
+    headers = {HEADER.decode(): current_request_id(), "content-type": JSON}
     if nexus.settings.backend_api_key:
         headers["authorization"] = f"Bearer {nexus.settings.backend_api_key}"
     return headers
