@@ -62,12 +62,33 @@ async def test_slow(request: Request, seconds: Annotated[float, Parameter(ge=0, 
     return {"slept": seconds}
 
 
+@get("/v1/test/blocking", summary="Blocking work in the bounded pool (streaming tests)", tags=["test"])
+async def test_blocking(
+    request: Request, seconds: Annotated[float, Parameter(ge=0, le=60)], cooperative: bool = True
+) -> dict[str, int]:
+    nexus = nexus_of(request)
+    counters = nexus.state.setdefault("blocking", {"started": 0, "stopped_early": 0})
+
+    def work() -> int:
+        counters["started"] += 1
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if cooperative and cancelled():
+                counters["stopped_early"] += 1
+                return 0
+            time.sleep(0.02)
+        return 1
+
+    return {"done": await run_blocking(nexus, work)}
+
+
 @get("/v1/test/state", summary="Counters, tasks and threads (streaming tests)", tags=["test"])
 async def test_state(request: Request) -> dict[str, object]:
     state = nexus_of(request).state
     return {
         "streams": state.get("streams", {}),
         "slow": state.get("slow", {}),
+        "blocking": state.get("blocking", {}),
         "tasks": len(asyncio.all_tasks()),
         "threads": threading.active_count(),
     }
@@ -90,11 +111,12 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     text = text.replace(
         "from app.nexus import ServiceSpec, current_request_id, nexus_of",
-        "from app.nexus import ServiceSpec, current_request_id, nexus_of\nfrom app.nexus.streaming import event_stream",
+        "from app.nexus import ServiceSpec, cancelled, current_request_id, nexus_of, run_blocking\n"
+        "from app.nexus.streaming import event_stream",
     )
     text = text.replace("\n\nservice = ServiceSpec(", STREAM_ENDPOINTS + "\n\nservice = ServiceSpec(")
     text = text.replace(
-        "route_handlers=[echo],", "route_handlers=[echo, test_stream, test_slow, test_state],"
+        "route_handlers=[echo],", "route_handlers=[echo, test_stream, test_slow, test_blocking, test_state],"
     )
     module.write_text(text)
     return target
@@ -237,6 +259,39 @@ def test_a_client_that_abandons_a_slow_request_frees_its_slot(live) -> None:
     [abandoned, _] = access_lines(service, "/v1/test/slow")
     assert abandoned["status"] == 499
     assert abandoned["outcome"] == "client_disconnected"
+
+
+def test_blocking_work_of_timed_out_requests_keeps_its_slots_and_can_stop_early(live) -> None:
+    service = live(MAX_CONCURRENT_REQUESTS="2", REQUEST_TIMEOUT_SECONDS="0.5")
+    threads = state(service)["threads"]
+    with ThreadPoolExecutor(2) as pool:
+        timed_out = list(
+            pool.map(lambda _: httpx.get(f"{service.url}/v1/test/blocking?seconds=3", timeout=10), range(2))
+        )
+    assert [answer.status_code for answer in timed_out] == [504, 504]
+    # the threads were told and stopped early; until they end, their slots stay taken (503, not a queue)
+    deadline = time.monotonic() + 5
+    while (answer := httpx.get(f"{service.url}/v1/test/state")).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    after = answer.json()
+    assert after["blocking"] == {"started": 2, "stopped_early": 2}
+    assert after["threads"] <= threads + 2  # never more threads than MAX_CONCURRENT_REQUESTS
+    assert httpx.get(f"{service.url}/v1/test/blocking?seconds=0").json() == {"done": 1}
+
+
+def test_blocking_work_that_runs_on_holds_its_slot_until_it_ends(live) -> None:
+    service = live(MAX_CONCURRENT_REQUESTS="1", REQUEST_TIMEOUT_SECONDS="0.3")
+    started = time.monotonic()
+    timed_out = httpx.get(f"{service.url}/v1/test/blocking?seconds=4&cooperative=false", timeout=10)
+    assert timed_out.status_code == 504
+    assert time.monotonic() - started < 3  # the thread still has at least a second to run
+    assert httpx.post(f"{service.url}/v1/echo", json={"input": "x"}).status_code == 503
+    deadline = time.monotonic() + 10
+    while httpx.post(f"{service.url}/v1/echo", json={"input": "x"}).status_code == 503:
+        assert time.monotonic() < deadline, "the slot was never given back"
+        time.sleep(0.1)
+    assert time.monotonic() - started > 3.5  # given back when the thread ended, not before
 
 
 def test_head_works_wherever_get_does(live) -> None:

@@ -5,6 +5,7 @@ from app.nexus.context import NexusContext, nexus_of
 from app.nexus.correlation import current_request_id
 from app.nexus.errors import ServiceError
 from app.nexus.metadata import Model
+from app.nexus.offload import cancelled, run_blocking
 from app.nexus.readiness import CheckResult, ReadinessCheck
 from app.nexus.spec import ServiceSpec
 
@@ -15,6 +16,8 @@ __all__ = [
     "ReadinessCheck",
     "ServiceError",
     "ServiceSpec",
+    "cancelled",
     "current_request_id",
     "nexus_of",
+    "run_blocking",
 ]

@@ -5,7 +5,8 @@
 - answers GET /health, /readyz, /v1/metadata and /v1/models itself from pre-encoded bytes (probes
   and the gateway call them constantly; they skip the framework and are never limited);
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
-- limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
+- limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that
+  (blocking work a cancelled request left running still counts: app.nexus.offload);
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504 (streams: app.nexus.exchange);
 - serves HEAD wherever GET is served (the same headers, no body);
 - writes one access line when the response is done, with the bytes sent and why it ended early.
@@ -114,7 +115,7 @@ class NexusASGI:
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
                 await _send_bytes(send, status, headers, answer.body)
                 sent = len(answer.body)
-            elif self.in_flight >= self.limit:
+            elif self.in_flight + self.context.blocking.abandoned >= self.limit:
                 status = 503
                 headers = _headers(
                     JSON,

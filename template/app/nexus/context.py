@@ -13,6 +13,8 @@ from app.nexus.config import PlatformSettings
 if TYPE_CHECKING:
     import httpx
 
+    from app.nexus.offload import BlockingPool
+
 
 @dataclass(eq=False)
 class NexusContext:
@@ -28,6 +30,8 @@ class NexusContext:
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
+    # the bounded pool of app.nexus.offload.run_blocking (set by create_app)
+    blocking: "BlockingPool" = field(default=None)  # type: ignore[assignment]
     _http: Any = None  # httpx.AsyncClient, typed loosely: httpx is imported on first use
 
     def begin_drain(self) -> None:

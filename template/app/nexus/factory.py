@@ -32,6 +32,7 @@ from app.nexus.metadata import (
     Model,
     route_endpoints,
 )
+from app.nexus.offload import BlockingPool
 from app.nexus.openai.proxy import ModelCache, no_backend_check
 from app.nexus.openai.routes import capability_handlers, capability_models
 from app.nexus.openapi import document_api
@@ -74,6 +75,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     service_settings = load_settings(service.settings, environ) if service.settings else None
     access_log = configure_logging(settings.log_level)
     context = NexusContext(settings=settings, service_settings=service_settings)
+    context.blocking = BlockingPool(settings.max_concurrent_requests)
     registration = registrar(context)
     checks = platform_checks(context)
     if BACKEND == "openai" and not settings.backend_url:
@@ -111,6 +113,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
                 yield
         finally:
             await context.close_http()
+            context.blocking.close()
             context.running = False
             logger.info("service stopped")
 
