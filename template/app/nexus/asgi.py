@@ -144,7 +144,6 @@ class NexusASGI:
         """Run one counted request under the timeout; return the status sent."""
         status = 500
         started = False
-        loop_time = asyncio.get_running_loop().time
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
@@ -156,14 +155,13 @@ class NexusASGI:
                     headers.append((HEADER, request_id))
                 else:
                     message["headers"] = headers = [*headers, (HEADER, request_id)]
-                names = {name.lower() for name, _ in headers}
-                if status in _SAME_FAILURE_AGAIN and b"x-should-retry" not in names:
+                if status in _SAME_FAILURE_AGAIN and all(name != b"x-should-retry" for name, _ in headers):
                     headers.append(NO_RETRY)
-                if b"content-length" not in names:
+                if all(name != b"content-length" for name, _ in headers):
                     exchange.streaming = True  # from now on bounded by first-byte and idle timeouts
                     self.deadlines.forget(task)
-            elif message["type"] == "http.response.body":
-                exchange.sent(message.get("body", b""), message.get("more_body", False), loop_time())
+            else:
+                exchange.sent(message)
             await send(message)
 
         self.in_flight += 1

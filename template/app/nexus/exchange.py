@@ -15,6 +15,7 @@
 """
 
 import asyncio
+import time
 from contextvars import ContextVar
 from typing import Literal
 
@@ -102,12 +103,13 @@ class Exchange:
             self.outcome = "client_disconnected"
         return message
 
-    def sent(self, body: bytes, more_body: bool, now: float) -> None:
+    def sent(self, message: Message) -> None:
         """Count a body message (the ASGI layer calls this for each)."""
+        body = message.get("body", b"")
         self.bytes_sent += len(body)
         if body and self.streaming:
-            self.last_sent = now
-        if not more_body:
+            self.last_sent = time.monotonic()
+        if not message.get("more_body", False):
             self.complete = True
 
     def end(self, outcome: Outcome) -> None:
@@ -159,13 +161,12 @@ class Exchanges:
 
     def open(self, scope: Scope, receive: Receive) -> Exchange:
         """Register the current request task; its exchange becomes `current_exchange()`."""
-        loop = asyncio.get_running_loop()
         bodiless = scope["method"] == "GET" and not any(name in _BODY_HEADERS for name, _ in scope["headers"])
-        exchange = Exchange(receive, loop.time(), self.idle_timeout, self.max_seconds, bodiless=bodiless)
+        exchange = Exchange(receive, time.monotonic(), self.idle_timeout, self.max_seconds, bodiless=bodiless)
         self._open.add(exchange)
         _exchange_var.set(exchange)
         if self._watchdog is None:
-            self._watchdog = loop.create_task(self._watch(), name="nexus-exchanges")
+            self._watchdog = asyncio.create_task(self._watch(), name="nexus-exchanges")
         return exchange
 
     def close(self, exchange: Exchange) -> None:
@@ -180,11 +181,10 @@ class Exchanges:
         return len(running)
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._open:
                 await asyncio.sleep(_TICK)
-                now = loop.time()
+                now = time.monotonic()
                 for exchange in list(self._open):
                     if exchange.complete or exchange.outcome is not None:
                         continue
