@@ -149,3 +149,27 @@ def test_a_wrapper_whose_backend_is_down_says_so(rendered, tmp_path: Path) -> No
         assert closed not in down.value.message + models.text  # backend addresses are not published
     finally:
         wrapper.stop()
+
+
+OWN_ROUTE = """
+from litestar import post
+from litestar.testing import TestClient
+from app.nexus import ServiceSpec
+from app.nexus.factory import create_app
+
+@post("/v1/chat/completions", status_code=200)
+async def own(data: dict) -> dict:
+    return {"own": True}
+
+with TestClient(create_app(ServiceSpec(route_handlers=[own]), environ={"LOG_LEVEL": "INFO"})) as client:
+    print(client.post("/v1/chat/completions", json={}).json(), client.post("/v1/embeddings", json={}).status_code)
+"""
+
+
+def test_a_service_that_already_serves_a_capability_route_keeps_it(rendered) -> None:
+    """A service written before capabilities rendered routes (its own /v1/chat/completions in
+    app/service.py) still starts after the update, and its route answers."""
+    result = run_python(rendered("ai-local"), "-c", OWN_ROUTE)
+    assert result.returncode == 0, result.stderr
+    assert "{'own': True} 400" in result.stdout  # its own chat route; the platform's embeddings route
+    assert "app/service.py serves /v1/chat/completions itself" in result.stdout

@@ -120,7 +120,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     litestar = Litestar(
         route_handlers=[
             *probe_handlers(probes),
-            *capability_handlers(IMPLEMENTATIONS),
+            *capability_handlers(IMPLEMENTATIONS, service.route_handlers),
             *service.route_handlers,
         ],
         lifespan=[platform_lifespan],

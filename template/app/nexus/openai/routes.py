@@ -8,12 +8,14 @@ app.nexus.openai.proxy for a service that wraps an OpenAI-compatible backend).
 """
 
 import inspect
+import logging
 from collections.abc import Sequence
 from typing import Any
 
-from litestar import Request, Response, post
+from litestar import Request, Response, Router, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
+from litestar.types import ControllerRouterHandler
 
 from app.nexus.context import nexus_of
 from app.nexus.errors import ServiceError
@@ -25,6 +27,8 @@ from app.nexus.openai.images import ImageGenerationRequest, ImagesResponse
 from app.nexus.streaming import byte_stream, event_stream
 
 __all__ = ["ROUTES", "capability_handlers", "capability_models", "require_model"]
+
+logger = logging.getLogger("nexus.openai")
 
 
 def require_model(model: str, models: Sequence[Model]) -> None:
@@ -112,9 +116,25 @@ ROUTES = {
 }
 
 
-def capability_handlers(implementations: dict[str, Any]) -> list[HTTPRouteHandler]:
-    """The routes of the capabilities in `implementations` (capability -> implementing module)."""
-    return [ROUTES[capability](implementation) for capability, implementation in implementations.items()]
+def capability_handlers(
+    implementations: dict[str, Any], service_routes: Sequence[ControllerRouterHandler] = ()
+) -> list[HTTPRouteHandler]:
+    """The routes of the capabilities in `implementations` (capability -> implementing module), except
+    those whose path the service already serves itself (a service that wrote its own route before the
+    template rendered capabilities keeps it: the route stays the service's, and the log says so)."""
+    taken = {route.path for route in Router(path="/", route_handlers=list(service_routes)).routes}
+    handlers = []
+    for capability, implementation in implementations.items():
+        handler = ROUTES[capability](implementation)
+        if taken.intersection(handler.paths):
+            logger.info(
+                "%s: app/service.py serves %s itself; the platform's route is left out",
+                capability,
+                *handler.paths,
+            )
+        else:
+            handlers.append(handler)
+    return handlers
 
 
 def capability_models(declared: Sequence[Model], implementations: dict[str, Any]) -> list[Model]:
