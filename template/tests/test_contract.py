@@ -16,10 +16,11 @@ from pathlib import Path
 import msgspec
 import pytest
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
-from app.nexus import CheckResult, ServiceSpec, identity
+from app.nexus import CheckResult, NexusContext, ServiceSpec, identity
 from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, variable_names
 from app.nexus.factory import create_app
@@ -190,6 +191,17 @@ def test_models_is_an_openai_list(client: TestClient) -> None:
     else:
         expected = capability_models(service.models, IMPLEMENTATIONS)
         assert body["data"] == [msgspec.to_builtins(model) for model in expected]
+
+
+def test_handlers_can_take_the_nexus_dependency(make_client: Callable[..., TestClient]) -> None:
+    """`nexus: NamedDependency[NexusContext]` as a handler parameter (Litestar resolves its type hints)."""
+
+    @get("/v1/test/context", tags=["test"])
+    async def context(nexus: NamedDependency[NexusContext]) -> dict[str, str]:
+        return {"service": nexus.settings.service_name}
+
+    response = make_client(ServiceSpec(route_handlers=[context])).get("/v1/test/context")
+    assert response.json() == {"service": identity.SERVICE_NAME}
 
 
 def test_fast_path_and_framework_answer_the_same() -> None:

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request
 
 from app.nexus.config import PlatformSettings
+from app.nexus.offload import BlockingPool
 
 if TYPE_CHECKING:
     import httpx
-
-    from app.nexus.offload import BlockingPool
 
 
 @dataclass(eq=False)
@@ -31,7 +30,7 @@ class NexusContext:
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
     # the bounded pool of app.nexus.offload.run_blocking (set by create_app)
-    blocking: "BlockingPool" = field(default=None)  # type: ignore[assignment]
+    blocking: BlockingPool = field(default=None)  # type: ignore[assignment]
     _http: Any = None  # httpx.AsyncClient, typed loosely: httpx is imported on first use
 
     def begin_drain(self) -> None:

@@ -92,6 +92,7 @@ async def _guarded(
                 if not events or not _ended_by_platform(exchange):
                     raise
                 asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                logger.warning("stream ended early: %s", exchange.outcome)  # type: ignore[union-attr]
                 yield _error_event(exchange.outcome)  # type: ignore[union-attr,arg-type]
                 return
             except Exception as error:
