@@ -133,6 +133,18 @@ def test_backend_errors_keep_their_class_code_and_param(pair) -> None:
     assert invalid.value.param == "dimensions"
 
 
+def test_the_model_list_outlives_a_backend_outage(pair) -> None:
+    """Runs last among the pair's tests: it stops the backend."""
+    backend, wrapper = pair
+    listed = httpx.get(f"{wrapper.url}/v1/models").json()
+    backend.stop()
+    assert httpx.get(f"{wrapper.url}/v1/models").json() == listed  # the cached list (30 s)
+    assert httpx.get(f"{wrapper.url}/readyz").status_code == 503
+    with pytest.raises(openai.InternalServerError) as down:
+        sdk(wrapper).embeddings.create(model="example-embedding", input="a")
+    assert down.value.code == "backend_unavailable"
+
+
 def test_a_wrapper_whose_backend_is_down_says_so(rendered, tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
     wrapper = LiveService(rendered("ai-backend"), tmp_path, DRAIN_SECONDS="0", BACKEND_URL=closed)
