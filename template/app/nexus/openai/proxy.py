@@ -73,6 +73,15 @@ def _backend_error(status: int, body: bytes, retry_after: str | None) -> Service
     return ServiceError(502, "backend_error", f"The backend failed (HTTP {status})")
 
 
+def _broken_stream(error: Exception) -> ServiceError:
+    """The OpenAI error for a backend stream that failed after it started."""
+    import httpx
+
+    if isinstance(error, httpx.TimeoutException):
+        return ServiceError(504, "backend_timeout", "The backend's stream went silent")
+    return ServiceError(502, "backend_error", f"The backend's stream broke off ({type(error).__name__})")
+
+
 def _transport_error(error: Exception) -> ServiceError:
     import httpx
 
@@ -115,24 +124,31 @@ async def _open_stream(nexus: NexusContext, path: str, request: msgspec.Struct) 
 
 
 async def _events(answer: Any) -> AsyncIterator[bytes]:
-    """The data of each server-sent event of the backend, up to its [DONE]."""
+    """The data of each server-sent event of the backend, up to its [DONE]. An event is complete at its
+    blank line (an unfinished one is dropped, as the SSE standard says); a stream that ends without
+    [DONE] broke off."""
     import httpx
 
+    data: list[str] = []
     try:
         async for line in answer.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # comments, event names, blank separators
-            data = line[5:].strip().encode()
-            if data == b"[DONE]":
-                return
-            if data.startswith(b'{"error"'):
-                error = msgspec.json.decode(data, type=ErrorBody).error
-                raise ServiceError(502, error.code or "backend_error", f"The backend failed: {error.message}")
-            yield data
+            if line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            elif line == "" and data:  # the end of an event
+                event, data = "\n".join(data).encode(), []
+                if event == b"[DONE]":
+                    return
+                if event.startswith(b'{"error"'):
+                    error = msgspec.json.decode(event, type=ErrorBody).error
+                    raise ServiceError(
+                        502, error.code or "backend_error", f"The backend failed: {error.message}"
+                    )
+                yield event
     except httpx.HTTPError as error:
-        raise _transport_error(error) from None
+        raise _broken_stream(error) from None
     finally:
         await answer.aclose()  # the pooled client's connection, also when the client went away
+    raise ServiceError(502, "backend_error", "The backend's stream broke off before [DONE]")
 
 
 async def _bytes(answer: Any) -> AsyncIterator[bytes]:
@@ -142,7 +158,7 @@ async def _bytes(answer: Any) -> AsyncIterator[bytes]:
         async for chunk in answer.aiter_raw():
             yield chunk
     except httpx.HTTPError as error:
-        raise _transport_error(error) from None
+        raise _broken_stream(error) from None
     finally:
         await answer.aclose()
 
