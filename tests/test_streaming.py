@@ -215,6 +215,21 @@ def test_sigterm_gives_a_stream_the_grace_period_then_an_error_event_and_exit_0(
     assert line["outcome"] == "shutdown"
 
 
+def test_sigterm_answers_a_request_still_running_after_the_grace_with_503(live) -> None:
+    service = live(SHUTDOWN_GRACE_SECONDS="1")
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(httpx.get, f"{service.url}/v1/test/slow?seconds=30", timeout=30)
+        time.sleep(0.5)
+        service.signal(signal.SIGTERM)
+        answer = slow.result()
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "shutting_down"
+    assert answer.headers["retry-after"] == "1"
+    assert service.process.wait(timeout=15) == 0
+    [line] = access_lines(service, "/v1/test/slow")
+    assert (line["status"], line["outcome"]) == (503, "shutdown")
+
+
 def test_fifty_clients_that_disconnect_mid_stream_leave_nothing_behind(live) -> None:
     service = live(MAX_CONCURRENT_REQUESTS="50")
     before = state(service)
