@@ -51,6 +51,16 @@ async def test_stream(
     return event_stream(produce())
 
 
+@get("/v1/test/audio", summary="A byte stream that stalls (streaming tests)", tags=["test"])
+async def test_audio(request: Request, stall: Annotated[float, Parameter(ge=0, le=600)] = 0) -> Response:
+    async def produce():
+        yield b"RIFF" + bytes(4096)
+        await asyncio.sleep(stall)
+        yield bytes(4096)
+
+    return byte_stream(produce(), "audio/wav")
+
+
 @get("/v1/test/slow", summary="Sleeps (streaming tests)", tags=["test"])
 async def test_slow(request: Request, seconds: Annotated[float, Parameter(ge=0, le=60)]) -> dict[str, float]:
     counters = nexus_of(request).state.setdefault("slow", {"started": 0, "released": 0})
@@ -112,11 +122,12 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = text.replace(
         "from app.nexus import ServiceSpec, current_request_id, nexus_of",
         "from app.nexus import ServiceSpec, cancelled, current_request_id, nexus_of, run_blocking\n"
-        "from app.nexus.streaming import event_stream",
+        "from app.nexus.streaming import byte_stream, event_stream",
     )
     text = text.replace("\n\nservice = ServiceSpec(", STREAM_ENDPOINTS + "\n\nservice = ServiceSpec(")
     text = text.replace(
-        "route_handlers=[echo],", "route_handlers=[echo, test_stream, test_slow, test_blocking, test_state],"
+        "route_handlers=[echo],",
+        "route_handlers=[echo, test_stream, test_audio, test_slow, test_blocking, test_state],",
     )
     module.write_text(text)
     return target
@@ -181,6 +192,27 @@ def test_a_stalled_stream_ends_with_an_error_event_and_says_why(live) -> None:
     assert line["status"] == 200
     assert line["outcome"] == "idle_timeout"
     assert state(service)["streams"] == {"started": 1, "released": 1, "http_open": 1}
+
+
+def test_a_stalled_byte_stream_is_cut_visibly_never_ended_cleanly(live) -> None:
+    service = live(STREAM_IDLE_TIMEOUT_SECONDS="1")
+    complete = httpx.get(f"{service.url}/v1/test/audio")
+    assert complete.headers["content-type"] == "audio/wav"
+    assert len(complete.content) == 8196
+    received = bytearray()
+
+    def read_all() -> None:
+        with httpx.stream(
+            "GET", f"{service.url}/v1/test/audio", params={"stall": 60}, timeout=30
+        ) as response:
+            for chunk in response.iter_bytes():
+                received.extend(chunk)
+
+    with pytest.raises(httpx.RemoteProtocolError):
+        read_all()
+    assert len(received) == 4100  # the first chunk, then an incomplete chunked body: not a clean end
+    cut = access_lines(service, "/v1/test/audio")[-1]
+    assert (cut["status"], cut["outcome"], cut["bytes"]) == (200, "idle_timeout", 4100)
 
 
 def test_a_stream_that_never_starts_is_bounded_by_the_request_timeout(live) -> None:
