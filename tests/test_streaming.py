@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import LiveService
+from nexus_template.live import LiveService, live_services
 
 pytestmark = pytest.mark.xdist_group("streaming")
 
@@ -135,15 +135,8 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def live(service: Path, tmp_path: Path) -> Iterator:
-    started: list[LiveService] = []
-
-    def start(**environment: str) -> LiveService:
-        started.append(LiveService(service, tmp_path, **{"DRAIN_SECONDS": "0", **environment}))
-        return started[-1]
-
-    yield start
-    for each in started:
-        each.stop()
+    with live_services(service, tmp_path, DRAIN_SECONDS="0") as start:
+        yield start
 
 
 def events(service: LiveService, timeout: float = 60, **params: float) -> list[str]:
