@@ -4,12 +4,14 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup test lint format demo snapshots fuzz bench clean
+.PHONY: setup test lint format demo snapshots lock fuzz bench clean
 
-$(VENV)/.installed: pyproject.toml
+# Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	$(PYTHON) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PYTHON) -m pip install --quiet --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -34,6 +36,10 @@ demo: setup
 # Refresh tests/snapshots/ after an intended template change; review the diff before committing.
 snapshots: setup
 	$(PYTHON) -m tests.snapshots
+
+# Refresh requirements-dev.lock and template/requirements.lock.jinja after changing a pin (needs PyPI).
+lock: setup
+	$(PYTHON) -m tests.locks
 
 # The benchmark (about 10 minutes; needs wrk): results in bench/results/, BENCH_ARGS=--update-docs to publish
 bench: setup

@@ -5,12 +5,23 @@ The hook also runs while questions are still being asked (before `service_name` 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from copier_template_extensions import ContextHook
 
-# Where the template's own documentation lives; rendered READMEs link to it.
-TEMPLATE_DOCS = "https://github.com/nexus-ai/nexus-template/blob/main/docs"
+# Where the template's own repository lives; rendered READMEs link to the docs of their own release.
+TEMPLATE_REPOSITORY = "https://github.com/nexus-ai/nexus-template"
+# copier records `git describe --tags`: "v0.2.0" on a release, "v0.2.0-3-g1a2b3c4" between releases
+_BETWEEN_RELEASES = re.compile(r"-\d+-g([0-9a-f]+)$")
+
+
+def template_docs(commit: str | None) -> str:
+    """The docs folder of the template release (or commit) a service was rendered from."""
+    between = _BETWEEN_RELEASES.search(commit or "")
+    ref = between.group(1) if between else commit or "HEAD"
+    return f"{TEMPLATE_REPOSITORY}/blob/{ref}/docs"
+
 
 # The capabilities the platform serves as OpenAI routes (app/nexus/openai/routes.py), each with the name
 # of the module that implements it in a rendered service (app/capabilities/<module>.py).
@@ -33,6 +44,8 @@ def derived_names(service_name: str) -> dict[str, str]:
         # prefix of host-side variables for this service (MY_SERVICE_HOST_PORT in the compose file)
         "env_prefix": service_name.replace("-", "_").upper(),
         "compose_file": f"docker-compose.{service_name}.yml",
+        # the service's own additions, merged by Compose (`-f compose_file -f compose_override_file`)
+        "compose_override_file": f"docker-compose.{service_name}.override.yml",
         "container_name": f"nexus-{service_name}",
         "image_name": f"nexus/{service_name}",
         # kebab-case distribution name of the service's pyproject
@@ -40,10 +53,37 @@ def derived_names(service_name: str) -> dict[str, str]:
     }
 
 
+# The shutdown budget, computed once: the app's defaults (DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS in
+# config.py and .env.example), compose's stop_grace_period and Kubernetes' preStop and
+# terminationGracePeriodSeconds are all rendered from here, so they cannot disagree.
+DRAIN_SECONDS = 5
+SHUTDOWN_GRACE_SECONDS = 20
+PRE_STOP_SECONDS = 3  # Kubernetes: a head start for endpoint removal before the process sees SIGTERM
+KILL_MARGIN_SECONDS = 5  # what the engine waits beyond the service's own budget before SIGKILL
+# The non-root user and group the image runs as (Dockerfile USER, Kubernetes securityContext)
+RUN_AS_UID = 10001
+
+
+def deployment_facts() -> dict[str, int]:
+    return {
+        "drain_seconds": DRAIN_SECONDS,
+        "shutdown_grace_seconds": SHUTDOWN_GRACE_SECONDS,
+        "pre_stop_seconds": PRE_STOP_SECONDS,
+        "stop_grace_period_seconds": DRAIN_SECONDS + SHUTDOWN_GRACE_SECONDS + KILL_MARGIN_SECONDS,
+        "termination_grace_period_seconds": PRE_STOP_SECONDS
+        + DRAIN_SECONDS
+        + SHUTDOWN_GRACE_SECONDS
+        + KILL_MARGIN_SECONDS,
+        "run_as_uid": RUN_AS_UID,
+    }
+
+
 class ContextUpdater(ContextHook):
     def hook(self, context: dict[str, Any]) -> None:
         service_name = context.get("service_name")
-        context["template_docs"] = TEMPLATE_DOCS
+        answers = context.get("_copier_answers") or {}
+        context["template_docs"] = template_docs(answers.get("_commit"))
+        context.update(deployment_facts())
         context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
         if isinstance(service_name, str) and service_name:
             context.update(derived_names(service_name))

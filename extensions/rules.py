@@ -5,15 +5,18 @@ shows the bad value; copier prefixes it with "Validation error for question '<na
 plain functions so that the tests and docs/answers.md can use them directly.
 
 Copier itself raises a bare ValueError (and Python prints a traceback) when an answer given with
-`--data` fails; `install_friendly_errors` turns exactly those errors into one line on stderr.
+`--data` fails; in the `copier` command (never in a program that calls copier in-process),
+`install_friendly_errors` turns exactly those errors into one line on stderr.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
@@ -194,6 +197,22 @@ FILTERS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _load_compat() -> types.ModuleType:
+    """extensions/_compat.py (copier loads extensions by path, so a sibling is not importable by name)."""
+    name = "nexus_template_extensions_compat"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_compat.py"))
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+_compat = _load_compat()
+
+
 def answer_error_message(error: BaseException, trace: types.TracebackType | None) -> str | None:
     """One line for an answer copier rejected outside the interactive prompt, else None."""
     if not isinstance(error, ValueError):
@@ -205,17 +224,17 @@ def answer_error_message(error: BaseException, trace: types.TracebackType | None
     if required:
         return f"{text}: give it with --data {required.group(1)}=VALUE"
     # A value copier could not cast to the question's type (e.g. port=abc): name the question.
-    while trace is not None:
-        owner = trace.tb_frame.f_locals.get("self")
-        if type(owner).__name__ == "Question" and hasattr(owner, "var_name"):
-            return f"Validation error for question '{owner.var_name}': {text} (the answer must be a {owner.type})"
-        trace = trace.tb_next
+    question = _compat.question_being_answered(trace)
+    if question is not None:
+        name, kind = question
+        return f"Validation error for question '{name}': {text} (the answer must be a {kind})"
     return None
 
 
 def install_friendly_errors() -> None:
+    """In the `copier` command only: the process ends with the error, so the hook is scoped to this run."""
     previous = sys.excepthook
-    if getattr(previous, "_nexus_friendly", False):
+    if getattr(previous, "_nexus_friendly", False) or not _compat.running_copier_cli():
         return
 
     def hook(kind: type[BaseException], error: BaseException, trace: types.TracebackType | None) -> None:
@@ -225,7 +244,7 @@ def install_friendly_errors() -> None:
         else:
             print(f"copier: {message}. Nothing was written.", file=sys.stderr)
 
-    hook._nexus_friendly = True  # type: ignore[attr-defined]
+    hook._nexus_friendly = True  # type: ignore[attr-defined]  # marker for later loads of this module
     sys.excepthook = hook
 
 

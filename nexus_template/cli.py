@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from nexus_template.registry import DEFAULT_PREFIX, list_services
+from nexus_template.services import add_services_command, run_services_command
 from nexus_template.update import table, update_all, update_service
+
+# answers that only seed a new service: each service owns the fact in release/service.env afterwards
+SERVICE_FACTS = {
+    "service_version": "SERVICE_VERSION",
+    "service_description": "SERVICE_DESCRIPTION",
+    "owner": "SERVICE_OWNER",
+    "capabilities": "SERVICE_CAPABILITIES",
+}
 
 
 def _data(items: list[str]) -> dict[str, str]:
@@ -17,23 +24,13 @@ def _data(items: list[str]) -> dict[str, str]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise SystemExit(f"nexus-template: --data takes NAME=VALUE, got {item!r}")
+        if name in SERVICE_FACTS:
+            raise SystemExit(
+                f"nexus-template: {name} belongs to the service: edit {SERVICE_FACTS[name]} in its "
+                "release/service.env and commit (no update needed)"
+            )
         pairs[name] = value
     return pairs
-
-
-def _print_services(etcd: str, prefix: str, *, as_json: bool) -> int:
-    try:
-        entries = list_services(etcd, prefix)
-    except (OSError, ValueError) as error:
-        print(f"nexus-template: cannot read {etcd}: {error}", file=sys.stderr)
-        return 1
-    if as_json:
-        print(json.dumps(entries, indent=2))
-    for entry in [] if as_json else entries:
-        print(
-            f"{entry['name']:<30} {entry.get('version', '?'):<12} {entry['base_url']:<40} {entry['instance_id']}"
-        )
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,14 +49,11 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--vcs-ref", help="template version (tag or commit); default: the newest tag")
         command.add_argument("--test", action="store_true", help="run each service's tests after its update")
 
-    services = commands.add_parser("services", help="list the services registered in etcd")
-    services.add_argument("--etcd", required=True, help="etcd endpoint, e.g. http://etcd:2379")
-    services.add_argument("--prefix", default=DEFAULT_PREFIX)
-    services.add_argument("--json", action="store_true", help="print the entries as JSON")
+    add_services_command(commands)
 
     args = parser.parse_args(argv)
     if args.command == "services":
-        return _print_services(args.etcd, args.prefix, as_json=args.json)
+        return run_services_command(args)
     if args.command == "update":
         results = [
             update_service(args.service, vcs_ref=args.vcs_ref, data=_data(args.data), run_tests=args.test)

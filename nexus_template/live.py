@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -45,14 +45,25 @@ def wait_for_health(
 
 
 class LiveService:
-    def __init__(self, service: Path, log_dir: Path, **environment: str) -> None:
-        self.port = free_port()
+    def __init__(
+        self,
+        service: Path,
+        log_dir: Path,
+        *,
+        port: int | None = None,
+        wrapper: Sequence[str] = (),
+        **environment: str,
+    ) -> None:
+        """`port`: a fixed one (e.g. a restarted replica's), else a free one. `wrapper` goes before the
+        command, e.g. ("prlimit", "--nofile=512:512") (it must exec it, so that `process` stays the
+        service's own process)."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"service-{self.port}.log"
+        self.log_path = log_dir / f"service-{self.port}-{time.monotonic_ns()}.log"
         env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), **environment}
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [PYTHON, "-m", "app"], cwd=service, env=env, stdout=log, stderr=subprocess.STDOUT
+                [*wrapper, PYTHON, "-m", "app"], cwd=service, env=env, stdout=log, stderr=subprocess.STDOUT
             )
         health = wait_for_health(
             f"{self.url}/health", died=lambda: self.process.poll() is not None, details=self.log
@@ -61,6 +72,15 @@ class LiveService:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 10) -> str:
+        """The log once it holds `text` (a writer thread writes the lines, a little after the event)."""
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not logged within {timeout}s:\n{log[-3000:]}")
+            time.sleep(0.05)
+        return log
 
     def signal(self, number: int = signal.SIGTERM) -> None:
         self.process.send_signal(number)

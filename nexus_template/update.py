@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import runpy
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -86,6 +87,22 @@ def _roll_back(service: Path) -> None:
     _git(service, "clean", "-fdq", "--", ".")
 
 
+def refresh_lock(service: Path) -> str | None:
+    """Refresh requirements.lock with the service's own (just updated) locking module; the problem, or None.
+
+    The module needs only the standard library and uv (a dependency of this tool), not the service's
+    packages. Services rendered before locks existed have no such module: nothing to do.
+    """
+    module = service / "app" / "nexus" / "locking.py"
+    if not module.is_file():
+        return None
+    try:
+        runpy.run_path(str(module))["write_lock"](service)
+    except subprocess.CalledProcessError as error:
+        return f"requirements.lock cannot be refreshed (uv exited {error.returncode}: see its message above)"
+    return None
+
+
 def _run_tests(service: Path) -> str:
     venv_python = service / ".venv" / "bin" / "python"
     python = str(venv_python) if venv_python.exists() else sys.executable
@@ -148,6 +165,11 @@ def update_service(
     result.conflicts = find_conflicts(service)
     if result.conflicts:
         result.status, result.detail = "conflict", "resolve the markers, run the tests, then commit"
+        return result
+    problem = refresh_lock(service)
+    result.changed = [os.path.relpath(path, service) for path in _changed_paths(service)]
+    if problem:
+        result.status, result.detail = "failed", problem
     elif run_tests:
         result.tests = _run_tests(service)
         if result.tests == "failed":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from nexus_template.render import copy_working_tree, load_answers, render
+from tests.etcd_server import ETCD, Etcd
 from tests.histories import TemplateHistory, new_history, new_monorepo
 
 
@@ -40,3 +42,13 @@ def history(tmp_path: Path) -> TemplateHistory:
 def monorepo(tmp_path: Path) -> Path:
     """An empty platform monorepo in git; services go to services/<name>/."""
     return new_monorepo(tmp_path / "platform")
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[Etcd]:
+    """A real etcd on loopback ports (tests/etcd_server.py), stopped by pid afterwards."""
+    if ETCD is None:
+        pytest.skip("no etcd binary: install Debian's etcd-server (.ci/run does)")
+    server = Etcd(tmp_path / "etcd-data").start()
+    yield server
+    server.stop()

@@ -19,6 +19,8 @@ _VOLATILE = [
     (re.compile(r"^_commit: .*$", re.MULTILINE), "_commit: <commit>"),
     (re.compile(r"^_src_path: .*$", re.MULTILINE), "_src_path: <template>"),
     (re.compile(r'^TEMPLATE_VERSION = ".*"$', re.MULTILINE), 'TEMPLATE_VERSION = "<commit>"'),
+    # links to the docs of the template release (or commit) the service was rendered from
+    (re.compile(r"/blob/[0-9a-f]{7,40}/"), "/blob/<commit>/"),
 ]
 
 

@@ -8,6 +8,7 @@ with the official `openai` SDK.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,7 +44,9 @@ def test_the_template_serves_exactly_the_capabilities_the_extension_knows(render
 def test_capabilities_render_routes_and_service_owned_implementations(rendered, name: str) -> None:
     service = rendered(name)
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())  # defaults included
-    chosen = openai_capabilities(answers["capabilities"])
+    facts = (service / "release" / "service.env").read_text()  # the capabilities are the service's facts
+    listed = re.search(r"^SERVICE_CAPABILITIES=(.*)$", facts, re.MULTILINE).group(1)
+    chosen = openai_capabilities([name for name in listed.split(",") if name])
     wrapper = answers.get("backend") == "openai"
     for capability, module in OPENAI_CAPABILITIES.items():
         implementation = service / "app" / "capabilities" / f"{module}.py"
@@ -54,7 +57,7 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
     assert (service / "tests" / "fake_backend.py").is_file() is wrapper
     script = (
         "import json; from app.main import app; from app.nexus.openai.routes import ROUTES;"
-        "print(json.dumps(sorted(r.path for r in app.app.routes)))"
+        "print(json.dumps(sorted(r.path for r in app.app.app.routes)))"  # NexusASGI > BodyRateGuard > Litestar
     )
     result = run_python(service, "-c", script, GPU_MIN_COUNT="0")
     assert result.returncode == 0, result.stderr

@@ -30,7 +30,7 @@ def test_bench_smoke_run_measures_every_app_and_endpoint(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((tmp_path / "latest.json").read_text())
     assert list(results["medians"]) == list(results["apps"])
-    assert len(results["apps"]) == 5
+    assert len(results["apps"]) == 6
     for app, paths in results["medians"].items():
         assert list(paths) == ENDPOINTS
         for path, sample in paths.items():

@@ -26,9 +26,14 @@ HADOLINT = str(Path(sys.executable).with_name("hadolint"))  # from the hadolint-
 pytestmark = pytest.mark.parametrize("name", answer_sets())
 
 
+def documented_defaults(service: Path) -> dict[str, str]:
+    """Every variable with its default, as the service's .env.example documents them."""
+    return dict(re.findall(r"^([A-Z_]+)=(.*)$", (service / ".env.example").read_text(), re.MULTILINE))
+
+
 def app_defaults(service: Path) -> dict[str, float]:
     """DRAIN_SECONDS and SHUTDOWN_GRACE_SECONDS as the service's .env.example documents them."""
-    env = dict(re.findall(r"^([A-Z_]+)=(.*)$", (service / ".env.example").read_text(), re.MULTILINE))
+    env = documented_defaults(service)
     return {"drain": float(env["DRAIN_SECONDS"]), "grace": float(env["SHUTDOWN_GRACE_SECONDS"])}
 
 
@@ -66,6 +71,9 @@ def test_dockerfile_rules(rendered, name: str) -> None:
     assert "PYTHONUNBUFFERED=1" in text
     assert "org.opencontainers.image.revision=" in text
     assert "--chown" not in text, "app files must stay owned by root (not writable by the service user)"
+    environment = set(re.findall(r"^\s*(?:ENV\s+)?([A-Z_]+)=", text, re.MULTILINE))
+    repeated = environment & set(documented_defaults(service)) - {"GIT_SHA", "BUILD_TIME"}  # build args
+    assert not repeated, f"the Dockerfile repeats the app's defaults: {repeated}"
     ignored = (service / ".dockerignore").read_text().split()
     assert {".git", "tests", ".env", "**/__pycache__"} <= set(ignored)
 
@@ -82,7 +90,10 @@ def test_compose_file_follows_the_specification(rendered, name: str) -> None:
     assert spec["networks"] == ["nexus"]
     assert spec["env_file"] == [{"path": ".env", "required": False}]
     port = answers.get("port", 9000)
-    assert spec["ports"][0].endswith(f":{port}")
+    assert spec["ports"][0].endswith(f":${{SERVICE_PORT:-{port}}}"), "the container port follows SERVICE_PORT"
+    # environment: overrides env_file: it may only pass on what .env says, with a default for the unset case
+    for variable, value in spec.get("environment", {}).items():
+        assert re.fullmatch(rf"\$\{{{variable}:?-.*\}}", value), f"{variable} in .env would be ignored"
     assert "curl" not in json.dumps(spec["healthcheck"])
     timings = app_defaults(service)
     assert float(spec["stop_grace_period"].removesuffix("s")) > timings["drain"] + timings["grace"]
@@ -126,7 +137,9 @@ def test_kubernetes_manifests_validate_and_agree(rendered, name: str) -> None:
     assert container["ports"][0]["containerPort"] == port
     assert f"EXPOSE {port}\n" in (service / "Dockerfile").read_text()
     assert manifests["service.yaml"]["spec"]["ports"][0]["port"] == port
-    assert manifests["configmap.yaml"]["data"]["SERVICE_PORT"] == str(port)
+    defaults = documented_defaults(service)
+    config = manifests["configmap.yaml"]["data"]
+    assert not [name for name, value in config.items() if defaults.get(name) == value], "the app's defaults"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["startupProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -137,9 +150,13 @@ def test_kubernetes_manifests_validate_and_agree(rendered, name: str) -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["envFrom"][0]["configMapRef"]["name"] == manifests["configmap.yaml"]["metadata"]["name"]
-    config = manifests["configmap.yaml"]["data"]
     pre_stop = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
-    budget = pre_stop + float(config["DRAIN_SECONDS"]) + float(config["SHUTDOWN_GRACE_SECONDS"])
+    timings = app_defaults(service)
+    budget = (
+        pre_stop
+        + float(config.get("DRAIN_SECONDS", timings["drain"]))
+        + float(config.get("SHUTDOWN_GRACE_SECONDS", timings["grace"]))
+    )
     assert pod["terminationGracePeriodSeconds"] > budget
     limits = container["resources"]["limits"]
     assert limits["memory"] == answers.get("memory_limit", "16Gi" if answers.get("gpu") else "512Mi")
@@ -156,3 +173,45 @@ def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:
     assert 'health: str = "/health"' in text
     assert 'readiness: str = "/readyz"' in text
     assert "/health" in (service / "app" / "healthcheck.py").read_text()
+
+
+def test_the_service_owned_deploy_files_merge_and_build(rendered, name: str) -> None:
+    """The compose override file follows the specification and Compose merges it; kustomize builds the
+    Kubernetes base with the image tag and version label of release/service.env."""
+    service = rendered(name)
+    service_name = load_answers(name)["service_name"]
+    compose, override = f"docker-compose.{service_name}.yml", f"docker-compose.{service_name}.override.yml"
+    COMPOSE_VALIDATOR.validate(yaml.safe_load((service / override).read_text()))
+    merged = subprocess.run(
+        [str(Path(sys.executable).with_name("podman-compose")), "-f", compose, "-f", override, "config"],
+        cwd=service,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert merged.returncode == 0, merged.stderr
+    assert (
+        yaml.safe_load(merged.stdout)["services"][service_name]["container_name"] == f"nexus-{service_name}"
+    )
+    if not load_answers(name).get("kubernetes", True):
+        assert not (service / "release" / "kustomization.yaml").exists()
+        return
+    built = subprocess.run(
+        [str(Path(sys.executable).with_name("kubectl")), "kustomize", str(service / "deploy" / "kubernetes")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    [deployment] = [item for item in yaml.safe_load_all(built.stdout) if item["kind"] == "Deployment"]
+    version = re.search(
+        r"^SERVICE_VERSION=(.*)$", (service / "release/service.env").read_text(), re.MULTILINE
+    )
+    assert version, "release/service.env has no SERVICE_VERSION"
+    assert (
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        == f"nexus/{service_name}:{version[1]}"
+    )
+    assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == version[1]
+    for item in yaml.safe_load_all(built.stdout):
+        kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)

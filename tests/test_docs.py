@@ -7,6 +7,7 @@ import re
 import pytest
 import yaml
 
+from extensions.context import deployment_facts
 from nexus_template.render import ROOT, answer_sets, run_python
 
 
@@ -68,3 +69,61 @@ def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> N
             variable for variable in variables if variable != "EXAMPLE_PREFIX" and f"`{variable}`" not in docs
         ]
         assert not missing, f"docs/ never mentions {missing}"
+
+
+def test_the_shutdown_timings_and_user_in_the_docs_are_the_extensions_values() -> None:
+    """docs/deploy.md and docs/operations.md quote the values extensions/context.py renders everywhere."""
+    facts = deployment_facts()
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    assert f"`stop_grace_period: {facts['stop_grace_period_seconds']}s`" in deploy
+    assert f"`terminationGracePeriodSeconds: {facts['termination_grace_period_seconds']}`" in deploy
+    assert f"`preStop: sleep {facts['pre_stop_seconds']}`" in deploy
+    assert f"uid:gid `{facts['run_as_uid']}:{facts['run_as_uid']}`" in deploy
+    assert f"`DRAIN_SECONDS` ({facts['drain_seconds']})" in deploy
+    assert f"`SHUTDOWN_GRACE_SECONDS` ({facts['shutdown_grace_seconds']})" in deploy
+    assert f"| `terminationGracePeriodSeconds` | {facts['termination_grace_period_seconds']} |" in operations
+    assert f"| `stop_grace_period` | {facts['stop_grace_period_seconds']}s |" in operations
+
+
+def test_every_timeout_and_limit_is_in_the_operations_table_with_its_default(rendered) -> None:
+    """docs/operations.md "Limits" lists each `*_TIMEOUT_SECONDS`, `MAX_*` and `MIN_*` setting with the
+    default of .env.example (which the service's contract tests tie to the settings)."""
+    env = (rendered("default") / ".env.example").read_text()
+    defaults = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", env, re.MULTILINE))
+    limits = [
+        name for name in defaults if name.endswith("_TIMEOUT_SECONDS") or name.startswith(("MAX_", "MIN_"))
+    ]
+    rows = documented_rows("operations.md")
+    assert [name for name in limits if name not in rows] == [], "missing from docs/operations.md"
+    for name, (default, consequence) in rows.items():
+        assert re.match(r"`([^`]*)`", default).group(1) == defaults[name], f"{name}: default differs"
+        assert consequence, name
+
+
+# Phrases that point at things a reader of the repository cannot open (the requirements seed, the engineers'
+# notes, issue threads) or at a moving target instead of a release.
+_OUTSIDE_REFERENCES = re.compile(
+    r"\bthe seed\b|seed's|field.notes|closing note|blob/main|tree/main", re.IGNORECASE
+)
+
+
+def test_the_docs_stand_alone() -> None:
+    published = [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").glob("*.md"))]
+    published += sorted((ROOT / "template").rglob("*.md*")) + sorted((ROOT / "migrations").glob("*.md"))
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in published
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if _OUTSIDE_REFERENCES.search(line)
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_a_rendered_readme_links_to_the_docs_of_its_own_release(rendered) -> None:
+    service = rendered("default")
+    commit = yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"]
+    links = re.findall(r"\]\((https://[^)]+/docs/[^)]+)\)", (service / "README.md").read_text())
+    assert links, "the README links to no template doc"
+    for link in links:
+        assert f"/blob/{commit.rsplit('-g', 1)[-1]}/docs/" in link, link

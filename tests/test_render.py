@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from fnmatch import fnmatchcase
 
 import httpx
 import pytest
+import yaml
 
 from nexus_template.live import wait_for_health
-from nexus_template.render import PYTHON, answer_sets, load_answers, run_python
+from nexus_template.render import PYTHON, ROOT, answer_sets, load_answers, run_python
 
 TEMPLATE_OWNED_PYTHON = "# Managed by nexus-template: `copier update` replaces this file."
 ALWAYS = [
@@ -29,6 +31,10 @@ ALWAYS = [
     "app/nexus/asgi.py",
     "app/nexus/config.py",
     "app/nexus/metadata.py",
+    "app/nexus/metrics.py",
+    "app/nexus/observe.py",
+    "app/nexus/redaction.py",
+    "app/nexus/tracing.py",
     "app/nexus/readiness.py",
     "app/nexus/server.py",
     "pyproject.toml",
@@ -36,11 +42,15 @@ ALWAYS = [
     "requirements-dev.txt",
     "requirements-service.txt",
     "tests/conftest.py",
+    "tests/nexus_fixtures.py",
     "tests/test_contract.py",
+    "tests/test_logging.py",
+    "tests/test_metrics.py",
     "tests/test_service.py",
 ]
 GPU_ONLY = ["app/nexus/gpu.py", "tests/test_gpu.py"]
-SERVICE_OWNED = {"app/service.py", "tests/test_service.py", "requirements-service.txt"}
+# the service-owned files: created once, never touched by updates (copier.yml is the one list)
+SERVICE_OWNED = yaml.safe_load((ROOT / "copier.yml").read_text())["_skip_if_exists"]
 
 pytestmark = pytest.mark.parametrize("name", answer_sets())
 
@@ -62,7 +72,7 @@ def test_template_owned_python_says_so_in_its_first_line(rendered, name: str) ->
     for path in service.rglob("*.py"):
         relative = str(path.relative_to(service))
         first = path.read_text().splitlines()[0] if path.stat().st_size else ""
-        if relative in SERVICE_OWNED or relative.startswith("app/capabilities/"):
+        if any(fnmatchcase(relative, pattern) for pattern in SERVICE_OWNED):
             assert not first.startswith("# Managed by nexus-template"), relative
         else:
             assert first.startswith(TEMPLATE_OWNED_PYTHON), relative

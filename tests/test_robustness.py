@@ -118,8 +118,8 @@ def test_saturation_answers_503_at_once_while_probes_keep_answering(live) -> Non
             assert httpx.get(f"{service.url}{path}").status_code == 200, path
             assert time.monotonic() - probe_started < 1.0, path
         assert [future.result().status_code for future in slow] == [200, 200]
-    time.sleep(0.1)
-    [line] = [line for line in service.log().splitlines() if '"status":503' in line]
+    log = service.wait_for_log('"status":503')
+    [line] = [line for line in log.splitlines() if '"status":503' in line]
     print(
         f"overload answer: {answer_ms:.1f} ms end to end, {json.loads(line)['duration_ms']} ms in the server"
     )

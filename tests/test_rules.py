@@ -65,6 +65,7 @@ def test_derived_names_are_computed_once() -> None:
     assert context.derived_names("image-generator") == {
         "env_prefix": "IMAGE_GENERATOR",
         "compose_file": "docker-compose.image-generator.yml",
+        "compose_override_file": "docker-compose.image-generator.override.yml",
         "container_name": "nexus-image-generator",
         "image_name": "nexus/image-generator",
         "dist_name": "nexus-image-generator",

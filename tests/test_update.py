@@ -70,6 +70,8 @@ def make_service_edits(service: Path) -> dict[str, str]:
     (service / "requirements-service.txt").write_text(
         (service / "requirements-service.txt").read_text() + "rich==13.9.4\n"
     )
+    if (service / "requirements.lock").is_file():  # a service of a release with locks: relock, as authors do
+        assert run_python(service, "-m", "app.nexus", "lock").returncode == 0
     (service / "app" / "extra.py").write_text('"""A module of the service\'s own."""\n\nANSWER = 42\n')
     (service / "tests" / "test_hello.py").write_text(SERVICE_TEST)
     env = service / ".env.example"
@@ -97,7 +99,7 @@ def change_template(template: TemplateHistory) -> None:
         "# Managed by nexus-template: `copier update` replaces this file.\nADDED = True\n",
     )
     template.remove("template/app/nexus/legacy.py")
-    template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.2")
+    template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.0")
     template.append("copier.yml", "\nnew_question:\n  type: str\n  help: Added in v1.1.0\n  default: fresh\n")
     template.append("template/app/nexus/identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
     template.replace(
@@ -142,7 +144,8 @@ def test_update_keeps_every_service_edit_and_brings_every_template_change(
     assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/checks.py").read_text()
     assert (service / "app/nexus/added.py").is_file()
     assert not (service / "app/nexus/legacy.py").exists()
-    assert "httpx==0.28.2\n" in (service / "requirements.txt").read_text()
+    assert "httpx==0.28.0\n" in (service / "requirements.txt").read_text()
+    assert "\nhttpx==0.28.0 \\\n" in (service / "requirements.lock").read_text()  # the update relocked it
     assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/identity.py").read_text()
     assert answers(service)["_commit"] == "v1.1.0"
     assert answers(service)["new_question"] == "fresh"

@@ -1,8 +1,8 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """What the outer ASGI layer knows about each counted request while it runs, beyond a wall clock.
 
-- `Exchange`: the response's status, the bytes sent, whether it streams, and `outcome`, the reason when
-  the platform (or the client) ended it early. The access line reports all of it. Handlers and helpers
+- `Exchange`: the body bytes received and sent, whether the response streams, and `outcome`, the reason
+  when the platform (or the client) ended it early. The access line and the metrics report it. Handlers and helpers
   reach the current one with `current_exchange()`.
 - `Exchanges`: the requests in flight and one watchdog task for them. A streaming response (one sent
   without Content-Length) leaves REQUEST_TIMEOUT_SECONDS behind once it starts: it must send its first
@@ -60,6 +60,7 @@ class Exchange:
         "_receive",
         "_stash",
         "body_read",
+        "bytes_received",
         "bytes_sent",
         "complete",
         "idle_timeout",
@@ -82,6 +83,7 @@ class Exchange:
         self.started = started
         self.idle_timeout = idle_timeout
         self.max_seconds = max_seconds
+        self.bytes_received = 0
         self.bytes_sent = 0
         self.last_sent: float | None = None  # when the last body chunk of a stream went out
         self.streaming = False
@@ -94,9 +96,10 @@ class Exchange:
     async def receive(self) -> Message:
         if self._stash is not None:
             message, self._stash = self._stash, None
-            return message
-        message = await self._receive()
+        else:
+            message = await self._receive()
         if message["type"] == "http.request":
+            self.bytes_received += len(message.get("body", b""))
             if not message.get("more_body", False):
                 self.body_read = True
         elif message["type"] == "http.disconnect" and not self.complete and self.outcome is None:

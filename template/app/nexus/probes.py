@@ -1,21 +1,24 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""The platform endpoints: /health, /readyz, /v1/metadata and /v1/models.
+"""The platform endpoints: /health, /readyz, /v1/metadata, /v1/models and /metrics (unless METRICS_ENABLED=false).
 
 Their answers are pre-encoded bytes (readiness: cached). `Probes` is the one implementation; the outer
 ASGI layer (app.nexus.asgi) serves GET requests for them directly, without the framework's routing,
 and the Litestar handlers below serve the same answers for everything else and document them in OpenAPI.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Literal, NamedTuple
 
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
+from litestar.types import Scope
 
-from app.nexus.metadata import Metadata, Model, ModelList
+from app.nexus.metadata import Metadata, ModelList
+from app.nexus.metrics import TEXT, Metrics
+from app.nexus.models import ModelCatalog
 from app.nexus.readiness import HEALTH_JSON, Readiness, ReadinessReport
 
 JSON = "application/json"
@@ -32,49 +35,54 @@ class ProbeAnswer(NamedTuple):
     media_type: str
 
 
+FastRoute = Callable[[Scope], Awaitable[ProbeAnswer]]
+
+
 class Probes:
-    def __init__(
-        self,
-        readiness: Readiness,
-        models: Sequence[Model],
-        models_source: Callable[[], Awaitable[ProbeAnswer]] | None = None,
-    ) -> None:
-        """`models_source`: where GET /v1/models comes from instead of `models` (a wrapped backend)."""
+    def __init__(self, readiness: Readiness, catalog: ModelCatalog, metrics: Metrics | None = None) -> None:
         self.readiness = readiness
+        self.catalog = catalog
+        self.metrics_source = metrics
         self._health = ProbeAnswer(200, msgspec.json.encode(Health("pass")), HEALTH_JSON)
-        self._models = ProbeAnswer(200, msgspec.json.encode(ModelList(data=list(models))), JSON)
-        self._models_source = models_source
         self._metadata: ProbeAnswer | None = None
 
     def publish(self, metadata: Metadata) -> None:
         """Set the metadata document (at start-up, once every route is known)."""
         self._metadata = ProbeAnswer(200, msgspec.json.encode(metadata), JSON)
 
-    async def health(self) -> ProbeAnswer:
+    async def health(self, _scope: Scope | None = None) -> ProbeAnswer:
         return self._health
 
-    async def readyz(self) -> ProbeAnswer:
+    async def readyz(self, _scope: Scope | None = None) -> ProbeAnswer:
         answer = await self.readiness.answer()
         return ProbeAnswer(answer.status_code, answer.body, HEALTH_JSON)
 
-    async def metadata(self) -> ProbeAnswer:
+    async def metadata(self, _scope: Scope | None = None) -> ProbeAnswer:
         if self._metadata is None:
             raise RuntimeError("metadata is published at start-up (lifespan)")
         return self._metadata
 
-    async def models(self) -> ProbeAnswer:
-        if self._models_source is not None:
-            return await self._models_source()
-        return self._models
+    async def models(self, _scope: Scope | None = None) -> ProbeAnswer:
+        status_code, body = await self.catalog.answer()
+        return ProbeAnswer(status_code, body, JSON)
 
-    def routes(self) -> dict[str, Callable[[], Awaitable[ProbeAnswer]]]:
-        """Path -> answer, for the fast path of GET requests."""
-        return {
+    async def metrics(self, scope: Scope | None = None) -> ProbeAnswer:
+        if self.metrics_source is None:
+            raise RuntimeError("metrics are off (METRICS_ENABLED=false)")
+        body, content_type = self.metrics_source.answer(scope["headers"] if scope is not None else ())
+        return ProbeAnswer(200, body, content_type)
+
+    def routes(self) -> dict[str, FastRoute]:
+        """Path -> answer, for the fast path of GET requests (called with the request's scope)."""
+        routes: dict[str, FastRoute] = {
             "/health": self.health,
             "/readyz": self.readyz,
             "/v1/metadata": self.metadata,
             "/v1/models": self.models,
         }
+        if self.metrics_source is not None:
+            routes["/metrics"] = self.metrics
+        return routes
 
 
 def _response(answer: ProbeAnswer) -> Response[bytes]:
@@ -118,4 +126,16 @@ def probe_handlers(probes: Probes) -> list[HTTPRouteHandler]:
     async def models() -> Response[ModelList]:
         return _response(await probes.models())  # type: ignore[return-value]
 
-    return [health, readyz, metadata, models]
+    if probes.metrics_source is None:
+        return [health, readyz, metadata, models]
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics (text format; OpenMetrics when Accept asks for it)",
+        tags=["platform"],
+        media_type=TEXT,
+    )
+    async def metrics(request: Request) -> Response[str]:
+        return _response(await probes.metrics(request.scope))  # type: ignore[return-value]
+
+    return [health, readyz, metadata, models, metrics]

@@ -19,6 +19,7 @@ from types import FrameType
 import uvicorn
 
 from app.nexus.asgi import NexusASGI
+from app.nexus.serving import uvicorn_config
 
 logger = logging.getLogger("nexus.server")
 
@@ -36,6 +37,8 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
+        if self.started:
+            self.nexus.context.listening.set()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's handler: that one re-raises the signal after shutdown, so the exit status
@@ -95,18 +98,7 @@ class DrainingServer(uvicorn.Server):
 def main() -> None:
     from app.main import app
 
-    settings = app.context.settings
-    config = uvicorn.Config(
-        app,
-        host=settings.service_host,
-        port=settings.service_port,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        lifespan="on",
-    )
-    server = DrainingServer(config, app)
+    server = DrainingServer(uvicorn_config(app), app)
     server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's status for a failed start-up (port taken, lifespan error)

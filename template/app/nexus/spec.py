@@ -6,10 +6,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import msgspec
-from litestar.types import ControllerRouterHandler
+from litestar.plugins import PluginProtocol
+from litestar.types import ControllerRouterHandler, Middleware, OnAppInitHandler
 
 from app.nexus.context import NexusContext
 from app.nexus.metadata import Model
+from app.nexus.models import ModelProvider
 from app.nexus.readiness import ReadinessCheck
 
 ServiceLifespan = Callable[[NexusContext], AbstractAsyncContextManager[None]]
@@ -23,12 +25,23 @@ class ServiceSpec:
     readiness_checks  name ("component:measurement") -> async check(context) -> CheckResult.
     settings          a msgspec.Struct read from the environment like the platform's settings
                       (field `model_dir` <- MODEL_DIR); document each variable in .env.example.
-    models            the OpenAI model objects listed by GET /v1/models and in the metadata.
+    models            the OpenAI model objects of GET /v1/models and the metadata: a list, or an async
+                      provider `async def models(nexus) -> list[Model]` (e.g. asking the backend),
+                      cached for `models_cache_seconds` and served from memory.
     lifespan          async context manager factory: set up before serving, torn down after.
+    plugins           Litestar plugins (stores, channels, instrumentation, ...), passed to Litestar.
+    on_app_init       Litestar on_app_init hooks: each gets the AppConfig and may add to it (listeners,
+                      stores, middleware, ...). The platform's routes and its outer layer stay as they are.
+    middleware        Litestar middleware around every route of the app (not the platform endpoints),
+                      e.g. OpenTelemetry's: it sees the W3C trace the logs show (docs/operations.md).
     """
 
     route_handlers: Sequence[ControllerRouterHandler] = ()
     readiness_checks: Mapping[str, ReadinessCheck] = field(default_factory=dict)
     settings: type[msgspec.Struct] | None = None
-    models: Sequence[Model] = ()
+    models: Sequence[Model] | ModelProvider = ()
+    models_cache_seconds: float = 30.0
     lifespan: ServiceLifespan | None = None
+    plugins: Sequence[PluginProtocol] = ()
+    on_app_init: Sequence[OnAppInitHandler] = ()
+    middleware: Sequence[Middleware] = ()

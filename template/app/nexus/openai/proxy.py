@@ -8,11 +8,11 @@ backend at BACKEND_URL (Ollama, vLLM, another Nexus service) through the pooled 
 - The backend's errors become OpenAI errors with honest statuses: its 4xx (and 429, 503 with their
   Retry-After) pass through with its message; its other 5xx answer 502 `backend_error`; no answer within
   BACKEND_TIMEOUT_SECONDS answers 504 `backend_timeout`; no connection answers 503 `backend_unavailable`.
-- GET /v1/models answers the backend's model list, fetched at most every MODELS_CACHE_SECONDS (the last
-  good list is kept while the backend is unreachable); readiness checks the backend's /v1/models.
+- GET /v1/models answers the backend's model list: `list_models` is the model catalog's provider
+  (app.nexus.models: fetched at most every ServiceSpec.models_cache_seconds, the last good list kept while
+  the backend is unreachable, the metadata following it); readiness checks the backend's /v1/models.
 """
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,18 +21,16 @@ from litestar import Response
 
 from app.nexus.context import NexusContext
 from app.nexus.correlation import HEADER, current_request_id
-from app.nexus.errors import JSON, ErrorBody, ServiceError, error_body
+from app.nexus.errors import JSON, ErrorBody, ServiceError
 from app.nexus.metadata import Model, ModelList
-from app.nexus.probes import ProbeAnswer
 from app.nexus.readiness import CheckResult
 
 __all__ = [
     "MODELS",
-    "MODELS_CACHE_SECONDS",
-    "ModelCache",
     "complete",
     "embed",
     "generate",
+    "list_models",
     "no_backend_check",
     "speak",
     "stream",
@@ -40,7 +38,6 @@ __all__ = [
 
 # the backend decides which models exist: any name is forwarded (its 404 comes back as it is)
 MODELS: list[Model] = []
-MODELS_CACHE_SECONDS = 30.0
 _PASSED_THROUGH = frozenset({400, 401, 403, 404, 409, 413, 415, 422, 429, 503})
 _encode = msgspec.json.Encoder().encode
 
@@ -188,41 +185,17 @@ async def no_backend_check(nexus: NexusContext) -> CheckResult:
     return CheckResult("fail", output="BACKEND_URL is not set")
 
 
-class ModelCache:
-    """GET /v1/models of the backend, cached; the last good list outlives a backend outage."""
+async def list_models(nexus: NexusContext) -> list[Model]:
+    """The backend's GET /v1/models (a ServiceError says why there is none)."""
+    import httpx
 
-    def __init__(self, nexus: NexusContext, seconds: float = MODELS_CACHE_SECONDS) -> None:
-        self._nexus = nexus
-        self._seconds = seconds
-        self._answer: ProbeAnswer | None = None
-        self._expires = 0.0
-
-    async def answer(self) -> ProbeAnswer:
-        if self._answer is not None and time.monotonic() < self._expires:
-            return self._answer
-        try:
-            fresh = await self._fetch()
-        except ServiceError as error:
-            if self._answer is not None:
-                return self._answer
-            return ProbeAnswer(
-                error.status_code, error_body(error.status_code, error.detail, code=error.code), JSON
-            )
-        self._answer = ProbeAnswer(200, msgspec.json.encode(fresh), JSON)
-        self._expires = time.monotonic() + self._seconds
-        return self._answer
-
-    async def _fetch(self) -> ModelList:
-        import httpx
-
-        nexus = self._nexus
-        try:
-            answer = await nexus.http.get(_url(nexus, "/v1/models"), headers=_headers(nexus))
-        except httpx.HTTPError as error:
-            raise _transport_error(error) from None
-        if not answer.is_success:
-            raise _backend_error(answer.status_code, answer.content, None)
-        try:
-            return msgspec.json.decode(answer.content, type=ModelList)
-        except msgspec.DecodeError:
-            raise ServiceError(502, "backend_error", "The backend's model list is not OpenAI's") from None
+    try:
+        answer = await nexus.http.get(_url(nexus, "/v1/models"), headers=_headers(nexus))
+    except httpx.HTTPError as error:
+        raise _transport_error(error) from None
+    if not answer.is_success:
+        raise _backend_error(answer.status_code, answer.content, None)
+    try:
+        return msgspec.json.decode(answer.content, type=ModelList).data
+    except msgspec.DecodeError:
+        raise ServiceError(502, "backend_error", "The backend's model list is not OpenAI's") from None

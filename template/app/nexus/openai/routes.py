@@ -17,9 +17,10 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 from litestar.types import ControllerRouterHandler
 
-from app.nexus.context import nexus_of
+from app.nexus.context import NexusContext, nexus_of
 from app.nexus.errors import ServiceError
 from app.nexus.metadata import Model
+from app.nexus.models import ModelProvider
 from app.nexus.openai.audio import AUDIO_MEDIA_TYPES, SpeechRequest
 from app.nexus.openai.chat import ChatCompletion, ChatCompletionRequest
 from app.nexus.openai.embeddings import EmbeddingList, EmbeddingRequest
@@ -137,10 +138,32 @@ def capability_handlers(
     return handlers
 
 
-def capability_models(declared: Sequence[Model], implementations: dict[str, Any]) -> list[Model]:
-    """The service's declared models and those of its capability implementations, each id once."""
-    models = {model.id: model for model in declared}
+def capability_models(
+    declared: Sequence[Model] | ModelProvider, implementations: dict[str, Any]
+) -> Sequence[Model] | ModelProvider:
+    """The models of GET /v1/models and the metadata, each id once: the service's declared models (a list,
+    or its async provider), then those of its capability implementations (their `MODELS`, and the list
+    their `list_models` provider fetches: a wrapper's backend). A list, unless a provider takes part."""
+    sources: list[Sequence[Model] | ModelProvider] = [declared]
     for implementation in implementations.values():
-        for model in getattr(implementation, "MODELS", ()):
-            models.setdefault(model.id, model)
-    return list(models.values())
+        sources.append(getattr(implementation, "MODELS", ()))
+        provider = getattr(implementation, "list_models", None)
+        if provider is not None and provider not in sources:
+            sources.append(provider)
+    if not any(callable(source) for source in sources):
+        return _each_once([model for source in sources for model in source])  # type: ignore[union-attr]
+
+    async def models(nexus: NexusContext) -> list[Model]:
+        listed: list[Model] = []
+        for source in sources:
+            listed.extend(await source(nexus) if callable(source) else source)
+        return _each_once(listed)
+
+    return models
+
+
+def _each_once(models: list[Model]) -> list[Model]:
+    unique: dict[str, Model] = {}
+    for model in models:
+        unique.setdefault(model.id, model)
+    return list(unique.values())

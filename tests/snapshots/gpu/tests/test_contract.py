@@ -16,16 +16,19 @@ from pathlib import Path
 import msgspec
 import pytest
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
-from app.nexus import CheckResult, ServiceSpec, identity
+from app.nexus import CheckResult, NexusContext, ServiceSpec, identity
+from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, variable_names
 from app.nexus.factory import create_app
-from app.nexus.metadata import Metadata
+from app.nexus.metadata import Metadata, Model
+from app.nexus.openai.routes import capability_models
 from app.nexus.readiness import HEALTH_JSON
 from app.service import service
-from tests.conftest import QUIET, ROOT, free_port
+from tests.nexus_fixtures import QUIET, ROOT, free_port
 
 
 def assert_openai_error(response, status: int) -> dict:
@@ -48,8 +51,8 @@ def test_health_passes_without_io(client: TestClient) -> None:
     assert response.headers["content-type"].startswith(HEALTH_JSON)
 
 
-def test_readyz_passes_with_no_checks(client: TestClient) -> None:
-    response = client.get("/readyz")
+def test_readyz_passes_with_no_checks(make_client: Callable[..., TestClient]) -> None:
+    response = make_client(ServiceSpec()).get("/readyz")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith(HEALTH_JSON)
     assert response.headers["cache-control"] == "no-store"
@@ -76,7 +79,7 @@ def backend() -> str:
 
 
 def test_readyz_checks_a_live_backend(make_client: Callable[..., TestClient], backend: str) -> None:
-    response = make_client(BACKEND_URL=backend, BACKEND_HEALTH_PATH="/healthz").get("/readyz")
+    response = make_client(ServiceSpec(), BACKEND_URL=backend, BACKEND_HEALTH_PATH="/healthz").get("/readyz")
     assert response.status_code == 200
     [check] = response.json()["checks"]["backend:responseTime"]
     assert check["status"] == "pass"
@@ -171,6 +174,27 @@ def test_metadata_endpoints_are_the_app_routes(client: TestClient) -> None:
     assert {("/health", "GET"), ("/readyz", "GET"), ("/v1/metadata", "GET"), ("/v1/models", "GET")} <= listed
 
 
+@pytest.mark.parametrize("path", ["/schema", "/schema/openapi.json"])
+def test_the_openapi_document_needs_nothing_from_the_internet(client: TestClient, path: str) -> None:
+    """Only the JSON document is served: no HTML page that would load scripts from a CDN."""
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/")
+    assert response.json()["openapi"].startswith("3.")
+    for viewer in ("swagger", "redoc", "elements", "rapidoc", "scalar"):
+        assert client.get(f"/schema/{viewer}").status_code == 404, viewer
+
+
+def test_the_swagger_viewer_is_opt_in_at_a_pinned_version(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(OPENAPI_VIEWER="swagger")
+    page = client.get("/schema/swagger")
+    assert page.status_code == 200
+    scripts = re.findall(r'(?:src|href)="(https://[^"]+)"', page.text)
+    assert scripts
+    assert all("@5." in url and "latest" not in url for url in scripts), scripts
+    assert client.get("/schema").headers["content-type"] != "text/html"  # the document stays at /schema
+
+
 def test_metadata_lists_a_new_route_without_other_changes(make_client: Callable[..., TestClient]) -> None:
     @get("/v1/extra", summary="An added route")
     async def extra() -> dict[str, str]:
@@ -183,7 +207,23 @@ def test_metadata_lists_a_new_route_without_other_changes(make_client: Callable[
 def test_models_is_an_openai_list(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
-    assert body["data"] == [msgspec.to_builtins(model) for model in service.models]
+    msgspec.convert(body["data"], list[Model])
+    expected = capability_models(service.models, IMPLEMENTATIONS)
+    if BACKEND == "openai":  # the backend's list (tests/fake_backend.py)
+        assert [model["id"] for model in body["data"]] == ["backend-model"]
+    elif not callable(expected):  # a provider's list is the backend's (tests/test_interface.py)
+        assert body["data"] == [msgspec.to_builtins(model) for model in expected]
+
+
+def test_handlers_can_take_the_nexus_dependency(make_client: Callable[..., TestClient]) -> None:
+    """`nexus: NamedDependency[NexusContext]` as a handler parameter (Litestar resolves its type hints)."""
+
+    @get("/v1/test/context", tags=["test"])
+    async def context(nexus: NamedDependency[NexusContext]) -> dict[str, str]:
+        return {"service": nexus.settings.service_name}
+
+    response = make_client(ServiceSpec(route_handlers=[context])).get("/v1/test/context")
+    assert response.json() == {"service": identity.SERVICE_NAME}
 
 
 def test_fast_path_and_framework_answer_the_same() -> None:
@@ -210,8 +250,25 @@ def test_wrong_method_is_an_openai_405(client: TestClient) -> None:
     assert_openai_error(client.delete("/health"), 405)
 
 
-def test_malformed_json_is_an_openai_400(client: TestClient) -> None:
-    response = client.post("/v1/echo", content=b"{not json", headers={"content-type": "application/json"})
+class _Input(msgspec.Struct):
+    input: str
+
+
+@post("/v1/contract-input", status_code=200)
+async def _contract_input(data: JSONBody[_Input]) -> dict[str, str]:
+    return {"input": data.input}
+
+
+@pytest.fixture
+def json_client(make_client: Callable[..., TestClient]) -> TestClient:
+    """A platform app with one JSON endpoint: the body rules hold whatever the service's routes are."""
+    return make_client(ServiceSpec(route_handlers=[_contract_input]))
+
+
+def test_malformed_json_is_an_openai_400(json_client: TestClient) -> None:
+    response = json_client.post(
+        "/v1/contract-input", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert assert_openai_error(response, 400)["type"] == "invalid_request_error"
 
 
@@ -233,21 +290,27 @@ def test_every_invalid_field_is_reported(make_client: Callable[..., TestClient])
 
 
 def test_oversized_body_is_an_openai_413(make_client: Callable[..., TestClient]) -> None:
-    client = make_client(MAX_BODY_BYTES="2048")
-    response = client.post("/v1/echo", content=b"x" * 4096, headers={"content-type": "application/json"})
+    client = make_client(ServiceSpec(route_handlers=[_contract_input]), MAX_BODY_BYTES="2048")
+    response = client.post(
+        "/v1/contract-input", content=b"x" * 4096, headers={"content-type": "application/json"}
+    )
     assert_openai_error(response, 413)
 
 
-def test_a_non_json_body_is_an_openai_415(client: TestClient) -> None:
-    response = client.post("/v1/echo", content=b'{"input": "x"}', headers={"content-type": "text/plain"})
+def test_a_non_json_body_is_an_openai_415(json_client: TestClient) -> None:
+    response = json_client.post(
+        "/v1/contract-input", content=b'{"input": "x"}', headers={"content-type": "text/plain"}
+    )
     assert assert_openai_error(response, 415)["code"] == "unsupported_media_type"
 
 
 @pytest.mark.parametrize(
     "body", [b'{"input": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"input": "\xff"}', b"", b"[1]"]
 )
-def test_undecodable_bodies_are_openai_400s(client: TestClient, body: bytes) -> None:
-    response = client.post("/v1/echo", content=body, headers={"content-type": "application/json"})
+def test_undecodable_bodies_are_openai_400s(json_client: TestClient, body: bytes) -> None:
+    response = json_client.post(
+        "/v1/contract-input", content=body, headers={"content-type": "application/json"}
+    )
     assert_openai_error(response, 400)
 
 

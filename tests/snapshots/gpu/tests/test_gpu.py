@@ -1,6 +1,9 @@
 # Managed by nexus-template: `copier update` replaces this file. Your tests belong in tests/test_service.py.
-"""GPU contract: NVML readiness and inventory. Without a driver both report the error, never crash."""
+"""GPU contract: NVML readiness, inventory and metrics. Without a driver they report the error (metrics:
+absent), never crash."""
 
+import re
+import time
 from collections.abc import Callable
 
 from litestar.testing import TestClient
@@ -26,3 +29,27 @@ def test_gpu_inventory_is_in_the_metadata(client: TestClient) -> None:
     assert (info["error"] is None) == (info["driver_version"] is not None)
     for device in info["devices"]:  # on a GPU machine: what NVML reports
         assert device["name"] and device["memory_total_bytes"] > 0
+
+
+def test_gpu_metrics_come_from_nvml_or_are_absent_without_error(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(GPU_METRICS_INTERVAL_SECONDS="0.5")
+    devices = client.get("/v1/metadata").json()["gpu_info"]["devices"]
+    deadline = time.monotonic() + 10
+    text = client.get("/metrics").text
+    while devices and "nexus_gpu_memory_total_bytes{" not in text and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first reading is taken by a thread after start-up
+        text = client.get("/metrics").text
+    gauges = {
+        (match[0], match[1]): float(match[2])
+        for match in re.findall(r'^(nexus_gpu_\w+)\{gpu="(\d+)",[^}]*\} (\S+)$', text, re.MULTILINE)
+    }
+    print(gauges)  # on a GPU machine: what NVML reported
+    assert {index for _, index in gauges} == {str(device["index"]) for device in devices}
+    for device in devices:
+        index = str(device["index"])
+        assert gauges["nexus_gpu_memory_total_bytes", index] == device["memory_total_bytes"]
+        assert 0 <= gauges["nexus_gpu_memory_used_bytes", index] <= device["memory_total_bytes"]
+        utilization = gauges["nexus_gpu_utilization_ratio", index]
+        assert utilization != utilization or 0 <= utilization <= 1  # NaN where the device does not say

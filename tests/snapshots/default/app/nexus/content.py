@@ -1,5 +1,6 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""A handler that takes a JSON body answers 415 to a request whose body is something else.
+"""A handler that takes a JSON body answers 415 to a request whose body is something else, and 400 to a
+body that only lenient decoding would accept (app/nexus/validation.py).
 
 Litestar parses a JSON body whatever its Content-Type says; a client that sends text/plain or a form by
 mistake should hear so. Handlers with other bodies (multipart uploads, raw audio) are not affected.
@@ -12,6 +13,8 @@ from litestar import Request
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
 from litestar.handlers import BaseRouteHandler
+
+from app.nexus.validation import require_strict_body
 
 _JSON_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _OPT_KEY = "nexus_takes_json_body"
@@ -26,8 +29,9 @@ def _takes_json(handler: BaseRouteHandler) -> bool:
     return handler.opt[_OPT_KEY]
 
 
-async def require_json_content_type(request: Request[Any, Any, Any]) -> None:
-    """before_request hook: 415 unless the body of a JSON handler is declared application/json (or +json)."""
+async def check_json_body(request: Request[Any, Any, Any]) -> None:
+    """before_request hook: 415 unless the body of a JSON handler is declared application/json (or +json);
+    then 400 unless it decodes strictly."""
     if request.scope["method"] not in _JSON_BODY_METHODS or not _takes_json(request.route_handler):
         return
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -36,3 +40,4 @@ async def require_json_content_type(request: Request[Any, Any, Any]) -> None:
             status_code=415,
             detail=f"Content-Type must be application/json (got {content_type[:100] or 'none'!r})",
         )
+    await require_strict_body(request)

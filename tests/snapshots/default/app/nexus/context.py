@@ -1,6 +1,7 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """The per-process context handed to handlers (as the `nexus` dependency), checks and lifespans."""
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request
 
 from app.nexus.config import PlatformSettings
+from app.nexus.offload import BlockingPool
+from app.nexus.tracing import forward_context
 
 if TYPE_CHECKING:
     import httpx
@@ -23,11 +26,15 @@ class NexusContext:
     started_at: str = ""
     # set on SIGTERM: /readyz answers 503 while in-flight work finishes
     draining: bool = False
+    # set once the server accepts connections (`python -m app`): registration waits for it
+    listening: asyncio.Event = field(default_factory=asyncio.Event)
     # called (on the event loop) when draining begins, e.g. to leave a service registry
     on_drain: list[Callable[[], object]] = field(default_factory=list)
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
+    # the bounded pool of app.nexus.offload.run_blocking (set by create_app)
+    blocking: BlockingPool = field(default=None)  # type: ignore[assignment]
     _http: Any = None  # httpx.AsyncClient, typed loosely: httpx is imported on first use
 
     def begin_drain(self) -> None:
@@ -47,7 +54,10 @@ class NexusContext:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=self.settings.backend_timeout_seconds)
+            # each call carries the request id and trace context of the request that makes it
+            self._http = httpx.AsyncClient(
+                timeout=self.settings.backend_timeout_seconds, event_hooks={"request": [forward_context]}
+            )
         return self._http
 
     async def close_http(self) -> None:

@@ -14,11 +14,14 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from app.nexus.exchange import current_exchange
 from app.nexus.validation import field_errors
 
 logger = logging.getLogger("nexus.errors")
 
 JSON = "application/json"
+# on 500 and 504: the same request would fail (and cost) the same again; the OpenAI SDK obeys it
+NO_RETRY = (b"x-should-retry", b"false")
 
 # OpenAI's `type` for each status; the official SDK maps statuses to its exception classes.
 _TYPES = {
@@ -37,6 +40,16 @@ _TYPES = {
     503: "service_unavailable_error",
     504: "timeout_error",
 }
+
+
+# An error lists at most this many problems, each clipped: a body of a million unknown keys gets an answer
+# of a few KiB, not megabytes.
+_MAX_PROBLEMS = 20
+_MAX_TEXT = 120
+
+
+def _clipped(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "…"
 
 
 class ErrorDetail(msgspec.Struct):
@@ -94,7 +107,8 @@ def _body_errors(request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
     raw = getattr(getattr(request, "_connection_state", None), "json", None)
     target = getattr(data_field, "annotation", None)
     if isinstance(raw, dict) and isinstance(target, type) and issubclass(target, msgspec.Struct):
-        return [(error.field, error.message) for error in field_errors(target, raw, strict=True)]
+        errors = field_errors(target, raw, strict=True, limit=_MAX_PROBLEMS + 1)
+        return [(error.field, error.message) for error in errors]
     return []
 
 
@@ -114,13 +128,24 @@ def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationExcepti
         return error_response(400, message, code="invalid_request")
     if [param for param, _ in problems] == ["data"]:  # the body as a whole: missing, or not an object
         return error_response(400, "The request body must be a JSON object", code="invalid_request")
-    message = "Invalid request: " + "; ".join(f"`{param}` {text}" for param, text in problems)
-    return error_response(400, message, code="invalid_value", param=problems[0][0])
+    listed = [(_clipped(param), _clipped(text)) for param, text in problems[:_MAX_PROBLEMS]]
+    message = "Invalid request: " + "; ".join(f"`{param}` {text}" for param, text in listed)
+    if len(problems) > _MAX_PROBLEMS:
+        message += f"; and more (the first {_MAX_PROBLEMS} are listed)"
+    return error_response(400, message, code="invalid_value", param=listed[0][0])
+
+
+def _client_gone() -> bool:
+    """The client disconnected while its request ran (the access line says 499)."""
+    exchange = current_exchange()
+    return exchange is not None and exchange.outcome == "client_disconnected"
 
 
 def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
-    if status == 404:
+    if isinstance(exc, ServiceError):
+        message = exc.detail
+    elif status == 404:
         message = f"Unknown path: {request.method} {request.url.path[:200]}"
     elif status == 405:
         message = f"Method {request.method} is not allowed on {request.url.path[:200]}"
@@ -128,7 +153,10 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         message = "The request body is larger than this service accepts (MAX_BODY_BYTES)"
     else:
         message = exc.detail or HTTPStatus(status).phrase
-    if status >= 500 and not isinstance(exc, ServiceError):
+    if status >= 500 and _client_gone():
+        # not a server error: nobody is left to answer (the access line says 499)
+        logger.info("the client disconnected before its request was read")
+    elif status >= 500 and not isinstance(exc, ServiceError):
         logger.error("request failed with %s", status, exc_info=exc)
     return error_response(
         status,

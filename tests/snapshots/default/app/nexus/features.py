@@ -16,5 +16,9 @@ def gpu_checks(settings: PlatformSettings) -> dict[str, ReadinessCheck]:
     return {}
 
 
+def gpu_metrics(settings: PlatformSettings) -> None:
+    """The GPU metrics sampler: none, this service runs without GPUs."""
+
+
 def registrar(context: NexusContext) -> None:
     """The etcd registration of this service: none, it was rendered without `etcd_registration`."""

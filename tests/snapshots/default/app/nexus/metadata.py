@@ -51,9 +51,10 @@ class GpuInfo(msgspec.Struct, frozen=True):
 
 
 class RegistrationInfo(msgspec.Struct, frozen=True):
-    """Self-registration in etcd: disabled, registering, registered, retrying or revoked."""
+    """Self-registration in etcd; `withdrawn`: not registered while readiness fails."""
 
-    state: str
+    state: Literal["disabled", "registering", "registered", "withdrawn", "retrying", "revoked"]
+    # this instance's key (ETCD_KEY_PREFIX + SERVICE_NAME + "/" + instance_id)
     key: str
     lease_ttl_seconds: int | None
     # why the last attempt failed (an error class or an HTTP status, never an address)

@@ -24,11 +24,13 @@ from litestar.routes import HTTPRoute
 ERROR_SCHEMA = "OpenAIError"
 _PLATFORM_PATHS = frozenset({"/health", "/readyz", "/v1/metadata", "/v1/models"})
 _ANY_REQUEST = {
-    431: "Request headers larger than MAX_HEADER_BYTES",
+    408: "Request line and headers slower than HEADER_TIMEOUT_SECONDS",
+    431: "Request line and headers larger than MAX_HEADER_BYTES",
     500: "Unexpected failure (details only in the log)",
 }
 _WITH_INPUT = {400: "Malformed or invalid request"}
 _WITH_BODY = {
+    408: "Headers slower than HEADER_TIMEOUT_SECONDS, or a body behind MIN_BODY_BYTES_PER_SECOND",
     413: "Request body larger than MAX_BODY_BYTES",
     415: "Content-Type is not application/json",
 }

@@ -3,7 +3,7 @@
 
 from app.nexus.config import PlatformSettings
 from app.nexus.context import NexusContext
-from app.nexus.gpu import gpu_count_check, inventory
+from app.nexus.gpu import GpuMetrics, gpu_count_check, inventory
 from app.nexus.metadata import GpuInfo
 from app.nexus.readiness import ReadinessCheck
 
@@ -18,6 +18,11 @@ def gpu_checks(settings: PlatformSettings) -> dict[str, ReadinessCheck]:
     if settings.gpu_min_count == 0:
         return {}
     return {"gpu:count": gpu_count_check(settings.gpu_min_count)}
+
+
+def gpu_metrics(settings: PlatformSettings) -> GpuMetrics:
+    """The GPU metrics sampler (started with the app; no metrics without NVML)."""
+    return GpuMetrics(settings.gpu_metrics_interval_seconds)
 
 
 def registrar(context: NexusContext) -> None:

@@ -1,5 +1,6 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""GPUs through NVML (nvidia-ml-py): the inventory in the metadata and the `gpu:count` readiness check.
+"""GPUs through NVML (nvidia-ml-py): the inventory in the metadata, the `gpu:count` readiness check and
+the GPU metrics (GpuMetrics).
 
 NVML sees every GPU the container runtime exposes and ignores CUDA_VISIBLE_DEVICES, so the devices
 listed there (indices or GPU-... UUIDs) are applied here. Without a driver nothing crashes: the
@@ -7,13 +8,19 @@ inventory carries the error and the check fails with it.
 """
 
 import asyncio
+import logging
 import os
 import threading
+from collections.abc import Callable
+from typing import NamedTuple
 
 import pynvml
 
 from app.nexus.metadata import GpuDevice, GpuInfo
+from app.nexus.metrics import Family, Labels
 from app.nexus.readiness import CheckResult, ReadinessCheck
+
+logger = logging.getLogger("nexus.gpu")
 
 _lock = threading.Lock()
 _initialised = False
@@ -84,3 +91,98 @@ def gpu_count_check(minimum: int) -> ReadinessCheck:
         return CheckResult("pass", observed_value=count, observed_unit="devices")
 
     return check
+
+
+class GpuReading(NamedTuple):
+    index: int
+    uuid: str
+    name: str
+    memory_used: int
+    memory_total: int
+    utilization: float  # 0..1 over NVML's last sample period
+    temperature: float  # degrees Celsius
+
+
+class GpuMetrics:
+    """Per-device memory, utilisation and temperature, read every `interval` seconds by a daemon thread
+    (never while a request waits). Without NVML there are no readings and no GPU metrics."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.readings: list[GpuReading] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="nexus-gpu-metrics", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        reported = False
+        while not self._stop.is_set():
+            try:
+                self.readings = _read_all()
+            except pynvml.NVMLError as error:  # no driver, or it went away: no GPU metrics, no crash
+                self.readings = []
+                if not reported:
+                    logger.info("GPU metrics unavailable: %s", _error_text(error))
+                    reported = True
+            self._stop.wait(self.interval)
+
+    def families(self) -> list[Family]:
+        readings = self.readings
+
+        def samples(value: Callable[[GpuReading], float]) -> list[tuple[str, Labels, float]]:
+            return [
+                ("", (("gpu", str(each.index)), ("uuid", each.uuid), ("name", each.name)), value(each))
+                for each in readings
+            ]
+
+        return [
+            Family("nexus_gpu_memory_used_bytes", "gauge", "GPU memory in use.", samples(lambda each: each.memory_used)),
+            Family("nexus_gpu_memory_total_bytes", "gauge", "GPU memory in total.", samples(lambda each: each.memory_total)),
+            Family("nexus_gpu_utilization_ratio", "gauge", "Fraction of time the GPU was busy (NVML).", samples(lambda each: each.utilization)),
+            Family("nexus_gpu_temperature_celsius", "gauge", "GPU core temperature.", samples(lambda each: each.temperature)),
+        ]  # fmt: skip
+
+
+def _read_all() -> list[GpuReading]:
+    _ensure_nvml()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    readings = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        uuid = pynvml.nvmlDeviceGetUUID(handle)
+        if _wanted(index, uuid, visible):
+            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            readings.append(
+                GpuReading(
+                    index=index,
+                    uuid=uuid,
+                    name=pynvml.nvmlDeviceGetName(handle),
+                    memory_used=int(memory.used),
+                    memory_total=int(memory.total),
+                    utilization=_utilization(handle),
+                    temperature=_temperature(handle),
+                )
+            )
+    return readings
+
+
+# some devices do not report these (NaN then); the other readings stay
+def _utilization(handle: object) -> float:
+    try:
+        return pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100
+    except pynvml.NVMLError_NotSupported:
+        return float("nan")
+
+
+def _temperature(handle: object) -> float:
+    try:
+        return pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+    except pynvml.NVMLError_NotSupported:
+        return float("nan")
