@@ -36,8 +36,24 @@ from nexus_template.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree,
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 VENVS = BENCH / ".venvs"
-POST_SCRIPT = BENCH / "post.lua"
-ENDPOINTS = ["/health", "/readyz", "/v1/metadata", "/v1/echo"]
+# measured endpoints; a label with a suffix is a variant of its path (another request body)
+ENDPOINTS = [
+    "/health",
+    "/readyz",
+    "/v1/metadata",
+    "/v1/echo",
+    "/v1/chat/completions",
+    "/v1/chat/completions stream",
+]
+SCRIPTS = {
+    "/v1/echo": BENCH / "post.lua",
+    "/v1/chat/completions": BENCH / "chat.lua",
+    "/v1/chat/completions stream": BENCH / "chat-stream.lua",
+}
+# server-sent events per streamed completion (chat-stream.lua)
+STREAM_EVENTS = 103
+# the service under test: the default answers, serving chat completions (the example implementation)
+BENCH_ANSWERS = {"capabilities": ["chat.completions"]}
 SERVER_CORE, LOAD_CORE = "0", "1"
 CONNECTIONS = 32
 
@@ -205,7 +221,7 @@ def servers(service: Path, log_level: str) -> list[Server]:
     ]
 
 
-def wrk(url: str, path: str, seconds: float) -> dict:
+def wrk(url: str, endpoint: str, seconds: float) -> dict:
     command = [
         "taskset",
         "-c",
@@ -216,13 +232,17 @@ def wrk(url: str, path: str, seconds: float) -> dict:
         f"-d{max(1, round(seconds))}s",
         "--latency",
     ]
-    if path == "/v1/echo":
-        command += ["-s", str(POST_SCRIPT)]
+    if endpoint in SCRIPTS:
+        command += ["-s", str(SCRIPTS[endpoint])]
+    path = endpoint.split(" ", 1)[0]
     output = subprocess.run([*command, url + path], capture_output=True, text=True, check=True).stdout
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def latency(percent: str) -> float:
-        number, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)$", output, re.MULTILINE).groups()
+        found = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+        if found is None:  # no request completed
+            raise RuntimeError(f"wrk measured nothing on {url}{path}:\n{output}")
+        number, unit = found.groups()
         return float(number) * units[unit]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -294,6 +314,10 @@ RATIOS = [
     ("production", "fastapi", "/v1/echo"),
     ("production", "bare-litestar", "/v1/echo"),
     ("bare-litestar", "fastapi", "/v1/echo"),
+    ("production", "fastapi-access-log", "/v1/chat/completions"),
+    ("production", "fastapi", "/v1/chat/completions"),
+    # chunks per second: the same number of events per request in both apps
+    ("production", "bare-litestar", "/v1/chat/completions stream"),
     # what metrics and tracing cost: the same service with both on against both off
     *[("production", "production-no-obs", path) for path in ENDPOINTS],
 ]
@@ -335,7 +359,8 @@ def environment() -> dict[str, str]:
 def run(rounds: int, seconds: float, starts: int, copier_runs: int, only: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
-        service = render(copy_working_tree(workdir / "template"), workdir / "svc", load_answers("default"))
+        answers = {**load_answers("default"), **BENCH_ANSWERS}
+        service = render(copy_working_tree(workdir / "template"), workdir / "svc", answers)
         everything = {app.name: app for app in servers(service, "INFO")}
         apps = [everything[name] for name in only] if only else list(everything.values())
         production, fastapi = everything["production"], everything["fastapi"]
@@ -391,6 +416,8 @@ TARGETS = [
     ("production/fastapi-access-log /v1/echo", ">=", 1.5),
     ("production/fastapi /v1/echo", ">=", 1.2),
     ("production/bare-litestar /v1/echo", ">=", 0.85),
+    ("production/fastapi-access-log /v1/chat/completions", ">=", 1.5),
+    ("production/bare-litestar /v1/chat/completions stream", ">=", 0.9),
     # metrics and tracing cost at most 5% on the example endpoint and 2% on the probe fast paths
     ("production/production-no-obs /v1/echo", ">=", 0.95),
     ("production/production-no-obs /health", ">=", 0.98),
@@ -437,6 +464,9 @@ def markdown(results: dict) -> str:
                 f"| {app} | `{path}` | {sample['rps']:,.0f} | {sample['p50_ms']:.2f} | {sample['p99_ms']:.2f} "
                 f"| {sample['cpu_us_per_request']:.0f} |"
             )
+    if "production" in results["medians"]:
+        stream = results["medians"]["production"]["/v1/chat/completions stream"]["rps"] * STREAM_EVENTS
+        lines += ["", f"Streamed chat: {stream:,.0f} server-sent events per second through the platform."]
     lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
     lines += [f"| {name} | {value} | {'yes' if met else '**no**'} |" for name, value, met in targets(results)]
     environment_line = ", ".join(f"{key} {value}" for key, value in results["environment"].items())

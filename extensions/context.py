@@ -43,6 +43,22 @@ def derived_answers(gpu: Any, python_version: Any) -> dict[str, str]:
     }
 
 
+# The capabilities the platform serves as OpenAI routes (app/nexus/openai/routes.py), each with the name
+# of the module that implements it in a rendered service (app/capabilities/<module>.py).
+OPENAI_CAPABILITIES = {
+    "chat.completions": "chat_completions",
+    "embeddings": "embeddings",
+    "audio.speech": "audio_speech",
+    "images.generations": "images_generations",
+}
+
+
+def openai_capabilities(capabilities: object) -> dict[str, str]:
+    """The chosen capabilities that render OpenAI routes, in the order chosen -> their module names."""
+    chosen = capabilities if isinstance(capabilities, list) else []
+    return {name: OPENAI_CAPABILITIES[name] for name in chosen if name in OPENAI_CAPABILITIES}
+
+
 def derived_names(service_name: str) -> dict[str, str]:
     return {
         # prefix of host-side variables for this service (MY_SERVICE_HOST_PORT in the compose file)
@@ -88,6 +104,9 @@ class ContextUpdater(ContextHook):
         answers = context.get("_copier_answers") or {}
         context["template_docs"] = template_docs(answers.get("_commit"))
         context.update(deployment_facts())
+        context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
+        # a wrapper of an OpenAI-compatible backend checks the backend's model list for readiness
+        context["backend_health_path"] = "/v1/models" if context.get("backend") == "openai" else "/"
         if isinstance(service_name, str) and service_name:
             context.update(derived_names(service_name))
         if "python_version" in context:

@@ -7,7 +7,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -88,3 +89,20 @@ class LiveService:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+
+
+@contextmanager
+def live_services(service: Path, log_dir: Path, **defaults: str) -> Iterator[Callable[..., LiveService]]:
+    """start(**environment) -> a LiveService of `service` (`defaults` under `environment`); every service
+    started is stopped (by its pid) when the block ends."""
+    started: list[LiveService] = []
+
+    def start(**environment: str) -> LiveService:
+        started.append(LiveService(service, log_dir, **{**defaults, **environment}))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for each in started:
+            each.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -74,6 +74,72 @@ class EchoResponse(BaseModel):
     output: str
 
 
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Literal["developer", "system", "user", "assistant", "tool"]
+    content: str | None = None
+    name: str | None = None
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    stream: bool | None = False
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = 1.0
+    top_p: Annotated[float, Field(ge=0, le=1)] | None = 1.0
+    n: Annotated[int, Field(ge=1, le=128)] | None = 1
+    user: str | None = None
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None
+    refusal: str | None = None
+
+
+class Choice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str
+    logprobs: dict | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: str | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+
+
 HEALTH_JSON = "application/health+json"
 METADATA = Metadata.model_validate(json.loads(Path(os.environ["BENCH_METADATA_FILE"]).read_text()))
 app = FastAPI()
@@ -102,4 +168,37 @@ async def echo(data: EchoRequest) -> EchoResponse:
         object="echo",
         created=int(time.time()),
         output=" ".join([data.input] * data.repeat),
+    )
+
+
+def _reply(data: ChatCompletionRequest) -> tuple[list[str], int]:
+    """The rendered service's example chat: "You said: <last user message>"."""
+    last_user = next((m.content or "" for m in reversed(data.messages) if m.role == "user"), "")
+    prompt_tokens = sum(len((m.content or "").split()) for m in data.messages)
+    return f"You said: {last_user}".split(), prompt_tokens
+
+
+@app.post("/v1/chat/completions", response_model=None)
+async def chat_completions(data: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
+    words, prompt_tokens = _reply(data)
+    identity = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": data.model}
+    if data.stream:
+
+        async def events():
+            first = ChunkChoice(index=0, delta=Delta(role="assistant", content=""))
+            yield f"data: {ChatCompletionChunk(**identity, choices=[first]).model_dump_json()}\n\n"
+            for index, word in enumerate(words):
+                choice = ChunkChoice(index=0, delta=Delta(content=word if index == 0 else " " + word))
+                yield f"data: {ChatCompletionChunk(**identity, choices=[choice]).model_dump_json()}\n\n"
+            last = ChunkChoice(index=0, delta=Delta(), finish_reason="stop")
+            yield f"data: {ChatCompletionChunk(**identity, choices=[last]).model_dump_json()}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    message = AssistantMessage(content=" ".join(words))
+    usage = Usage(
+        prompt_tokens=prompt_tokens, completion_tokens=len(words), total_tokens=prompt_tokens + len(words)
+    )
+    return ChatCompletion(
+        **identity, choices=[Choice(index=0, message=message, finish_reason="stop")], usage=usage
     )

@@ -1,8 +1,9 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """The Nexus platform layer of this service. Its public interface is `__all__` below: import what
-app/service.py and your tests need from `app.nexus` itself. Everything else in `app.nexus.*` is internal
-and may change in any template release; removing a name from `__all__` is a breaking change that the
-template's changelog announces (tests/test_contract.py pins the list).
+app/service.py and your tests need from `app.nexus` itself, and the OpenAI types from `app.nexus.openai`
+(its own `__all__`). Everything else in `app.nexus.*` is internal and may change in any template
+release; removing a public name is a breaking change that the template's changelog announces
+(tests/test_interface.py pins both lists).
 """
 
 from app.nexus.checks import http_dependency
@@ -12,8 +13,10 @@ from app.nexus.correlation import current_request_id
 from app.nexus.errors import ServiceError
 from app.nexus.metadata import Model
 from app.nexus.models import ModelProvider
+from app.nexus.offload import cancelled, run_blocking
 from app.nexus.readiness import CheckResult, ReadinessCheck
 from app.nexus.spec import ServiceLifespan, ServiceSpec
+from app.nexus.streaming import byte_stream, event_stream
 
 __all__ = [
     "SECRET",
@@ -26,7 +29,11 @@ __all__ = [
     "ServiceError",
     "ServiceLifespan",
     "ServiceSpec",
+    "byte_stream",
+    "cancelled",
     "current_request_id",
+    "event_stream",
     "http_dependency",
     "nexus_of",
+    "run_blocking",
 ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request
 
 from app.nexus.config import PlatformSettings
+from app.nexus.offload import BlockingPool
 from app.nexus.tracing import forward_context
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ class NexusContext:
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
+    # the bounded pool of app.nexus.offload.run_blocking (set by create_app)
+    blocking: BlockingPool = field(default=None)  # type: ignore[assignment]
     _http: Any = None  # httpx.AsyncClient, typed loosely: httpx is imported on first use
 
     def begin_drain(self) -> None:

@@ -14,13 +14,14 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from app.nexus.exchange import current_exchange
 from app.nexus.validation import field_errors
 
 logger = logging.getLogger("nexus.errors")
 
 JSON = "application/json"
-# set in the ASGI scope when the client disconnected before the request was read (app.nexus.asgi)
-CLIENT_GONE = "nexus.client_gone"
+# on 500 and 504: the same request would fail (and cost) the same again; the OpenAI SDK obeys it
+NO_RETRY = (b"x-should-retry", b"false")
 
 # OpenAI's `type` for each status; the official SDK maps statuses to its exception classes.
 _TYPES = {
@@ -134,9 +135,17 @@ def _on_validation_error(request: Request[Any, Any, Any], exc: ValidationExcepti
     return error_response(400, message, code="invalid_value", param=listed[0][0])
 
 
+def _client_gone() -> bool:
+    """The client disconnected while its request ran (the access line says 499)."""
+    exchange = current_exchange()
+    return exchange is not None and exchange.outcome == "client_disconnected"
+
+
 def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
-    if status == 404:
+    if isinstance(exc, ServiceError):
+        message = exc.detail
+    elif status == 404:
         message = f"Unknown path: {request.method} {request.url.path[:200]}"
     elif status == 405:
         message = f"Method {request.method} is not allowed on {request.url.path[:200]}"
@@ -144,7 +153,7 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         message = "The request body is larger than this service accepts (MAX_BODY_BYTES)"
     else:
         message = exc.detail or HTTPStatus(status).phrase
-    if status >= 500 and request.scope.get(CLIENT_GONE):
+    if status >= 500 and _client_gone():
         # not a server error: nobody is left to answer (the access line says 499)
         logger.info("the client disconnected before its request was read")
     elif status >= 500 and not isinstance(exc, ServiceError):

@@ -3,8 +3,10 @@
 
 On SIGTERM (or SIGINT) the service first reports not ready (/readyz 503) while still serving for
 DRAIN_SECONDS, so load balancers stop sending new work; then uvicorn stops accepting, lets in-flight
-requests finish for up to SHUTDOWN_GRACE_SECONDS, runs the lifespan clean-up and the process exits 0.
-A second signal exits at once.
+requests finish for up to SHUTDOWN_GRACE_SECONDS, ends what is left (streams with an error event, other
+requests with 503) and gives them UNWIND_SECONDS to run their clean-up, which can still use the
+platform's resources: the lifespan clean-up (closing the HTTP client, the service's own teardown) runs
+only after that, and the process exits 0. A second signal exits at once.
 """
 
 import asyncio
@@ -20,6 +22,9 @@ from app.nexus.asgi import NexusASGI
 from app.nexus.serving import uvicorn_config
 
 logger = logging.getLogger("nexus.server")
+
+# after the grace period: how long ended requests get to unwind, and then cancelled ones
+UNWIND_SECONDS = 1.0
 
 
 class DrainingServer(uvicorn.Server):
@@ -51,6 +56,38 @@ class DrainingServer(uvicorn.Server):
             self.loop.call_soon_threadsafe(context.begin_drain)
         self.drain_deadline = time.monotonic() + self.nexus.context.settings.drain_seconds
         log(logger.info, "signal %s: draining for %gs", sig, context.settings.drain_seconds)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, except that requests cut by the grace period end before the lifespan does
+        (uvicorn cancels them and runs the lifespan clean-up while they still unwind)."""
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()  # idle keep-alive connections close; busy ones after their response
+        if not await self._settled(self.config.timeout_graceful_shutdown or 0) and not self.force_exit:
+            ended = self.nexus.exchanges.end_all("shutdown")
+            logger.warning("shutdown grace period over: ending %d request(s)", ended)
+            if not await self._settled(UNWIND_SECONDS):
+                logger.error("cancelling %d task(s) that did not end", len(self.server_state.tasks))
+                for task in self.server_state.tasks:
+                    task.cancel()
+                await self._settled(UNWIND_SECONDS)
+        if self.force_exit:
+            return
+        for server in self.servers:
+            await server.wait_closed()
+        await self.lifespan.shutdown()
+
+    async def _settled(self, seconds: float) -> bool:
+        """Wait up to `seconds` for every connection and request task to finish; True when they did."""
+        deadline = time.monotonic() + seconds
+        while self.server_state.connections or self.server_state.tasks:
+            if self.force_exit or time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def on_tick(self, counter: int) -> bool:
         if self.drain_deadline is not None and time.monotonic() >= self.drain_deadline:

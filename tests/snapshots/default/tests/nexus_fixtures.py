@@ -19,6 +19,7 @@ import pytest
 from litestar.testing import TestClient
 
 from app.nexus import identity
+from app.nexus.capabilities import BACKEND
 from app.nexus.factory import create_app
 from app.nexus.spec import ServiceSpec
 from app.service import service
@@ -26,6 +27,11 @@ from app.service import service
 ROOT = Path(__file__).resolve().parents[1]
 # Quiet logs; readiness independent of this machine's GPUs (tests/test_gpu.py asks for them explicitly).
 QUIET = {"LOG_LEVEL": "WARNING"} | ({"GPU_MIN_COUNT": "0"} if identity.GPU else {})
+if BACKEND == "openai":  # a wrapper service is tested in front of a real OpenAI-compatible server
+    from tests.fake_backend import start
+
+    BACKEND_URL, BACKEND_REQUESTS = start()
+    QUIET["BACKEND_URL"] = BACKEND_URL
 
 
 @pytest.fixture

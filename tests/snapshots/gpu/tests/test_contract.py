@@ -17,13 +17,16 @@ from typing import Annotated
 import msgspec
 import pytest
 from litestar import get, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
-from app.nexus import CheckResult, ServiceSpec, identity, settings_docs
+from app.nexus import CheckResult, NexusContext, ServiceSpec, identity, settings_docs
+from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
 from app.nexus.config import SECRET, ConfigError, PlatformSettings, load_settings, variable_names
 from app.nexus.factory import create_app
 from app.nexus.metadata import Metadata, Model
+from app.nexus.openai.routes import capability_models
 from app.nexus.readiness import HEALTH_JSON
 from app.service import service
 from tests.nexus_fixtures import QUIET, ROOT, free_port
@@ -206,8 +209,22 @@ def test_models_is_an_openai_list(client: TestClient) -> None:
     body = client.get("/v1/models").json()
     assert body["object"] == "list"
     msgspec.convert(body["data"], list[Model])
-    if not callable(service.models):  # a provider's list is the backend's (tests/test_interface.py)
-        assert body["data"] == [msgspec.to_builtins(model) for model in service.models]
+    expected = capability_models(service.models, IMPLEMENTATIONS)
+    if BACKEND == "openai":  # the backend's list (tests/fake_backend.py)
+        assert [model["id"] for model in body["data"]] == ["backend-model"]
+    elif not callable(expected):  # a provider's list is the backend's (tests/test_interface.py)
+        assert body["data"] == [msgspec.to_builtins(model) for model in expected]
+
+
+def test_handlers_can_take_the_nexus_dependency(make_client: Callable[..., TestClient]) -> None:
+    """`nexus: NamedDependency[NexusContext]` as a handler parameter (Litestar resolves its type hints)."""
+
+    @get("/v1/test/context", tags=["test"])
+    async def context(nexus: NamedDependency[NexusContext]) -> dict[str, str]:
+        return {"service": nexus.settings.service_name}
+
+    response = make_client(ServiceSpec(route_handlers=[context])).get("/v1/test/context")
+    assert response.json() == {"service": identity.SERVICE_NAME}
 
 
 def test_fast_path_and_framework_answer_the_same() -> None:

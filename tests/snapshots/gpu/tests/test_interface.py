@@ -3,8 +3,10 @@
 the model list (static or from a provider) and the service's facts in release/service.env."""
 
 import asyncio
+import functools
 from collections.abc import Callable
 
+import httpx
 import msgspec
 import pytest
 from litestar import Litestar, get
@@ -14,9 +16,12 @@ from litestar.plugins import InitPluginProtocol
 from litestar.testing import TestClient
 
 import app.nexus
-from app.nexus import ConfigError, Model, NexusContext, ServiceSpec
+import app.nexus.openai
+from app.nexus import ConfigError, Model, NexusContext, ServiceError, ServiceSpec
+from app.nexus.capabilities import IMPLEMENTATIONS
 from app.nexus.factory import create_app
 from app.nexus.facts import FactsError, parse_facts, read_facts
+from app.nexus.openai.routes import capability_models
 from tests.nexus_fixtures import QUIET
 
 # Removing a name is a breaking change for every service: the template's changelog announces it.
@@ -31,16 +36,47 @@ PUBLIC_NAMES = [
     "ServiceError",
     "ServiceLifespan",
     "ServiceSpec",
+    "byte_stream",
+    "cancelled",
     "current_request_id",
+    "event_stream",
     "http_dependency",
     "nexus_of",
+    "run_blocking",
+]
+# the OpenAI types the service's capability modules (app/capabilities/) import
+OPENAI_NAMES = [
+    "AUDIO_MEDIA_TYPES",
+    "AssistantMessage",
+    "AudioFormat",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "Choice",
+    "ChunkChoice",
+    "Delta",
+    "Embedding",
+    "EmbeddingList",
+    "EmbeddingRequest",
+    "EmbeddingUsage",
+    "Image",
+    "ImageGenerationRequest",
+    "ImagesResponse",
+    "SpeechRequest",
+    "Usage",
 ]
 
 
-def test_the_public_names_of_app_nexus_are_pinned() -> None:
-    assert sorted(app.nexus.__all__) == sorted(PUBLIC_NAMES)
-    for name in PUBLIC_NAMES:
-        assert getattr(app.nexus, name) is not None, name
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [(app.nexus, PUBLIC_NAMES), (app.nexus.openai, OPENAI_NAMES)],
+    ids=["nexus", "openai"],
+)
+def test_the_public_names_are_pinned(module: object, names: list[str]) -> None:
+    assert sorted(module.__all__) == sorted(names)  # type: ignore[attr-defined]
+    for name in names:
+        assert getattr(module, name) is not None, name
 
 
 # --- Litestar's hooks -------------------------------------------------------------------------------
@@ -94,14 +130,28 @@ def test_a_service_route_on_a_platform_path_is_a_clear_configuration_error() -> 
 # --- the model list ---------------------------------------------------------------------------------
 
 
+@functools.cache
+def _added_ids() -> frozenset[str]:
+    """The ids the capability modules add after the service's own models (a wrapper: its backend's)."""
+    added = capability_models([], IMPLEMENTATIONS)
+    if callable(added):  # a wrapper: the list of its backend (tests/fake_backend.py)
+        listed = httpx.get(f"{QUIET['BACKEND_URL']}/v1/models").json()["data"]
+        return frozenset(model["id"] for model in listed)
+    return frozenset(model.id for model in added)
+
+
 def _ids(client: TestClient, path: str = "/v1/models") -> list[str]:
-    return [model["id"] for model in client.get(path).json()["data"]]
+    """The service's own models, in order (tests/test_contract.py checks the capability modules' ones)."""
+    document = client.get(path).json()
+    models = document["data"] if path == "/v1/models" else document["models"]
+    added = _added_ids()
+    return [model["id"] for model in models if model["id"] not in added]
 
 
 def test_a_static_model_list_is_served_as_given(make_client: Callable[..., TestClient]) -> None:
     client = make_client(ServiceSpec(models=[Model(id="tiny", created=1, owned_by="me")]))
     assert _ids(client) == ["tiny"]
-    assert [model["id"] for model in client.get("/v1/metadata").json()["models"]] == ["tiny"]
+    assert _ids(client, "/v1/metadata") == ["tiny"]
 
 
 def test_a_model_provider_is_cached_shared_and_followed_by_the_metadata(
@@ -126,7 +176,7 @@ def test_a_model_provider_is_cached_shared_and_followed_by_the_metadata(
         backend.append("mistral")
         asyncio.run(asyncio.sleep(0.3))
         assert _ids(client) == ["llama3", "mistral"]
-        assert [model["id"] for model in client.get("/v1/metadata").json()["models"]] == ["llama3", "mistral"]
+        assert _ids(client, "/v1/metadata") == ["llama3", "mistral"]
 
 
 def test_a_failing_provider_keeps_the_last_good_list_or_answers_503(
@@ -150,6 +200,18 @@ def test_a_failing_provider_keeps_the_last_good_list_or_answers_503(
     state["fail"] = True
     asyncio.run(asyncio.sleep(0.2))
     assert _ids(client) == ["tiny"]  # stale but good
+
+
+def test_a_provider_says_why_there_is_no_list_with_a_service_error(
+    make_client: Callable[..., TestClient],
+) -> None:
+    async def provider(nexus: NexusContext) -> list[Model]:
+        raise ServiceError(502, "backend_error", "The backend's model list is not OpenAI's")
+
+    response = make_client(ServiceSpec(models=provider)).get("/v1/models")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "backend_error"
+    assert response.json()["error"]["message"] == "The backend's model list is not OpenAI's"
 
 
 # --- the service's facts (release/service.env) ------------------------------------------------------

@@ -19,6 +19,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, Swag
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
 from app.nexus.bodyguard import BodyRateGuard
+from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted, secret_values
 from app.nexus.content import check_json_body
@@ -30,6 +31,9 @@ from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Me
 from app.nexus.metrics import HttpMetrics, Metrics
 from app.nexus.models import ModelCatalog
 from app.nexus.observe import Observer, platform_collector
+from app.nexus.offload import BlockingPool
+from app.nexus.openai.proxy import no_backend_check
+from app.nexus.openai.routes import capability_handlers, capability_models
 from app.nexus.openapi import document_api
 from app.nexus.probes import Probes, probe_handlers
 from app.nexus.readiness import Readiness
@@ -88,8 +92,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         secrets=secret_values(settings, service_settings),
     )
     context = NexusContext(settings=settings, service_settings=service_settings)
+    context.blocking = BlockingPool(settings.max_concurrent_requests)
     registration = registrar(context)
     checks = platform_checks(context)
+    if BACKEND == "openai" and not settings.backend_url:
+        checks["backend:responseTime"] = no_backend_check
     if registration is not None and registration.enabled:
         checks[registration.check_name] = registration.check
     readiness = Readiness(
@@ -101,7 +108,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     if registration is not None:
         registration.follow(readiness)
     catalog = ModelCatalog(
-        service.models,
+        capability_models(service.models, IMPLEMENTATIONS),
         context,
         cache_seconds=service.models_cache_seconds,
         timeout=settings.backend_timeout_seconds,
@@ -147,6 +154,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             if gpus is not None:
                 gpus.stop()
             await context.close_http()
+            context.blocking.close()
             context.running = False
             logger.info("service stopped")
 
@@ -178,6 +186,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
         max_header_bytes=settings.max_header_bytes,
+        stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,
+        stream_max_seconds=settings.stream_max_seconds,
     )
     if metrics is not None:
         build = {
@@ -198,7 +208,11 @@ def _litestar(
     platform_lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]],
 ) -> Litestar:
     return Litestar(
-        route_handlers=[*probe_handlers(probes), *service.route_handlers],
+        route_handlers=[
+            *probe_handlers(probes),
+            *capability_handlers(IMPLEMENTATIONS, service.route_handlers),
+            *service.route_handlers,
+        ],
         lifespan=[platform_lifespan],
         state=State({"nexus": context}),
         # handlers may also take `nexus: NamedDependency[NexusContext]` (resolved only where asked for)

@@ -101,7 +101,10 @@ class AccessLine(msgspec.Struct, omit_defaults=True):
     status: int
     duration_ms: float
     request_id: str
+    bytes: int
     trace_id: str = ""
+    # why the platform or the client ended the request early (app.nexus.exchange.Outcome); absent if not
+    outcome: str | None = None
 
 
 class LineWriter:
@@ -242,7 +245,16 @@ class AccessLog:
         self.enabled = enabled
 
     def write(
-        self, method: str, path: str, status: int, seconds: float, request_id: str, trace_id: str
+        self,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        request_id: str,
+        trace_id: str,
+        *,
+        bytes_sent: int = 0,
+        outcome: str | None = None,
     ) -> None:
         if len(path) > MAX_PATH_CHARS:
             path = path[:MAX_PATH_CHARS] + "…"
@@ -256,9 +268,11 @@ class AccessLog:
             status=status,
             duration_ms=round(seconds * 1000, 3),
             request_id=request_id,
+            bytes=bytes_sent,
             trace_id=trace_id,
+            outcome=outcome,
         )
-        self.writer.write(_encode(line) + b"\n")
+        self.writer.write(_encode(line) + b"\n", urgent=outcome is not None)
 
 
 class _TextStream:

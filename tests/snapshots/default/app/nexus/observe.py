@@ -70,18 +70,26 @@ class Observer:
         started: float,
         request_id: str,
         trace: Token | None,
-        exchange: list[int],
+        received: int,
+        sent: int,
+        outcome: str | None,
     ) -> None:
-        """Record the finished request; `exchange` holds the body bytes received and sent."""
+        """Record the finished request: `received` and `sent` body bytes, and `outcome` when the platform
+        or the client ended it early (app.nexus.exchange.Outcome)."""
         seconds = time.perf_counter() - started
         if self.metrics is not None:
-            self.metrics.observe(route, method, status, seconds, exchange[0], exchange[1])
+            self.metrics.observe(route, method, status, seconds, received, sent)
         if trace is None:
             if self.access_log.enabled:
-                self.access_log.write(method, path, status, seconds, request_id, "")
+                self.access_log.write(
+                    method, path, status, seconds, request_id, "", bytes_sent=sent, outcome=outcome
+                )
             return
         if self.access_log.enabled:
-            self.access_log.write(method, path, status, seconds, request_id, trace_var.get()[0])  # type: ignore[index]
+            trace_id = trace_var.get()[0]  # type: ignore[index]
+            self.access_log.write(
+                method, path, status, seconds, request_id, trace_id, bytes_sent=sent, outcome=outcome
+            )
         trace_var.reset(trace)
 
 

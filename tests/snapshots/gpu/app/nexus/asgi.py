@@ -6,9 +6,12 @@
   and the gateway call them constantly; they skip the framework and are never limited), and their
   spellings with a trailing or doubled slash (/health/, //health) the same way;
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
-- limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that;
-- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504;
-- writes one access line and records the request's metrics (app.nexus.observe) when the response is done;
+- limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that
+  (blocking work a cancelled request left running still counts: app.nexus.offload);
+- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504 (streams: app.nexus.exchange);
+- serves HEAD wherever GET is served (the same headers, no body);
+- writes one access line, with the bytes sent and why the request ended early, and records the request's
+  metrics (app.nexus.observe) when the response is done;
 - while the service drains, adds `Connection: close` to every response, so clients and gateways stop
   reusing their connections to this replica.
 
@@ -23,7 +26,8 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.nexus.context import NexusContext
 from app.nexus.correlation import HEADER, read_headers, request_id_var
-from app.nexus.errors import CLIENT_GONE, JSON, error_body
+from app.nexus.errors import JSON, NO_RETRY, error_body
+from app.nexus.exchange import Exchange, Exchanges
 from app.nexus.metrics import UNROUTED
 from app.nexus.observe import Observer
 from app.nexus.probes import FastRoute
@@ -36,6 +40,11 @@ _OVERLOADED = error_body(
     code="overloaded",
 )
 _TIMED_OUT = error_body(504, "The request took longer than this service allows", code="timeout")
+# a retry would repeat the failure (and the work): the OpenAI SDK retries every 5xx unless told not to
+_SAME_FAILURE_AGAIN = frozenset({500, 504})
+_SHUT_DOWN = error_body(503, "The service shut down before the request finished; retry", code="shutting_down")
+# outcomes counted by the timeouts metric: a time limit cancelled the request
+_TIME_LIMITS = frozenset({"timeout", "first_byte_timeout", "idle_timeout", "stream_time_limit"})
 _HEADERS_TOO_LARGE = error_body(
     431,
     "The request headers are larger than this service accepts (MAX_HEADER_BYTES)",
@@ -82,6 +91,8 @@ class NexusASGI:
         max_concurrent_requests: int,
         request_timeout_seconds: float,
         max_header_bytes: int,
+        stream_idle_timeout_seconds: float = 30.0,
+        stream_max_seconds: float = 3600.0,
     ) -> None:
         self.app = app
         # the process-wide state (draining flag, settings), for the server and tests
@@ -91,9 +102,14 @@ class NexusASGI:
         self.observer = observer
         self.limit = max_concurrent_requests
         self.deadlines = Deadlines(request_timeout_seconds)
+        self.exchanges = Exchanges(
+            request_timeout=request_timeout_seconds,
+            idle_timeout=stream_idle_timeout_seconds,
+            max_seconds=stream_max_seconds,
+        )
         self.max_header_bytes = max_header_bytes
         self.in_flight = 0
-        # since start, for the metrics: answered 503 by the limit, cancelled by the timeout
+        # since start, for the metrics: answered 503 by the limit, cancelled by a time limit
         self.rejected = 0
         self.timeouts = 0
 
@@ -106,7 +122,11 @@ class NexusASGI:
         token = request_id_var.set(request_id)
         trace = self.observer.start_trace(scope, traceparent, request_id if fresh else None)
         status = 500
-        exchange = [0, 0]  # body bytes received, sent
+        received = sent = 0
+        outcome = None
+        method = scope["method"]
+        if method == "HEAD":  # routed as GET; the server sends no body for HEAD
+            scope = {**scope, "method": "GET"}
         if self.context.draining:
             send = _closing_connection(send)
         try:
@@ -114,13 +134,13 @@ class NexusASGI:
             if header_bytes > self.max_header_bytes:
                 status = 431
                 headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
-                exchange[1] = await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
+                sent = await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
             elif probe is not None:
                 answer = await probe(scope)
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
-                exchange[1] = await _send_bytes(send, status, headers, answer.body)
-            elif self.in_flight >= self.limit:
+                sent = await _send_bytes(send, status, headers, answer.body)
+            elif self.in_flight + self.context.blocking.abandoned >= self.limit:
                 status = 503
                 self.rejected += 1
                 headers = _headers(
@@ -130,14 +150,19 @@ class NexusASGI:
                     (b"retry-after", b"1"),
                     (b"x-should-retry", b"true"),
                 )
-                exchange[1] = await _send_bytes(send, status, headers, _OVERLOADED)
+                sent = await _send_bytes(send, status, headers, _OVERLOADED)
             else:
-                status = await self._limited(scope, receive, send, request_id.encode(), exchange)
+                exchange = self.exchanges.open(scope, receive)
+                try:
+                    status = await self._limited(scope, exchange, send, request_id.encode())
+                finally:
+                    self.exchanges.close(exchange)
+                    received, sent, outcome = exchange.bytes_received, exchange.bytes_sent, exchange.outcome
         finally:
             # the metric label: the probe's own path (never an alias such as /health/), or the route template
             route = self.probe_paths[probe] if probe is not None else scope.get("path_template", UNROUTED)
             self.observer.finish(
-                scope["method"], scope["path"], route, status, started, request_id, trace, exchange
+                method, scope["path"], route, status, started, request_id, trace, received, sent, outcome
             )
             request_id_var.reset(token)
 
@@ -147,12 +172,8 @@ class NexusASGI:
             probe = self.fast_routes.get("/" + "/".join(part for part in path.split("/") if part))
         return probe
 
-    async def _limited(
-        self, scope: Scope, receive: Receive, send: Send, request_id: bytes, exchange: list[int]
-    ) -> int:
-        """Run one counted request under the timeout; return the status sent (499: the client left first).
-
-        `exchange` receives the body bytes received and sent."""
+    async def _limited(self, scope: Scope, exchange: Exchange, send: Send, request_id: bytes) -> int:
+        """Run one counted request under the timeout; return the status sent (499: the client left first)."""
         status = 500
         started = False
 
@@ -165,39 +186,51 @@ class NexusASGI:
                 if isinstance(headers, list):
                     headers.append((HEADER, request_id))
                 else:
-                    message["headers"] = [*headers, (HEADER, request_id)]
+                    message["headers"] = headers = [*headers, (HEADER, request_id)]
+                if status in _SAME_FAILURE_AGAIN and all(name != b"x-should-retry" for name, _ in headers):
+                    headers.append(NO_RETRY)
+                if all(name != b"content-length" for name, _ in headers):
+                    exchange.streaming = True  # from now on bounded by first-byte and idle timeouts
+                    self.deadlines.forget(task)
             else:
-                exchange[1] += len(message.get("body", b""))
+                exchange.sent(message)
             await send(message)
-
-        async def counting_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                exchange[0] += len(message.get("body", b""))
-            elif message["type"] == "http.disconnect":
-                scope[CLIENT_GONE] = True  # type: ignore[literal-required]
-            return message
 
         self.in_flight += 1
         task = self.deadlines.watch()
         try:
-            await self.app(scope, counting_receive, send_with_id)
+            await self.app(scope, exchange.receive, send_with_id)
         except asyncio.CancelledError:
-            if not self.deadlines.expired(task):
+            if self.deadlines.expired(task):
+                exchange.outcome = "timeout"
+            elif exchange.outcome is None:
                 raise
             task.uncancel()
-            self.timeouts += 1
-            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
-            if started:
-                raise
-            status = 504
-            headers = _headers(JSON, len(_TIMED_OUT), request_id)
-            exchange[1] += await _send_bytes(send, status, headers, _TIMED_OUT)
+            status = await self._ended(exchange, send, request_id, status if started else None)
         finally:
             self.in_flight -= 1
             self.deadlines.forget(task)
-        if status >= 500 and scope.get(CLIENT_GONE):
+        if exchange.outcome in _TIME_LIMITS:
+            self.timeouts += 1
+        if status >= 500 and exchange.outcome == "client_disconnected":
             return 499  # nginx's "client closed request": the client hung up, not a server error
+        return status
+
+    async def _ended(self, exchange: Exchange, send: Send, request_id: bytes, status: int | None) -> int:
+        """The request was cancelled for `exchange.outcome`; answer if nothing was sent yet."""
+        outcome = exchange.outcome
+        if outcome == "client_disconnected":
+            return 499 if status is None else status  # nobody to answer
+        if outcome == "timeout":
+            logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
+        else:
+            logger.warning("request ended early: %s", outcome)
+        if status is not None:  # a response was under way: the connection closes without its end
+            return status
+        body, status = (_SHUT_DOWN, 503) if outcome == "shutdown" else (_TIMED_OUT, 504)
+        retry = (b"retry-after", b"1") if status == 503 else NO_RETRY
+        headers = _headers(JSON, len(body), request_id, retry)
+        exchange.bytes_sent = await _send_bytes(send, status, headers, body)
         return status
 
 

@@ -85,7 +85,7 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
         UrlPath,
         msgspec.Meta(
             description="Path of the backend's own health endpoint, requested by the readiness check",
-            extra={"group": "Backend"},
+            extra={"group": "Backend", "answer": "backend_health_path"},
         ),
     ] = "/"
     backend_api_key: Annotated[
@@ -124,11 +124,28 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
     request_timeout_seconds: Annotated[
         Seconds,
         msgspec.Meta(
-            description="A request running longer is cancelled (the handler sees CancelledError; finally and "
-            "async with clean up) and answered 504 timeout",
+            description="A request that has not started its answer within this is cancelled (the handler sees "
+            "CancelledError; finally and async with clean up) and answered 504 timeout; a stream, once its first "
+            "bytes are out, is bounded by STREAM_IDLE_TIMEOUT_SECONDS and STREAM_MAX_SECONDS instead",
             extra={"group": "Limits"},
         ),
     ] = 60.0
+    stream_idle_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Most seconds between two chunks of a streaming answer; a longer stall ends the stream "
+            "with an error event (a route may set its own)",
+            extra={"group": "Limits"},
+        ),
+    ] = 30.0
+    stream_max_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Most seconds for a whole streaming answer; longer streams end with an error event "
+            "(a route may set its own)",
+            extra={"group": "Limits"},
+        ),
+    ] = 3600.0
     max_concurrent_requests: Annotated[
         int,
         msgspec.Meta(

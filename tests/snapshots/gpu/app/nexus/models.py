@@ -4,7 +4,8 @@
 A static list is encoded once. A provider (`async def models(nexus) -> list[Model]`, e.g. asking an
 Ollama or vLLM backend) runs at most once per cache period, concurrent callers share one run, and its
 answer is served from memory like readiness. When it fails or times out, the last good list is served
-and the provider is asked again a second later; with no good list yet the answer is an OpenAI 503.
+and the provider is asked again a second later; with no good list yet the answer is the provider's
+ServiceError (e.g. a wrapper's 503 backend_unavailable), or else an OpenAI 503 models_unavailable.
 """
 
 import asyncio
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from app.nexus.errors import error_body
+from app.nexus.errors import ServiceError, error_body
 from app.nexus.metadata import Model, ModelList
 
 if TYPE_CHECKING:
@@ -73,11 +74,10 @@ class ModelCatalog:
             if not all(isinstance(model, Model) for model in models):
                 raise TypeError("the model provider must return Model objects")
         except Exception as error:  # noqa: BLE001 - a failing provider is an answer, never a 500
-            logger.warning(
-                "model list provider failed (%s); serving the last good list", type(error).__name__
-            )
+            why = error.detail if isinstance(error, ServiceError) else type(error).__name__
+            logger.warning("model list provider failed (%s); serving the last good list", why)
             self._expires = time.monotonic() + min(RETRY_SECONDS, self._cache_seconds)
-            return self._answer if self._answer is not None else (503, _UNAVAILABLE)
+            return self._answer if self._answer is not None else _unavailable(error)
         self._answer = _encode(models)
         self._expires = time.monotonic() + self._cache_seconds
         if models != self.models:
@@ -85,6 +85,13 @@ class ModelCatalog:
             if self.on_change is not None:
                 self.on_change(models)
         return self._answer
+
+
+def _unavailable(error: Exception) -> ModelsAnswer:
+    """The answer while there is no good list yet: the provider's own OpenAI error, or a 503."""
+    if isinstance(error, ServiceError):
+        return error.status_code, error_body(error.status_code, error.detail, code=error.code)
+    return 503, _UNAVAILABLE
 
 
 def _encode(models: Sequence[Model]) -> ModelsAnswer:

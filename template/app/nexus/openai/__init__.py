@@ -1,0 +1,39 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""OpenAI API types (msgspec) and routes for the capabilities a service offers."""
+
+from app.nexus.openai.audio import AUDIO_MEDIA_TYPES, AudioFormat, SpeechRequest
+from app.nexus.openai.chat import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    Delta,
+)
+from app.nexus.openai.embeddings import Embedding, EmbeddingList, EmbeddingRequest
+from app.nexus.openai.images import Image, ImageGenerationRequest, ImagesResponse
+from app.nexus.openai.usage import EmbeddingUsage, Usage
+
+__all__ = [
+    "AUDIO_MEDIA_TYPES",
+    "AssistantMessage",
+    "AudioFormat",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionRequest",
+    "ChatMessage",
+    "Choice",
+    "ChunkChoice",
+    "Delta",
+    "Embedding",
+    "EmbeddingList",
+    "EmbeddingRequest",
+    "EmbeddingUsage",
+    "Image",
+    "ImageGenerationRequest",
+    "ImagesResponse",
+    "SpeechRequest",
+    "Usage",
+]

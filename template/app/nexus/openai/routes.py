@@ -1,0 +1,169 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""The OpenAI routes of the capabilities a service offers, around the implementations it provides.
+
+Each route validates the request with the OpenAI types (every invalid field in one 400), answers 404
+`model_not_found` for a model the implementation does not list, and hands the request to the
+implementation: a module with the functions named below (app/capabilities/ in a rendered service, or
+app.nexus.openai.proxy for a service that wraps an OpenAI-compatible backend).
+"""
+
+import inspect
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Request, Response, Router, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
+from litestar.types import ControllerRouterHandler
+
+from app.nexus.context import NexusContext, nexus_of
+from app.nexus.errors import ServiceError
+from app.nexus.metadata import Model
+from app.nexus.models import ModelProvider
+from app.nexus.openai.audio import AUDIO_MEDIA_TYPES, SpeechRequest
+from app.nexus.openai.chat import ChatCompletion, ChatCompletionRequest
+from app.nexus.openai.embeddings import EmbeddingList, EmbeddingRequest
+from app.nexus.openai.images import ImageGenerationRequest, ImagesResponse
+from app.nexus.streaming import byte_stream, event_stream
+
+__all__ = ["ROUTES", "capability_handlers", "capability_models", "require_model"]
+
+logger = logging.getLogger("nexus.openai")
+
+
+def require_model(model: str, models: Sequence[Model]) -> None:
+    """404 model_not_found unless `model` is listed (an empty list accepts any model)."""
+    if models and model not in {each.id for each in models}:
+        raise ServiceError(
+            404,
+            "model_not_found",
+            f"The model `{model[:256]}` does not exist (GET /v1/models lists the models of this service)",
+            param="model",
+        )
+
+
+def chat_completions(implementation: Any) -> HTTPRouteHandler:
+    @post(
+        "/v1/chat/completions",
+        status_code=200,
+        summary="Create a chat completion (OpenAI); with stream: true, server-sent events",
+        tags=["openai"],
+    )
+    async def create_chat_completion(
+        data: JSONBody[ChatCompletionRequest], request: Request
+    ) -> ChatCompletion:
+        nexus = nexus_of(request)
+        require_model(data.model, implementation.MODELS)
+        if data.stream:
+            events = implementation.stream(data, nexus)
+            if inspect.isawaitable(events):  # checked before the answer starts, e.g. a backend's status
+                events = await events
+            return event_stream(events)  # type: ignore[return-value]
+        return await implementation.complete(data, nexus)
+
+    return create_chat_completion
+
+
+def embeddings(implementation: Any) -> HTTPRouteHandler:
+    @post("/v1/embeddings", status_code=200, summary="Create embeddings (OpenAI)", tags=["openai"])
+    async def create_embeddings(data: JSONBody[EmbeddingRequest], request: Request) -> EmbeddingList:
+        require_model(data.model, implementation.MODELS)
+        return await implementation.embed(data, nexus_of(request))
+
+    return create_embeddings
+
+
+def audio_speech(implementation: Any) -> HTTPRouteHandler:
+    @post(
+        "/v1/audio/speech",
+        status_code=200,
+        summary="Generate audio from text (OpenAI); the audio is streamed as it is made",
+        tags=["openai"],
+        media_type="audio/mpeg",
+    )
+    async def create_speech(data: JSONBody[SpeechRequest], request: Request) -> Response[bytes]:
+        require_model(data.model, implementation.MODELS)
+        if data.stream_format == "sse":
+            raise ServiceError(
+                400, "unsupported_value", "stream_format `sse` is not supported here", param="stream_format"
+            )
+        audio = await implementation.speak(data, nexus_of(request))
+        return byte_stream(audio, AUDIO_MEDIA_TYPES[data.response_format])  # type: ignore[return-value]
+
+    return create_speech
+
+
+def images_generations(implementation: Any) -> HTTPRouteHandler:
+    @post("/v1/images/generations", status_code=200, summary="Create images (OpenAI)", tags=["openai"])
+    async def create_images(data: JSONBody[ImageGenerationRequest], request: Request) -> ImagesResponse:
+        if data.model is not None:
+            require_model(data.model, implementation.MODELS)
+        if data.stream:
+            raise ServiceError(
+                400, "unsupported_value", "streamed images are not supported here", param="stream"
+            )
+        return await implementation.generate(data, nexus_of(request))
+
+    return create_images
+
+
+# capability -> the factory of its route
+ROUTES = {
+    "chat.completions": chat_completions,
+    "embeddings": embeddings,
+    "audio.speech": audio_speech,
+    "images.generations": images_generations,
+}
+
+
+def capability_handlers(
+    implementations: dict[str, Any], service_routes: Sequence[ControllerRouterHandler] = ()
+) -> list[HTTPRouteHandler]:
+    """The routes of the capabilities in `implementations` (capability -> implementing module), except
+    those whose path the service already serves itself (a service that wrote its own route before the
+    template rendered capabilities keeps it: the route stays the service's, and the log says so)."""
+    taken = {route.path for route in Router(path="/", route_handlers=list(service_routes)).routes}
+    handlers = []
+    for capability, implementation in implementations.items():
+        handler = ROUTES[capability](implementation)
+        if taken.intersection(handler.paths):
+            logger.info(
+                "%s: app/service.py serves %s itself; the platform's route is left out",
+                capability,
+                *handler.paths,
+            )
+        else:
+            handlers.append(handler)
+    return handlers
+
+
+def capability_models(
+    declared: Sequence[Model] | ModelProvider, implementations: dict[str, Any]
+) -> Sequence[Model] | ModelProvider:
+    """The models of GET /v1/models and the metadata, each id once: the service's declared models (a list,
+    or its async provider), then those of its capability implementations (their `MODELS`, and the list
+    their `list_models` provider fetches: a wrapper's backend). A list, unless a provider takes part."""
+    sources: list[Sequence[Model] | ModelProvider] = [declared]
+    for implementation in implementations.values():
+        sources.append(getattr(implementation, "MODELS", ()))
+        provider = getattr(implementation, "list_models", None)
+        if provider is not None and provider not in sources:
+            sources.append(provider)
+    if not any(callable(source) for source in sources):
+        return _each_once([model for source in sources for model in source])  # type: ignore[union-attr]
+
+    async def models(nexus: NexusContext) -> list[Model]:
+        listed: list[Model] = []
+        for source in sources:
+            listed.extend(await source(nexus) if callable(source) else source)
+        return _each_once(listed)
+
+    return models
+
+
+def _each_once(models: list[Model]) -> list[Model]:
+    unique: dict[str, Model] = {}
+    for model in models:
+        unique.setdefault(model.id, model)
+    return list(unique.values())

@@ -1,0 +1,17 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""Token counts, as OpenAI reports them."""
+
+import msgspec
+
+__all__ = ["EmbeddingUsage", "Usage"]
+
+
+class Usage(msgspec.Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class EmbeddingUsage(msgspec.Struct):
+    prompt_tokens: int
+    total_tokens: int
