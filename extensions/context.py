@@ -98,17 +98,22 @@ def deployment_facts() -> dict[str, int]:
     }
 
 
+def derive(context: dict[str, Any]) -> None:
+    """Add every derived value to `context` (the answers so far; copier's render context)."""
+    service_name = context.get("service_name")
+    answers = context.get("_copier_answers") or {}
+    context["template_docs"] = template_docs(answers.get("_commit"))
+    context.update(deployment_facts())
+    context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
+    # a wrapper of an OpenAI-compatible backend checks the backend's model list for readiness
+    context["backend_health_path"] = "/v1/models" if context.get("backend") == "openai" else "/"
+    if isinstance(service_name, str) and service_name:
+        context.update(derived_names(service_name))
+    if "python_version" in context:
+        derived = derived_answers(context.get("gpu"), context["python_version"])
+        context.update({name: derived[name] for name in derived if context.get(name) == AUTO})
+
+
 class ContextUpdater(ContextHook):
     def hook(self, context: dict[str, Any]) -> None:
-        service_name = context.get("service_name")
-        answers = context.get("_copier_answers") or {}
-        context["template_docs"] = template_docs(answers.get("_commit"))
-        context.update(deployment_facts())
-        context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
-        # a wrapper of an OpenAI-compatible backend checks the backend's model list for readiness
-        context["backend_health_path"] = "/v1/models" if context.get("backend") == "openai" else "/"
-        if isinstance(service_name, str) and service_name:
-            context.update(derived_names(service_name))
-        if "python_version" in context:
-            derived = derived_answers(context.get("gpu"), context["python_version"])
-            context.update({name: derived[name] for name in derived if context.get(name) == AUTO})
+        derive(context)
