@@ -21,5 +21,7 @@ def refresh_lock(service: Path) -> str | None:
     try:
         runpy.run_path(str(module))["write_lock"](service)
     except subprocess.CalledProcessError as error:
-        return f"requirements.lock cannot be refreshed (uv exited {error.returncode}: see its message above)"
+        # uv explains the clash in its last lines ("Because litestar depends on multidict>=6.0.2 ...")
+        explanation = " ".join(line.strip() for line in (error.stderr or "").strip().splitlines()[-6:])
+        return f"requirements.lock cannot be refreshed, uv cannot resolve the requirements: {explanation}"
     return None

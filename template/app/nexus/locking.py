@@ -87,7 +87,9 @@ def _minimum_python(root: Path) -> str:
 
 
 def write_lock(root: Path) -> None:
-    """Resolve requirements.txt with uv into requirements.lock; versions already locked are kept."""
+    """Resolve requirements.txt with uv into requirements.lock; versions already locked are kept.
+    Raises CalledProcessError, whose `stderr` is uv's explanation (it names the packages), when the
+    requirements cannot be resolved."""
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
     body = root / f".{LOCK_FILE}.body"
     lock = root / LOCK_FILE
@@ -101,6 +103,8 @@ def write_lock(root: Path) -> None:
             ],
             cwd=root,
             check=True,
+            capture_output=True,
+            text=True,
         )  # fmt: skip
         lock.write_text(HEADER + body.read_text())
     finally:

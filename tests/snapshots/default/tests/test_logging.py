@@ -180,7 +180,9 @@ def test_secrets_never_reach_the_log(
         raise RuntimeError(f"backend {settings.backend_url} refused key {settings.backend_api_key}")
 
     spec = ServiceSpec(route_handlers=[leaky])
-    client = make_client(spec, LOG_LEVEL="INFO", BACKEND_URL=URL_WITH_CREDENTIALS, BACKEND_API_KEY="sk-live-0123456789")
+    client = make_client(
+        spec, LOG_LEVEL="INFO", BACKEND_URL=URL_WITH_CREDENTIALS, BACKEND_API_KEY="sk-live-0123456789"
+    )
     assert client.get("/v1/leaky").status_code == 500
     text = json.dumps(logged(capfd))
     for secret in ("hunter2-pw", "abc123-token", "sk-live-0123456789"):

@@ -9,6 +9,7 @@ python -m app.nexus settings          print the platform settings' documentation
 """
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -69,7 +70,13 @@ def main() -> int:
     if arguments.command == "settings":
         return _settings(arguments)
     if not arguments.check:
-        write_lock(ROOT)
+        try:
+            write_lock(ROOT)
+        except subprocess.CalledProcessError as error:
+            print(
+                f"requirements.lock: cannot resolve the requirement files:\n{error.stderr}", file=sys.stderr
+            )
+            return 1
     problems = lock_problems(ROOT)
     for problem in problems:
         print(f"requirements.lock: {problem}", file=sys.stderr)
