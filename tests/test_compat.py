@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -13,21 +12,13 @@ from copier._jinja_ext import SandboxedEnvironment
 from copier._user_data import AnswersMap, Question
 
 from nexus_template.render import ROOT, render
-
-
-def _compat():
-    spec = importlib.util.spec_from_file_location("compat_under_test", ROOT / "extensions" / "_compat.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.extension_modules import load_extension
 
 
 def test_the_checked_copier_is_the_pinned_one() -> None:
     pinned = re.search(r'"copier==([^"]+)"', (ROOT / "pyproject.toml").read_text())
     assert pinned is not None
-    assert _compat().COPIER_CHECKED == pinned.group(1) == copier.__version__, (
+    assert load_extension("_compat").COPIER_CHECKED == pinned.group(1) == copier.__version__, (
         "copier changed: re-check extensions/_compat.py against it, then update COPIER_CHECKED"
     )
 
@@ -38,11 +29,11 @@ def test_a_question_is_found_in_the_traceback_of_a_rejected_answer() -> None:
     )
     with pytest.raises(ValueError, match="abc") as raised:
         question.cast_answer("abc")
-    assert _compat().question_being_answered(raised.tb) == ("port", "int")
+    assert load_extension("_compat").question_being_answered(raised.tb) == ("port", "int")
 
 
 def test_rendering_in_process_leaves_the_excepthook_alone(template_repo: Path, tmp_path: Path) -> None:
     before = sys.excepthook
     render(template_repo, tmp_path / "service", {"service_name": "in-process"})
     assert sys.excepthook is before
-    assert not _compat().running_copier_cli()
+    assert not load_extension("_compat").running_copier_cli()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import types
 from pathlib import Path
 
 import jinja2
@@ -14,6 +12,7 @@ import yaml
 from extensions.context import deployment_facts
 from nexus_template.render import ROOT, answer_sets, render, run_python
 from tests import settings_docs
+from tests.extension_modules import load_extension
 
 
 def questions() -> dict[str, dict]:
@@ -113,19 +112,10 @@ def test_published_settings_tables_are_what_the_code_produces(full_service: Path
             )
 
 
-def _extension_context() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("template_context", ROOT / "extensions" / "context.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_merged_settings_render_a_combination_no_variant_has(full_service: Path) -> None:
     """The platform blocks, merged from services with GPUs or with registration, render one with both."""
     answers = yaml.safe_load((full_service / ".copier-answers.yml").read_text())
-    _extension_context().derive(answers)  # the derived values copier's context hook adds
+    load_extension("context").derive(answers)  # the derived values copier's context hook adds
     environment = jinja2.Environment(  # noqa: S701 - as copier renders: .env and Markdown, not HTML
         keep_trailing_newline=True, undefined=jinja2.StrictUndefined
     )

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pytest
 
-from nexus_template.render import ROOT
+from tests.extension_modules import load_extension
 
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"template_{name}", ROOT / "extensions" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-rules = _load("rules")
-context = _load("context")
+rules = load_extension("rules")
+context = load_extension("context")
 
 
 @pytest.mark.parametrize("name", ["ab", "image-generator", "llm2", "a" * 40, "tts-v2"])
@@ -57,7 +45,7 @@ def test_suggested_capabilities(name: str, expected: list[str]) -> None:
 
 
 def test_derived_answers_follow_gpu_and_python() -> None:
-    context = _load("context")
+    context = load_extension("context")
     assert context.derived_answers(False, "3.12") == {
         "base_image": "python:3.12-slim",
         "cpu_limit": "1",
