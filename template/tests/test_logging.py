@@ -25,7 +25,7 @@ from litestar.testing import TestClient
 
 from app.nexus import CheckResult, ServiceSpec, nexus_of
 from app.nexus.config import ConfigError, PlatformSettings, load_settings
-from app.nexus.logs import configure_logging, flush_logs
+from app.nexus.logs import configure_logging, flush_logs, held_logs
 from app.service import service
 from tests.nexus_fixtures import ROOT, free_port
 
@@ -35,8 +35,10 @@ def json_lines(text: str) -> list[dict]:
 
 
 def logged(capfd: pytest.CaptureFixture[str]) -> list[dict]:
-    assert flush_logs(5), "the log writer did not finish within 5 s"
-    return json_lines(capfd.readouterr().out)
+    # held: a line logged by a background task meanwhile would be written over the first lines read
+    with held_logs(5) as flushed:
+        assert flushed, "the log writer did not finish within 5 s"
+        return json_lines(capfd.readouterr().out)
 
 
 # --- no line lost, no caller blocked --------------------------------------------------------------
@@ -89,6 +91,35 @@ def test_configuring_logging_again_adds_no_writer_and_no_exit_hook(tmp_path: Pat
         logging.getLogger("test.again").warning("once")
         assert flush_logs(5)
     assert len(json_lines((tmp_path / "out.jsonl").read_text())) == 1  # one handler: the line once
+
+
+def test_held_logs_write_nothing_until_the_reader_is_done(tmp_path: Path) -> None:
+    """A reader of the stream (tests reading captured stdout) must not race a batch being written."""
+    out = tmp_path / "out.jsonl"
+    with out.open("w") as stream:
+        configure_logging("INFO", stream)
+        logger, stop = logging.getLogger("test.held"), threading.Event()
+
+        def chatter() -> None:
+            while not stop.is_set():
+                logger.warning("chatter")
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=chatter)
+        thread.start()
+        try:
+            time.sleep(0.2)
+            with held_logs(5) as flushed:
+                size = out.stat().st_size
+                time.sleep(0.3)
+                assert flushed
+                assert out.stat().st_size == size  # nothing written while held
+        finally:
+            stop.set()
+            thread.join()
+        assert flush_logs(5)
+    lines = json_lines(out.read_text())  # every line whole: json.loads raises on a torn one
+    assert lines and {line["message"] for line in lines} == {"chatter"}
 
 
 def _request_ok(client: httpx.Client, url: str) -> float:

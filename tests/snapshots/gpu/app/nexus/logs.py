@@ -14,7 +14,8 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any, BinaryIO, TextIO
 
 import msgspec
@@ -23,7 +24,15 @@ from app.nexus.correlation import current_request_id
 from app.nexus.redaction import Redactor
 from app.nexus.tracing import current_trace_id
 
-__all__ = ["AccessLog", "JsonFormatter", "LineWriter", "configure_logging", "flush_logs", "timestamp"]
+__all__ = [
+    "AccessLog",
+    "JsonFormatter",
+    "LineWriter",
+    "configure_logging",
+    "flush_logs",
+    "held_logs",
+    "timestamp",
+]
 
 _encode = msgspec.json.Encoder(enc_hook=str).encode
 # attributes every LogRecord has; anything else came through `extra=` and is logged as a field
@@ -160,6 +169,18 @@ class LineWriter:
             self._urgent = True
             self._changed.notify_all()
             return self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    @contextmanager
+    def held(self, timeout: float | None = None) -> Iterator[bool]:
+        """flush(timeout), then nothing is written until the block ends; yields what flush returned.
+
+        For a reader of the stream that must not race a write: pytest's capfd reads its file from offset
+        0, so a batch written during the read lands over the first lines.
+        """
+        with self._changed:
+            self._urgent = True
+            self._changed.notify_all()
+            yield self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
 
     def _run(self) -> None:
         while True:
@@ -314,6 +335,15 @@ def flush_logs(timeout: float = _EXIT_FLUSH_SECONDS) -> bool:
     with _writers_lock:
         writers = [writer for _, writer in _writers.values()]
     return all([writer.flush(timeout) for writer in writers])
+
+
+@contextmanager
+def held_logs(timeout: float = _EXIT_FLUSH_SECONDS) -> Iterator[bool]:
+    """flush_logs(timeout), then no log line is written until the block ends (see LineWriter.held)."""
+    with _writers_lock:
+        writers = [writer for _, writer in _writers.values()]
+    with ExitStack() as stack:
+        yield all([stack.enter_context(writer.held(timeout)) for writer in writers])
 
 
 def configure_logging(
