@@ -165,10 +165,8 @@ class LineWriter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every line logged so far is written (at most `timeout` seconds); True when done."""
-        with self._changed:
-            self._urgent = True
-            self._changed.notify_all()
-            return self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
+        with self.held(timeout) as done:
+            return done
 
     @contextmanager
     def held(self, timeout: float | None = None) -> Iterator[bool]:
