@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +34,15 @@ ROUTES = {
 
 
 def test_the_template_serves_exactly_the_capabilities_the_extension_knows(rendered) -> None:
-    result = run_python(
-        rendered("ai-local"), "-c", "from app.nexus.openai.routes import ROUTES; print(sorted(ROUTES))"
+    script = (
+        "from app.nexus.capabilities import REQUIRED_NAMES, module_path; from app.nexus.openai.routes import ROUTES;"
+        "print(sorted(ROUTES)); print(sorted(REQUIRED_NAMES)); print(sorted(map(module_path, ROUTES)))"
     )
+    result = run_python(rendered("ai-local"), "-c", script)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == str(sorted(OPENAI_CAPABILITIES))
+    routes, checked, paths = result.stdout.splitlines()
+    assert routes == checked == str(sorted(OPENAI_CAPABILITIES))
+    assert paths == str(sorted(f"app/capabilities/{module}.py" for module in OPENAI_CAPABILITIES.values()))
 
 
 @pytest.mark.parametrize("name", answer_sets())
@@ -53,7 +58,7 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
         assert implementation.is_file() is (capability in chosen and not wrapper), implementation
         if implementation.is_file():
             assert not implementation.read_text().startswith("# Managed by nexus-template")
-    assert (service / "tests" / "test_openai_sdk.py").is_file() is bool(chosen)
+    assert (service / "tests" / "test_openai_sdk.py").is_file()  # its tests follow release/service.env
     assert (service / "tests" / "fake_backend.py").is_file() is wrapper
     script = (
         "import json; from app.main import app; from app.nexus.openai.routes import ROUTES;"
@@ -188,3 +193,32 @@ def test_a_service_that_already_serves_a_capability_route_keeps_it(rendered) -> 
     assert result.returncode == 0, result.stderr
     assert "{'own': True} 400" in result.stdout  # its own chat route; the platform's embeddings route
     assert "app/service.py serves /v1/chat/completions itself" in result.stdout
+
+
+def test_an_offered_capability_without_its_module_stops_start_up_with_one_line(
+    rendered, tmp_path: Path
+) -> None:
+    """release/service.env offers chat.completions: its module missing or incomplete is a start-up error
+    naming the file, not a 500 at the first request; a service serving the route itself needs none."""
+    service = shutil.copytree(rendered("ai-local"), tmp_path / "service")
+    module = service / "app" / "capabilities" / "chat_completions.py"
+    text = module.read_text()
+    assert text.count("\nasync def stream(") == 1
+    module.write_text(text.replace("\nasync def stream(", "\nasync def _stream("))
+    incomplete = run_python(service, "-m", "app", GPU_MIN_COUNT="0", timeout=60)
+    assert incomplete.returncode == 2
+    assert "app/capabilities/chat_completions.py implements chat.completions but does not define stream" in (
+        incomplete.stdout + incomplete.stderr
+    )
+    assert "Traceback" not in incomplete.stderr
+    module.unlink()
+    missing = run_python(service, "-m", "app", GPU_MIN_COUNT="0", timeout=60)
+    assert missing.returncode == 2
+    assert (
+        "release/service.env offers chat.completions, but app/capabilities/chat_completions.py does not exist"
+        in missing.stdout + missing.stderr
+    )
+    assert "Traceback" not in missing.stderr
+    own = run_python(service, "-c", OWN_ROUTE)
+    assert own.returncode == 0, own.stderr
+    assert "{'own': True} 400" in own.stdout

@@ -456,3 +456,39 @@ def test_a_service_whose_template_is_gone_fails_alone(
 def test_abort_outside_git_says_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli(["update", "--abort", str(tmp_path)]) == 1
     assert "not in a git repository" in capsys.readouterr().err
+
+
+# --- 7. the service's capabilities are its own ------------------------------------------------------
+
+EXAMPLES = 'template/app/{% if backend != "openai" and openai_capabilities %}capabilities{% endif %}'
+
+
+def test_an_update_leaves_the_capabilities_and_their_modules_to_the_service(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """llm-proxy offers embeddings only, though its name suggests chat.completions (the default of a
+    question an update does not ask): no update makes a chat module from that default, touches the
+    service's embeddings module or changes its list, even when the release changes the examples."""
+    service = generate(history.path, monorepo, "llm-proxy", "v1.0.0", capabilities=["embeddings"])
+    append_line(service / "app/capabilities/embeddings.py", "# tuned for our model")
+    commit_all(monorepo, "our embeddings")
+    ours = {path.name: path.read_text() for path in (service / "app/capabilities").iterdir()}
+    facts = (service / "release/service.env").read_text()
+    history.append(
+        f"{EXAMPLES}/{{% if 'embeddings' in capabilities %}}embeddings.py{{% endif %}}.jinja", "# v1.1\n"
+    )
+    history.append(f"{EXAMPLES}/__init__.py", "# v1.1\n")
+    history.release("v1.1.0")
+
+    code, report = update_json(capsys, "update", str(service), "--no-resolve")
+
+    (result,) = report["services"]
+    assert (code, result["status"], result["after"]) == (0, "ok", "v1.1.0"), result
+    assert {path.name: path.read_text() for path in (service / "app/capabilities").iterdir()} == ours
+    assert "SERVICE_CAPABILITIES=embeddings\n" in facts
+    assert (service / "release/service.env").read_text() == facts
+    script = "from app.main import app; print(sorted(r.path for r in app.app.app.routes if r.path.startswith('/v1/')))"
+    served = run_python(service, "-c", script)
+    assert served.returncode == 0, served.stderr
+    assert "'/v1/embeddings'" in served.stdout
+    assert "/v1/chat/completions" not in served.stdout

@@ -18,7 +18,7 @@ from litestar.testing import TestClient
 import app.nexus
 import app.nexus.openai
 from app.nexus import ConfigError, Model, NexusContext, ServiceError, ServiceSpec
-from app.nexus.capabilities import IMPLEMENTATIONS
+from app.nexus.capabilities import implementations
 from app.nexus.factory import create_app
 from app.nexus.facts import FactsError, parse_facts, read_facts
 from app.nexus.openai.routes import capability_models
@@ -133,7 +133,7 @@ def test_a_service_route_on_a_platform_path_is_a_clear_configuration_error() -> 
 @functools.cache
 def _added_ids() -> frozenset[str]:
     """The ids the capability modules add after the service's own models (a wrapper: its backend's)."""
-    added = capability_models([], IMPLEMENTATIONS)
+    added = capability_models([], implementations())
     if callable(added):  # a wrapper: the list of its backend (tests/fake_backend.py)
         listed = httpx.get(f"{QUIET['BACKEND_URL']}/v1/models").json()["data"]
         return frozenset(model["id"] for model in listed)

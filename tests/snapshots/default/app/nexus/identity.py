@@ -12,6 +12,8 @@ from app.nexus.facts import FactsError, ServiceFacts, read_facts
 SERVICE_NAME = "echo-service"
 DEFAULT_PORT = 9000
 GPU = False
+# "openai": the OpenAI capabilities forward to the OpenAI-compatible backend at BACKEND_URL
+BACKEND = "none"
 TEMPLATE_VERSION = "<commit>"
 
 try:

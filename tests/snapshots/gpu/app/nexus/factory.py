@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from types import ModuleType
 
 import msgspec
 from litestar import Litestar
@@ -19,7 +20,7 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, Swag
 from app.nexus import identity
 from app.nexus.asgi import NexusASGI
 from app.nexus.bodyguard import BodyRateGuard
-from app.nexus.capabilities import BACKEND, IMPLEMENTATIONS
+from app.nexus.capabilities import BACKEND, implementations
 from app.nexus.checks import platform_checks
 from app.nexus.config import ConfigError, PlatformSettings, load_settings, redacted, secret_values
 from app.nexus.content import check_json_body
@@ -91,6 +92,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         buffer_bytes=settings.log_buffer_bytes,
         secrets=secret_values(settings, service_settings),
     )
+    capabilities = implementations(service.route_handlers)
     context = NexusContext(settings=settings, service_settings=service_settings)
     context.blocking = BlockingPool(settings.max_concurrent_requests)
     registration = registrar(context)
@@ -108,7 +110,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     if registration is not None:
         registration.follow(readiness)
     catalog = ModelCatalog(
-        capability_models(service.models, IMPLEMENTATIONS),
+        capability_models(service.models, capabilities),
         context,
         cache_seconds=service.models_cache_seconds,
         timeout=settings.backend_timeout_seconds,
@@ -159,7 +161,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             logger.info("service stopped")
 
     try:
-        litestar = _litestar(service, settings, context, probes, platform_lifespan)
+        litestar = _litestar(service, settings, context, probes, platform_lifespan, capabilities)
     except ImproperlyConfiguredException as error:
         raise ConfigError(
             f"{error}: the platform serves /health, /readyz, /v1/metadata and /v1/models "
@@ -206,11 +208,12 @@ def _litestar(
     context: NexusContext,
     probes: Probes,
     platform_lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]],
+    capabilities: dict[str, ModuleType],
 ) -> Litestar:
     return Litestar(
         route_handlers=[
             *probe_handlers(probes),
-            *capability_handlers(IMPLEMENTATIONS, service.route_handlers),
+            *capability_handlers(capabilities),
             *service.route_handlers,
         ],
         lifespan=[platform_lifespan],

@@ -13,6 +13,8 @@ SERVICE_NAME = "image-generator"
 DEFAULT_PORT = 18440
 GPU = True
 GPU_COUNT = 2
+# "openai": the OpenAI capabilities forward to the OpenAI-compatible backend at BACKEND_URL
+BACKEND = "none"
 TEMPLATE_VERSION = "<commit>"
 
 try:

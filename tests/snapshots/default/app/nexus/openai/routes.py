@@ -8,14 +8,12 @@ app.nexus.openai.proxy for a service that wraps an OpenAI-compatible backend).
 """
 
 import inspect
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from litestar import Request, Response, Router, post
+from litestar import Request, Response, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
-from litestar.types import ControllerRouterHandler
 
 from app.nexus.context import NexusContext, nexus_of
 from app.nexus.errors import ServiceError
@@ -27,9 +25,15 @@ from app.nexus.openai.embeddings import EmbeddingList, EmbeddingRequest
 from app.nexus.openai.images import ImageGenerationRequest, ImagesResponse
 from app.nexus.streaming import byte_stream, event_stream
 
-__all__ = ["ROUTES", "capability_handlers", "capability_models", "require_model"]
+__all__ = ["PATHS", "ROUTES", "capability_handlers", "capability_models", "require_model"]
 
-logger = logging.getLogger("nexus.openai")
+# capability -> the path of its route
+PATHS = {
+    "chat.completions": "/v1/chat/completions",
+    "embeddings": "/v1/embeddings",
+    "audio.speech": "/v1/audio/speech",
+    "images.generations": "/v1/images/generations",
+}
 
 
 def require_model(model: str, models: Sequence[Model]) -> None:
@@ -45,7 +49,7 @@ def require_model(model: str, models: Sequence[Model]) -> None:
 
 def chat_completions(implementation: Any) -> HTTPRouteHandler:
     @post(
-        "/v1/chat/completions",
+        PATHS["chat.completions"],
         status_code=200,
         summary="Create a chat completion (OpenAI); with stream: true, server-sent events",
         tags=["openai"],
@@ -66,7 +70,7 @@ def chat_completions(implementation: Any) -> HTTPRouteHandler:
 
 
 def embeddings(implementation: Any) -> HTTPRouteHandler:
-    @post("/v1/embeddings", status_code=200, summary="Create embeddings (OpenAI)", tags=["openai"])
+    @post(PATHS["embeddings"], status_code=200, summary="Create embeddings (OpenAI)", tags=["openai"])
     async def create_embeddings(data: JSONBody[EmbeddingRequest], request: Request) -> EmbeddingList:
         require_model(data.model, implementation.MODELS)
         return await implementation.embed(data, nexus_of(request))
@@ -76,7 +80,7 @@ def embeddings(implementation: Any) -> HTTPRouteHandler:
 
 def audio_speech(implementation: Any) -> HTTPRouteHandler:
     @post(
-        "/v1/audio/speech",
+        PATHS["audio.speech"],
         status_code=200,
         summary="Generate audio from text (OpenAI); the audio is streamed as it is made",
         tags=["openai"],
@@ -95,7 +99,7 @@ def audio_speech(implementation: Any) -> HTTPRouteHandler:
 
 
 def images_generations(implementation: Any) -> HTTPRouteHandler:
-    @post("/v1/images/generations", status_code=200, summary="Create images (OpenAI)", tags=["openai"])
+    @post(PATHS["images.generations"], status_code=200, summary="Create images (OpenAI)", tags=["openai"])
     async def create_images(data: JSONBody[ImageGenerationRequest], request: Request) -> ImagesResponse:
         if data.model is not None:
             require_model(data.model, implementation.MODELS)
@@ -117,25 +121,9 @@ ROUTES = {
 }
 
 
-def capability_handlers(
-    implementations: dict[str, Any], service_routes: Sequence[ControllerRouterHandler] = ()
-) -> list[HTTPRouteHandler]:
-    """The routes of the capabilities in `implementations` (capability -> implementing module), except
-    those whose path the service already serves itself (a service that wrote its own route before the
-    template rendered capabilities keeps it: the route stays the service's, and the log says so)."""
-    taken = {route.path for route in Router(path="/", route_handlers=list(service_routes)).routes}
-    handlers = []
-    for capability, implementation in implementations.items():
-        handler = ROUTES[capability](implementation)
-        if taken.intersection(handler.paths):
-            logger.info(
-                "%s: app/service.py serves %s itself; the platform's route is left out",
-                capability,
-                *handler.paths,
-            )
-        else:
-            handlers.append(handler)
-    return handlers
+def capability_handlers(implementations: dict[str, Any]) -> list[HTTPRouteHandler]:
+    """The routes of the capabilities in `implementations` (capability -> implementing module)."""
+    return [ROUTES[capability](implementation) for capability, implementation in implementations.items()]
 
 
 def capability_models(

@@ -3,7 +3,8 @@
 
 Live answers are also checked strictly against the SDK's own response types (pydantic models): every
 required field present, the right types, and no field the SDK does not know. These tests hold for any
-correct implementation of the capabilities{% if backend == "openai" %} (here: the backend in tests/fake_backend.py){% endif %}, not only for the examples.
+correct implementation of the capabilities (a wrapper service: the backend in tests/fake_backend.py), not
+only for the examples. The tests of a capability run when release/service.env offers it.
 """
 
 import asyncio
@@ -13,30 +14,33 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
-{%- if "chat.completions" in openai_capabilities %}
 import msgspec
-{%- endif %}
 import openai
 import pydantic
 import pytest
 import uvicorn
 from litestar import get
-{%- set sdk_types = ["Model"]
-    + (["CreateEmbeddingResponse"] if "embeddings" in openai_capabilities else [])
-    + (["ImagesResponse"] if "images.generations" in openai_capabilities else []) %}
-from openai.types import {{ sdk_types | sort | join(", ") }}
-{%- if "chat.completions" in openai_capabilities %}
+from openai.types import CreateEmbeddingResponse, ImagesResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
-{%- endif %}
 
 from app.nexus import ServiceError, ServiceSpec
 from app.nexus.asgi import NexusASGI
-from app.nexus.capabilities import IMPLEMENTATIONS
+from app.nexus.capabilities import BACKEND, implementations
 from app.nexus.factory import create_app
 from app.service import service
 from tests.nexus_fixtures import QUIET, free_port
 
 USER = [{"role": "user", "content": "Say hello"}]
+OFFERED = implementations(service.route_handlers)
+
+
+def offers(capability: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(
+        capability not in OFFERED, reason=f"release/service.env does not offer {capability}"
+    )
+
+
+wraps_a_backend = pytest.mark.skipif(BACKEND != "openai", reason="the service does not wrap a backend")
 
 
 class Server:
@@ -72,8 +76,8 @@ def client(server: Server) -> openai.OpenAI:
 
 
 def model_for(capability: str) -> str:
-    """A model the capability serves: the first it lists{% if backend == "openai" %}, or the backend's{% endif %}."""
-    models = getattr(IMPLEMENTATIONS[capability], "MODELS", ())
+    """A model the capability serves: the first it lists, or the backend's (a wrapper service)."""
+    models = getattr(OFFERED[capability], "MODELS", ())
     return models[0].id if models else "backend-model"
 
 
@@ -102,9 +106,9 @@ def test_models_list(client: openai.OpenAI, server: Server) -> None:
     assert [model.id for model in listed] == [model["id"] for model in raw["data"]]
     for model in raw["data"]:
         assert_conforms(Model, model)
-{%- if "chat.completions" in openai_capabilities %}
 
 
+@offers("chat.completions")
 def test_chat_completion(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(model=model_for("chat.completions"), messages=USER)
     assert raw.http_response.status_code == 200
@@ -114,6 +118,7 @@ def test_chat_completion(client: openai.OpenAI) -> None:
     assert_conforms(ChatCompletion, raw.http_response.json())
 
 
+@offers("chat.completions")
 def test_chat_completion_stream(client: openai.OpenAI, server: Server) -> None:
     chunks = list(
         client.chat.completions.create(model=model_for("chat.completions"), messages=USER, stream=True)
@@ -129,6 +134,7 @@ def test_chat_completion_stream(client: openai.OpenAI, server: Server) -> None:
         assert_conforms(ChatCompletionChunk, msgspec.json.decode(event))
 
 
+@offers("chat.completions")
 def test_chat_errors_are_the_sdk_classes(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         client.chat.completions.create(model="missing-model", messages=USER)
@@ -141,9 +147,10 @@ def test_chat_errors_are_the_sdk_classes(client: openai.OpenAI) -> None:
     assert invalid.value.code == "invalid_value"
     assert invalid.value.param == "temperature"
     assert "`temperature`" in invalid.value.message
-{%- if backend == "openai" %}
 
 
+@offers("chat.completions")
+@wraps_a_backend
 def test_backend_errors_map_to_honest_statuses(client: openai.OpenAI) -> None:
     with pytest.raises(openai.InternalServerError) as failing:
         client.chat.completions.create(model="failing-model", messages=USER)
@@ -155,6 +162,8 @@ def test_backend_errors_map_to_honest_statuses(client: openai.OpenAI) -> None:
     assert busy.value.response.headers["retry-after"] == "1"
 
 
+@offers("chat.completions")
+@wraps_a_backend
 def test_the_request_id_reaches_the_backend(client: openai.OpenAI) -> None:
     from tests.nexus_fixtures import BACKEND_REQUESTS
 
@@ -165,6 +174,8 @@ def test_the_request_id_reaches_the_backend(client: openai.OpenAI) -> None:
     assert ("/v1/chat/completions", "trace-me-42") in BACKEND_REQUESTS.requests
 
 
+@offers("chat.completions")
+@wraps_a_backend
 def test_a_backend_stream_that_breaks_off_ends_with_an_error_event(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(model="broken-stream-model", messages=USER, stream=True)
     received = []
@@ -175,6 +186,8 @@ def test_a_backend_stream_that_breaks_off_ends_with_an_error_event(client: opena
     assert broken.value.code == "backend_error"
 
 
+@offers("chat.completions")
+@wraps_a_backend
 def test_a_slow_backend_is_a_504_the_sdk_does_not_retry() -> None:
     from tests.nexus_fixtures import BACKEND_REQUESTS
 
@@ -190,11 +203,9 @@ def test_a_slow_backend_is_a_504_the_sdk_does_not_retry() -> None:
         assert BACKEND_REQUESTS.requests.count(("/v1/chat/completions", "slow-1")) == 1
     finally:
         live.stop()
-{%- endif %}
-{%- endif %}
-{%- if "embeddings" in openai_capabilities %}
 
 
+@offers("embeddings")
 def test_embeddings(client: openai.OpenAI, server: Server) -> None:
     # the SDK asks for base64 and decodes it to floats
     result = client.embeddings.create(model=model_for("embeddings"), input=["one", "two"])
@@ -202,18 +213,16 @@ def test_embeddings(client: openai.OpenAI, server: Server) -> None:
     assert all(item.embedding for item in result.data)
     body = {"model": model_for("embeddings"), "input": "one"}
     assert_conforms(CreateEmbeddingResponse, httpx.post(f"{server.url}/v1/embeddings", json=body).json())
-{%- endif %}
-{%- if "audio.speech" in openai_capabilities %}
 
 
+@offers("audio.speech")
 def test_audio_speech(client: openai.OpenAI) -> None:
     audio = client.audio.speech.create(model=model_for("audio.speech"), voice="alloy", input="Hello there")
     assert audio.response.headers["content-type"] == "audio/mpeg"
     assert audio.content
-{%- endif %}
-{%- if "images.generations" in openai_capabilities %}
 
 
+@offers("images.generations")
 def test_images_generate(client: openai.OpenAI, server: Server) -> None:
     images = client.images.generate(
         model=model_for("images.generations"), prompt="a lighthouse", response_format="b64_json"
@@ -221,7 +230,6 @@ def test_images_generate(client: openai.OpenAI, server: Server) -> None:
     assert images.data and images.data[0].b64_json
     body = {"model": model_for("images.generations"), "prompt": "a lighthouse"}
     assert_conforms(ImagesResponse, httpx.post(f"{server.url}/v1/images/generations", json=body).json())
-{%- endif %}
 
 
 # --- retries: the SDK retries 503, never 504 or 500 (X-Should-Retry: false) --------------------------
