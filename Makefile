@@ -24,14 +24,14 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
-	$(PYTHON) -m nexus_template.format_template
+	$(PYTHON) -m devtools.format_template
 
 test: lint
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 # Render a service with default answers into .demo/ and serve it on http://127.0.0.1:9000
 demo: setup
-	$(PYTHON) -m nexus_template.demo
+	$(PYTHON) -m devtools.demo
 
 # Refresh tests/snapshots/ after an intended template change; review the diff before committing.
 snapshots: setup
@@ -52,7 +52,7 @@ bench: setup
 
 # A long property-based fuzz run (make test runs a bounded one); FUZZ_ARGS go to schemathesis run.
 fuzz: setup
-	$(PYTHON) -m nexus_template.fuzz $(FUZZ_ARGS)
+	$(PYTHON) -m devtools.fuzz $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .ruff_cache

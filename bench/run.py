@@ -30,8 +30,8 @@ from pathlib import Path
 
 import httpx
 
-from nexus_template.live import free_port, wait_for_health
-from nexus_template.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, load_answers, render
+from devtools.live import free_port, wait_for_health
+from devtools.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, load_answers, render
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from nexus_template.live import free_port
+from devtools.live import free_port
 
 ETCD = shutil.which("etcd")
 

@@ -18,9 +18,9 @@ import openai
 import pytest
 import yaml
 
+from devtools.live import LiveService, free_port
+from devtools.render import answer_sets, run_python
 from extensions.context import OPENAI_CAPABILITIES, openai_capabilities
-from nexus_template.live import LiveService, free_port
-from nexus_template.render import answer_sets, run_python
 
 pytestmark = pytest.mark.xdist_group("ai")
 USER = [{"role": "user", "content": "hello backend"}]

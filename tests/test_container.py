@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import free_port, wait_for_health
+from devtools.live import free_port, wait_for_health
 
 pytestmark = pytest.mark.xdist_group("container")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import LiveService
+from devtools.live import LiveService
 
 pytestmark = pytest.mark.xdist_group("hostile")
 

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from nexus_template.live import LiveService, free_port, wait_for_health
+from devtools.live import LiveService, free_port, wait_for_health
 
 # the robustness tests' fixture, here as `_slow_service`: the default service with a /v1/slow endpoint
 from tests.test_robustness import service as _slow_service  # noqa: F401

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.live import LiveService, free_port
 from nexus_template.cli import main as cli
-from nexus_template.live import LiveService, free_port
 from nexus_template.registry import list_instances, list_services, read
 from tests.etcd_server import ETCD, Etcd, wait_for
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
-from nexus_template.live import wait_for_health
-from nexus_template.render import PYTHON, ROOT, answer_sets, load_answers, run_python
+from devtools.live import wait_for_health
+from devtools.render import PYTHON, ROOT, answer_sets, load_answers, run_python
 
 TEMPLATE_OWNED_PYTHON = "# Managed by nexus-template: `copier update` replaces this file."
 ALWAYS = [

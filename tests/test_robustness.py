@@ -22,7 +22,8 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from nexus_template.live import LiveService
+from devtools.live import LiveService
+from tests.edits import edit_file
 
 pytestmark = pytest.mark.xdist_group("robustness")
 
@@ -51,15 +52,14 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("robust") / "svc"
     shutil.copytree(rendered("default"), target)
     module = target / "app" / "service.py"
-    text = module.read_text().replace(
-        "from litestar import Request, post", "from litestar import Request, get, post"
+    edit_file(
+        module,
+        ("from litestar import Request, post", "from litestar import Request, get, post"),
+        ("import time\n", "import asyncio\nimport time\n"),
+        ("from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"),
+        ("\n\nservice = ServiceSpec(", SLOW_ENDPOINTS + "\n\nservice = ServiceSpec("),
+        ("route_handlers=[echo],", "route_handlers=[echo, slow, counters],"),
     )
-    text = text.replace("import time\n", "import asyncio\nimport time\n")
-    text = text.replace(
-        "from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"
-    )
-    text = text.replace("\n\nservice = ServiceSpec(", SLOW_ENDPOINTS + "\n\nservice = ServiceSpec(")
-    module.write_text(text.replace("route_handlers=[echo],", "route_handlers=[echo, slow, counters],"))
     return target
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import LiveService, free_port, wait_for_health
+from devtools.live import LiveService, free_port, wait_for_health
 from tests.etcd_server import Etcd, wait_for
 
 pytestmark = pytest.mark.xdist_group("etcd")

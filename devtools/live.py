@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from nexus_template.render import PYTHON
+from devtools.render import PYTHON
 
 
 def free_port() -> int:

@@ -12,8 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nexus_template.live import LiveService
-from nexus_template.render import copy_working_tree, load_answers, render
+from devtools.live import LiveService
+from devtools.render import copy_working_tree, load_answers, render
 
 
 def main(arguments: list[str]) -> int:
