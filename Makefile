@@ -19,6 +19,7 @@ setup: $(VENV)/.installed
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # ruff fix and format: this repository, and the template's plain Python files (with a service's settings)
 format: setup
@@ -55,4 +56,4 @@ fuzz: setup
 	$(PYTHON) -m devtools.fuzz $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .mypy_cache

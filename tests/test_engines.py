@@ -128,6 +128,7 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
     )
     container = f"{compose['services'][SERVICE]['container_name']}-{suffix}"
     override = service / f"docker-compose.{SERVICE}.override.yml"  # the service's own additions
+    assert PODMAN_COMPOSE is not None, "the engine fixture skips without podman-compose"
     compose_cmd = [
         PODMAN_COMPOSE,
         "-f",

@@ -109,7 +109,7 @@ def test_live_boot_on_the_chosen_port(rendered, name: str) -> None:
         health = wait_for_health(
             f"{base}/health",
             died=lambda: process.poll() is not None,
-            details=lambda: process.stdout.read().decode(),
+            details=lambda: process.stdout.read().decode() if process.stdout else "",
         )
         assert health.json() == {"status": "pass"}
         ready = httpx.get(f"{base}/readyz")

@@ -68,7 +68,7 @@ def live(service: Path, tmp_path: Path) -> Iterator:
     started: list[LiveService] = []
 
     def start(**environment: str) -> LiveService:
-        started.append(LiveService(service, tmp_path, **{"DRAIN_SECONDS": "0", **environment}))
+        started.append(LiveService(service, tmp_path, environment={"DRAIN_SECONDS": "0", **environment}))
         return started[-1]
 
     yield start
@@ -226,7 +226,7 @@ BAD_INPUT = [
 
 @pytest.fixture(scope="module")
 def shared(service: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    running = LiveService(service, tmp_path_factory.mktemp("shared-logs"), DRAIN_SECONDS="0")
+    running = LiveService(service, tmp_path_factory.mktemp("shared-logs"), environment={"DRAIN_SECONDS": "0"})
     yield running
     running.stop()
 
@@ -248,7 +248,7 @@ def test_bad_input_gets_a_clear_4xx_and_nothing_breaks(shared: LiveService, case
 
 @pytest.mark.parametrize("odd", ["a" * 200, "has space", "semi;colon", "é-accent", "tab\there"])
 def test_odd_request_ids_are_replaced_and_never_echoed(shared: LiveService, odd: str) -> None:
-    response = httpx.get(f"{shared.url}/health", headers={"x-request-id": odd.encode()})
+    response = httpx.get(f"{shared.url}/health", headers=[(b"x-request-id", odd.encode())])
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     time.sleep(0.05)
     assert odd not in shared.log()

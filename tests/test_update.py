@@ -177,9 +177,9 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
     assert re.search(r"^<<<<<<< ", text, re.MULTILINE)
     assert "tuned for our Ollama backend" in text  # the service's edit is kept, between the markers
     # and the service's own test suite refuses to pass with the markers left in
-    result = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
-    assert result.returncode != 0
-    assert "app/nexus/checks.py" in result.stdout + result.stderr
+    suite = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
+    assert suite.returncode != 0
+    assert "app/nexus/checks.py" in suite.stdout + suite.stderr
 
 
 def test_skipping_a_version(history: TemplateHistory, monorepo: Path) -> None:

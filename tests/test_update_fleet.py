@@ -40,7 +40,7 @@ def test_checks_are_the_platform_ones() -> None:
     assert checks.__doc__.startswith("Readiness checks the platform provides.")
 """
 # service -> (version it is at, answers, the outcome update-all must report)
-FLEET = {
+FLEET: dict[str, tuple[str, dict[str, object], str]] = {
     "alpha": ("v1.0.0", {}, "ok"),
     "beta": ("v1.1.0", {}, "ok"),
     "gamma": ("v1.0.0", {"gpu": True}, "ok"),
