@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup test lint format demo snapshots lock settings-docs fuzz bench clean
+.PHONY: setup test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
 
 # Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
@@ -29,6 +29,12 @@ format: setup
 
 test: lint
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# make test RUNS times in a row (default 5; over an hour) on a fresh clone of HEAD while a CPU burner
+# keeps every core busy; stops at the first failure. Needs only python3, git and PyPI for the clone's .venv.
+RUNS ?= 5
+test-under-load:
+	python3 -m devtools.under_load --runs $(RUNS) --pytest-args "$(PYTEST_ARGS)"
 
 # Render a service with default answers into .demo/ and serve it on http://127.0.0.1:9000
 demo: setup
