@@ -1,5 +1,5 @@
-"""Rules of this repository's own code: what the installable package holds and imports, and how a type
-checker's complaint may be silenced."""
+"""Rules of this repository's own code: what the installable package holds and imports, how a type
+checker's complaint may be silenced, and that the fixtures' edits of files fail when they would do nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from devtools.render import ROOT, working_tree_files
+from tests.edits import edit_file, edit_file_lines, replaced
 
 PACKAGE = "nexus_template"
 # a checker's suppression comment ("type" or "pyright", then ": ignore"), and the only accepted form of
@@ -92,3 +95,20 @@ def test_the_suppression_rule_accepts_exactly_the_explained_form() -> None:
     ]:
         assert _SUPPRESSION.search(line), line
         assert bool(_EXPLAINED.search(line)) == accepted, line
+
+
+def test_a_fixture_edit_fails_when_its_text_is_not_there_exactly_as_often_as_expected(tmp_path: Path) -> None:
+    module = tmp_path / "service.py"
+    module.write_text("import time\n\nroute_handlers=[echo],\n")
+    edit_file(module, ("route_handlers=[echo],", "route_handlers=[echo, hello],"))
+    assert module.read_text() == "import time\n\nroute_handlers=[echo, hello],\n"
+    with pytest.raises(AssertionError, match=r"expected 1 occurrence\(s\) of 'route_handlers=\[echo\],'"):
+        edit_file(module, ("route_handlers=[echo],", "route_handlers=[echo, hello],"))  # the no-op it was
+    with pytest.raises(AssertionError, match="found 2"):
+        replaced("a a", "a", "b")
+    assert replaced("a a", "a", "b", count=2) == "b b"
+    with pytest.raises(AssertionError, match=r"expected 1 line\(s\) matching"):
+        edit_file_lines(module, r"^SERVICE_VERSION=.*$", "SERVICE_VERSION=1")
+    assert (
+        module.read_text() == "import time\n\nroute_handlers=[echo, hello],\n"
+    )  # a failed edit writes nothing
