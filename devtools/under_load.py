@@ -110,17 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         ["git", "log", "-1", "--format=%h %s"], cwd=clone, capture_output=True, text=True, check=True
     ).stdout.strip()
     cores = _cores()
-    print(f"clone of {head}\n  in {clone}\nmake setup (no load yet)", flush=True)
-    status, seconds = _make(clone, ["setup"], scratch / "setup.log")
-    if status != 0:
-        print(f"make setup failed (exit {status}); clone and log kept in {scratch}")
-        return 1
-    print(f"set up in {seconds:.0f} s; {cores} CPU burner(s); make test x{args.runs}", flush=True)
-
     previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    burners = _start_burners(cores, args.max_hours * 3600)
+    burners: list[subprocess.Popen[bytes]] = []
     results: list[tuple[int, int, float, Path]] = []
     try:
+        print(f"clone of {head}\n  in {clone}\nmake setup (no load yet)", flush=True)
+        status, seconds = _make(clone, ["setup"], scratch / "setup.log")
+        if status != 0:
+            print(f"make setup failed (exit {status}); clone and log kept in {scratch}")
+            return 1
+        print(f"set up in {seconds:.0f} s; {cores} CPU burner(s); make test x{args.runs}", flush=True)
+        burners = _start_burners(cores, args.max_hours * 3600)
         for run in range(1, args.runs + 1):
             log = scratch / f"run-{run}.log"
             print(
@@ -136,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
     print(f"\n=== under load ({cores} burner(s)), {head}")
-    for run, status, seconds, log in results:
-        print(
-            f"run {run}: {'passed' if status == 0 else f'FAILED (exit {status})'} in {seconds:.0f} s  {log}"
-        )
     passed = sum(1 for _, status, _, _ in results if status == 0)
+    for run, status, seconds, log in results:
+        outcome = "passed" if status == 0 else f"FAILED (exit {status}), log: {log}"
+        print(f"run {run}: {outcome} in {seconds:.0f} s")
     if passed == args.runs:
         shutil.rmtree(scratch)
         print(f"{passed} of {args.runs} runs passed in a row (clone removed)")
