@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             results.append((run, status, seconds, log))
             if status != 0:
                 break
+    except (KeyboardInterrupt, SystemExit):
+        print(f"\ninterrupted: burners and make test ended; clone and logs kept in {scratch}", flush=True)
+        raise
     finally:
         _stop(burners)
         signal.signal(signal.SIGTERM, previous)
