@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup test lint format demo snapshots lock settings-docs fuzz bench clean
+.PHONY: setup test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
 
 # Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
 $(VENV)/.installed: pyproject.toml requirements-dev.lock
@@ -19,19 +19,26 @@ setup: $(VENV)/.installed
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # ruff fix and format: this repository, and the template's plain Python files (with a service's settings)
 format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
-	$(PYTHON) -m nexus_template.format_template
+	$(PYTHON) -m devtools.format_template
 
 test: lint
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
+# make test RUNS times in a row (default 5; over an hour) on a fresh clone of HEAD while a CPU burner
+# keeps every core busy; stops at the first failure. Needs only python3, git and PyPI for the clone's .venv.
+RUNS ?= 5
+test-under-load:
+	python3 -m devtools.under_load --runs $(RUNS) --pytest-args "$(PYTEST_ARGS)"
+
 # Render a service with default answers into .demo/ and serve it on http://127.0.0.1:9000
 demo: setup
-	$(PYTHON) -m nexus_template.demo
+	$(PYTHON) -m devtools.demo
 
 # Refresh tests/snapshots/ after an intended template change; review the diff before committing.
 snapshots: setup
@@ -52,7 +59,7 @@ bench: setup
 
 # A long property-based fuzz run (make test runs a bounded one); FUZZ_ARGS go to schemathesis run.
 fuzz: setup
-	$(PYTHON) -m nexus_template.fuzz $(FUZZ_ARGS)
+	$(PYTHON) -m devtools.fuzz $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .mypy_cache

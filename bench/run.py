@@ -30,8 +30,8 @@ from pathlib import Path
 
 import httpx
 
-from nexus_template.live import free_port, wait_for_health
-from nexus_template.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, load_answers, render
+from devtools.live import free_port, wait_for_health
+from devtools.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, load_answers, render
 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
@@ -66,19 +66,19 @@ class Server:
     env: dict[str, str]
     cwd: Path
     port: int = 0
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     samples: dict[str, list[dict]] = field(default_factory=dict)
 
     def start(self, log_dir: Path) -> float:
         """Start pinned to the server core; return seconds to the first 200 on /health."""
         self.port = free_port()
-        self.log = log_dir / f"{self.name}.log"
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         env = {**os.environ, **self.env, "SERVICE_PORT": str(self.port), "SERVICE_HOST": "127.0.0.1"}
+        log_path = self.log = log_dir / f"{self.name}.log"
         started = time.perf_counter()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
+        with log_path.open("ab") as log:
+            process = self.process = subprocess.Popen(
                 ["taskset", "-c", SERVER_CORE, *command],
                 cwd=self.cwd,
                 env=env,
@@ -87,8 +87,8 @@ class Server:
             )
         wait_for_health(
             f"{self.url}/health",
-            died=lambda: self.process.poll() is not None,
-            details=lambda: self.log.read_text()[-2000:],
+            died=lambda: process.poll() is not None,
+            details=lambda: log_path.read_text()[-2000:],
             interval=0.005,
         )
         return time.perf_counter() - started
@@ -106,13 +106,26 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was not started"
+        return self.process.pid
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mib(self) -> float:
-        status = Path(f"/proc/{self.process.pid}/status").read_text()
-        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        return int(_search(r"VmRSS:\s+(\d+) kB", status)) / 1024
+
+
+def _search(pattern: str, text: str) -> str:
+    """The first group of `pattern` in `text` (a tool's output); RuntimeError showing the output if absent."""
+    found = re.search(pattern, text, re.MULTILINE)
+    if found is None:
+        raise RuntimeError(f"{pattern!r} not found in:\n{text}")
+    return found.group(1)
 
 
 def venv(name: str, requirements: str) -> str:
@@ -247,8 +260,8 @@ def wrk(url: str, endpoint: str, seconds: float) -> dict:
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", output).group(1)),
+        "rps": float(_search(r"Requests/sec:\s+([\d.]+)", output)),
+        "requests": int(_search(r"(\d+) requests in", output)),
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": int(errors.group(1)) if errors else 0,

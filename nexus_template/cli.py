@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from nexus_template.services import add_services_command, run_services_command
+from nexus_template.services import SERVICES_HELP, add_services_command, run_services_command
 from nexus_template.updating import abort_update, report_json, table, update_all, update_service
 
 # answers that only seed a new service: each service owns the fact in release/service.env afterwards
@@ -34,8 +34,8 @@ def _data(items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _add_update_commands(commands: argparse._SubParsersAction) -> None:
-    one = commands.add_parser("update", help="update one service (default: the current folder)")
+def _add_update_commands(one: argparse.ArgumentParser, fleet: argparse.ArgumentParser) -> None:
+    """The arguments of `update` (`one`) and `update-all` (`fleet`)."""
     one.add_argument("service", nargs="?", default=".", type=Path)
     one.add_argument("--data", action="append", default=[], metavar="NAME=VALUE", help="change an answer")
     one.add_argument(
@@ -43,7 +43,6 @@ def _add_update_commands(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="back out: put the service folder back to its last commit (before the update)",
     )
-    fleet = commands.add_parser("update-all", help="update every service found under FOLDER, one at a time")
     fleet.add_argument("folder", type=Path)
     fleet.add_argument("--commit", action="store_true", help="commit each clean update on its own")
     for command in (one, fleet):
@@ -84,9 +83,11 @@ def _abort(service: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="nexus-template", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    _add_update_commands(commands)
-
-    add_services_command(commands)
+    _add_update_commands(
+        commands.add_parser("update", help="update one service (default: the current folder)"),
+        commands.add_parser("update-all", help="update every service found under FOLDER, one at a time"),
+    )
+    add_services_command(commands.add_parser("services", help=SERVICES_HELP))
 
     args = parser.parse_args(argv)
     if args.command == "services":

@@ -14,11 +14,14 @@ from typing import Any
 
 from nexus_template.registry import DEFAULT_PREFIX, Change, Snapshot, follow, read
 
-__all__ = ["add_services_command", "run_services_command"]
+__all__ = ["SERVICES_HELP", "add_services_command", "run_services_command"]
 
 
-def add_services_command(commands: argparse._SubParsersAction) -> None:
-    services = commands.add_parser("services", help="list the services registered in etcd (--watch: follow)")
+SERVICES_HELP = "list the services registered in etcd (--watch: follow)"
+
+
+def add_services_command(services: argparse.ArgumentParser) -> None:
+    """The arguments of the `services` command (its parser: `commands.add_parser("services", ...)`)."""
     services.add_argument("--etcd", required=True, help="etcd endpoint, e.g. http://etcd:2379")
     services.add_argument("--prefix", default=DEFAULT_PREFIX)
     services.add_argument("--json", action="store_true", help="print the entries (and changes) as JSON")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nexus_template.render import copy_working_tree, load_answers, render
+from devtools.render import copy_working_tree, load_answers, render
 from tests.etcd_server import ETCD, Etcd
 from tests.histories import TemplateHistory, new_history, new_monorepo
 

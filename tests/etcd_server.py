@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from nexus_template.live import free_port
+from devtools.live import free_port
 
 ETCD = shutil.which("etcd")
 
@@ -28,6 +28,7 @@ class Etcd:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> Etcd:
+        assert ETCD is not None, "etcd is not installed (apt-get install etcd-server)"
         peer = f"http://127.0.0.1:{self.peer_port}"
         self.process = subprocess.Popen(
             [
@@ -65,6 +66,12 @@ class Etcd:
         if not kvs:
             return None
         return {"value": json.loads(base64.b64decode(kvs[0]["value"])), "lease": kvs[0].get("lease", "0")}
+
+    def existing(self, key: str) -> dict:
+        """The entry of a key that must be there (AssertionError naming it if not)."""
+        found = self.entry(key)
+        assert found is not None, f"{key} is not in etcd"
+        return found
 
     def keys(self, prefix: str) -> dict[str, str]:
         """Every key under `prefix` with its (text) value."""

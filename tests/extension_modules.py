@@ -6,7 +6,7 @@ import importlib.util
 import sys
 import types
 
-from nexus_template.render import ROOT
+from devtools.render import ROOT
 
 __all__ = ["load_extension"]
 

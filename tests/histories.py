@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from nexus_template.render import copy_working_tree, git, render
+from devtools.render import copy_working_tree, git, render
+from tests.edits import edit_file
 
 __all__ = [
     "TemplateHistory",
@@ -34,10 +35,9 @@ class TemplateHistory:
     def append(self, relative: str, text: str) -> None:
         self.write(relative, (self.path / relative).read_text() + text)
 
-    def replace(self, relative: str, old: str, new: str) -> None:
-        content = (self.path / relative).read_text()
-        assert old in content, f"{old!r} not in {relative}"
-        self.write(relative, content.replace(old, new, 1))
+    def replace(self, relative: str, old: str, new: str, *, count: int = 1) -> None:
+        """Replace the `count` occurrences of `old` (exactly that many, or AssertionError)."""
+        edit_file(self.path / relative, (old, new), count=count)
 
     def remove(self, relative: str) -> None:
         git(self.path, "rm", "--quiet", relative)

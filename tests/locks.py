@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from nexus_template.render import PYTHON, ROOT, copy_working_tree, load_answers, render
+from devtools.render import PYTHON, ROOT, copy_working_tree, load_answers, render
 from tests.variants import appended_if
 
 TEMPLATE_LOCK = ROOT / "template" / "requirements.lock.jinja"

@@ -21,7 +21,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from nexus_template.render import ROOT, copy_working_tree, load_answers, render, run_python
+from devtools.render import ROOT, copy_working_tree, load_answers, render, run_python
 from tests.variants import merged_jinja
 
 ENV_EXAMPLE = ROOT / "template" / ".env.example.jinja"

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from nexus_template.render import ROOT, copy_working_tree, load_answers, render
+from devtools.render import ROOT, copy_working_tree, load_answers, render
 
 SNAPSHOTS = ROOT / "tests" / "snapshots"
 CANONICAL = ["default", "gpu"]

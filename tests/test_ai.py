@@ -18,13 +18,14 @@ import httpx
 import openai
 import pytest
 import yaml
+from openai.types.chat import ChatCompletionMessageParam
 
+from devtools.live import LiveService, free_port
+from devtools.render import answer_sets, run_python
 from extensions.context import OPENAI_CAPABILITIES, openai_capabilities
-from nexus_template.live import LiveService, free_port
-from nexus_template.render import answer_sets, run_python
 
 pytestmark = pytest.mark.xdist_group("ai")
-USER = [{"role": "user", "content": "hello backend"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello backend"}]
 ROUTES = {
     "chat.completions": "/v1/chat/completions",
     "embeddings": "/v1/embeddings",
@@ -50,7 +51,9 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
     service = rendered(name)
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())  # defaults included
     facts = (service / "release" / "service.env").read_text()  # the capabilities are the service's facts
-    listed = re.search(r"^SERVICE_CAPABILITIES=(.*)$", facts, re.MULTILINE).group(1)
+    line = re.search(r"^SERVICE_CAPABILITIES=(.*)$", facts, re.MULTILINE)
+    assert line, facts
+    listed = line.group(1)
     chosen = openai_capabilities([name for name in listed.split(",") if name])
     wrapper = answers.get("backend") == "openai"
     for capability, module in OPENAI_CAPABILITIES.items():
@@ -75,9 +78,11 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
 def pair(rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveService, LiveService]]:
     """(backend, wrapper): ai-local serving, ai-backend forwarding to it."""
     logs = tmp_path_factory.mktemp("ai-pair")
-    backend = LiveService(rendered("ai-local"), logs, DRAIN_SECONDS="0")
+    backend = LiveService(rendered("ai-local"), logs, environment={"DRAIN_SECONDS": "0"})
     wrapper = LiveService(
-        rendered("ai-backend"), logs, DRAIN_SECONDS="0", BACKEND_URL=backend.url, READINESS_CACHE_SECONDS="0"
+        rendered("ai-backend"),
+        logs,
+        environment={"DRAIN_SECONDS": "0", "BACKEND_URL": backend.url, "READINESS_CACHE_SECONDS": "0"},
     )
     yield backend, wrapper
     wrapper.stop()
@@ -127,6 +132,7 @@ def test_embeddings_speech_and_images_pass_through(pair) -> None:
     assert speech.response.headers["content-type"] == "audio/wav"
     assert speech.content.startswith(b"RIFF")
     images = sdk(wrapper).images.generate(model="example-image", prompt="a cat", response_format="b64_json")
+    assert images.data
     assert images.data[0].b64_json
 
 
@@ -155,7 +161,9 @@ def test_the_model_list_outlives_a_backend_outage(pair) -> None:
 
 def test_a_wrapper_whose_backend_is_down_says_so(rendered, tmp_path: Path) -> None:
     closed = f"http://127.0.0.1:{free_port()}"
-    wrapper = LiveService(rendered("ai-backend"), tmp_path, DRAIN_SECONDS="0", BACKEND_URL=closed)
+    wrapper = LiveService(
+        rendered("ai-backend"), tmp_path, environment={"DRAIN_SECONDS": "0", "BACKEND_URL": closed}
+    )
     try:
         with pytest.raises(openai.InternalServerError) as down:
             sdk(wrapper).chat.completions.create(model="example-chat", messages=USER)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nexus_template.render import load_answers
+from devtools.render import load_answers
 
 COPIER = str(Path(sys.executable).with_name("copier"))
 

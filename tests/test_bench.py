@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.run import ENDPOINTS
-from nexus_template.render import ROOT
+from devtools.render import ROOT
 
 pytestmark = pytest.mark.xdist_group("bench")
 

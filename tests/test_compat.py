@@ -11,7 +11,7 @@ import pytest
 from copier._jinja_ext import SandboxedEnvironment
 from copier._user_data import AnswersMap, Question
 
-from nexus_template.render import ROOT, render
+from devtools.render import ROOT, render
 from tests.extension_modules import load_extension
 
 

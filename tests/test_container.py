@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import free_port, wait_for_health
+from devtools.live import free_port, wait_for_health
 
 pytestmark = pytest.mark.xdist_group("container")
 
@@ -104,9 +104,10 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered) -> No
         )
         assert writable.stdout.strip() == "False"
 
-        report.update(stop_with_sigterm(tool, name))
-        assert report["exit_code"] == 0, run(tool, "logs", name).stdout[-3000:]
-        assert report["shutdown_seconds"] < 10
+        stopped = stop_with_sigterm(tool, name)
+        report.update(stopped)
+        assert stopped["exit_code"] == 0, run(tool, "logs", name).stdout[-3000:]
+        assert stopped["shutdown_seconds"] < 10
         logs = run(tool, "logs", name).stdout
         assert "draining" in logs
         assert '"service stopped"' in logs

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import free_port, wait_for_health
-from nexus_template.render import ROOT
+from devtools.live import free_port, wait_for_health
+from devtools.render import ROOT
 
 pytestmark = pytest.mark.xdist_group("demo")  # one .demo/ folder
 
@@ -52,7 +52,7 @@ def _service_pid(port: int) -> int:
 @pytest.mark.parametrize("command", [["make", "--no-print-directory", "demo"], None], ids=["make", "module"])
 def test_stopping_the_demo_stops_its_service(command: list[str] | None, number: int) -> None:
     port = free_port()
-    argv = command or [str(ROOT / ".venv" / "bin" / "python"), "-m", "nexus_template.demo"]
+    argv = command or [str(ROOT / ".venv" / "bin" / "python"), "-m", "devtools.demo"]
     if command is None and not (ROOT / ".venv").is_dir():
         argv[0] = "python3"
     demo = subprocess.Popen(

@@ -14,7 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from nexus_template.render import ROOT, answer_sets, load_answers
+from devtools.render import ROOT, answer_sets, load_answers
 
 # The Compose Specification's own schema (compose-spec/compose-spec, as vendored by the dclint package)
 COMPOSE_VALIDATOR = jsonschema.Draft7Validator(

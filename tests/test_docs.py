@@ -9,8 +9,8 @@ import jinja2
 import pytest
 import yaml
 
+from devtools.render import ROOT, answer_sets, render, run_python
 from extensions.context import deployment_facts
-from nexus_template.render import ROOT, answer_sets, render, run_python
 from tests import settings_docs
 from tests.extension_modules import load_extension
 

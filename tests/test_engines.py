@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,8 +24,9 @@ import httpx
 import pytest
 import yaml
 
-from nexus_template.live import free_port, wait_for_health
+from devtools.live import free_port, wait_for_health
 from nexus_template.registry import list_instances
+from tests.edits import edit_file_lines
 from tests.etcd_server import ETCD, wait_for
 
 pytestmark = pytest.mark.xdist_group("container")
@@ -117,7 +117,7 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
     port, etcd_port = free_port(), free_port()
     version = f"9.9.{int(suffix, 16) % 1000}"  # a service release: one line of release/service.env
     facts = service / "release" / "service.env"
-    facts.write_text(re.sub(r"(?m)^SERVICE_VERSION=.*$", f"SERVICE_VERSION={version}", facts.read_text()))
+    edit_file_lines(facts, r"^SERVICE_VERSION=.*$", f"SERVICE_VERSION={version}")
     etcd_stand_in(compose["services"]["etcd"]["image"], tmp_path)
     test_file = service / "docker-compose.test.yml"
     test_file.write_text(yaml.safe_dump(on_host_network(compose, suffix, etcd_port)))
@@ -128,6 +128,7 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
     )
     container = f"{compose['services'][SERVICE]['container_name']}-{suffix}"
     override = service / f"docker-compose.{SERVICE}.override.yml"  # the service's own additions
+    assert PODMAN_COMPOSE is not None, "the engine fixture skips without podman-compose"
     compose_cmd = [
         PODMAN_COMPOSE,
         "-f",

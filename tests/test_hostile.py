@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import LiveService
+from devtools.live import LiveService
 
 pytestmark = pytest.mark.xdist_group("hostile")
 
@@ -81,7 +81,9 @@ def read_one_response(sock: socket.socket, timeout: float = 5) -> bytes:
         assert chunk, f"closed before a whole head: {data!r}"
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
-    length = int(re.search(rb"(?im)^content-length:\s*(\d+)", head).group(1))
+    declared = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    assert declared, f"no content-length in {head!r}"
+    length = int(declared.group(1))
     while len(body) < length:
         chunk = sock.recv(65536)
         assert chunk, f"closed before a whole body: {data!r}"
@@ -172,7 +174,7 @@ def rss_kib(pid: int) -> int:
 
 @pytest.fixture(scope="module")
 def shared(rendered, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    running = LiveService(rendered("default"), tmp_path_factory.mktemp("hostile-logs"), **SETTINGS)
+    running = LiveService(rendered("default"), tmp_path_factory.mktemp("hostile-logs"), environment=SETTINGS)
     yield running
     running.stop()
 
@@ -183,7 +185,9 @@ def live(rendered, tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
 
     def start(*, wrapper: tuple[str, ...] = (), **environment: str) -> LiveService:
         started.append(
-            LiveService(rendered("default"), tmp_path, wrapper=wrapper, **{**SETTINGS, **environment})
+            LiveService(
+                rendered("default"), tmp_path, wrapper=wrapper, environment={**SETTINGS, **environment}
+            )
         )
         return started[-1]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nexus_template.render import ROOT, run_python
+from devtools.render import ROOT, run_python
 from tests.locks import DEV_LOCK, dev_lock_command
 
 pytestmark = pytest.mark.xdist_group("uv")  # one uv cache

@@ -16,7 +16,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from nexus_template.live import LiveService, free_port, wait_for_health
+from devtools.live import LiveService, free_port, wait_for_health
 
 # the robustness tests' fixture, here as `_slow_service`: the default service with a /v1/slow endpoint
 from tests.test_robustness import service as _slow_service  # noqa: F401
@@ -29,7 +29,9 @@ OK, BAD, UNKNOWN = 40, 10, 5
 
 @pytest.fixture
 def live(rendered, tmp_path: Path) -> Iterator[LiveService]:
-    service = LiveService(rendered("default"), tmp_path, DRAIN_SECONDS="0", LOG_LEVEL="WARNING")
+    service = LiveService(
+        rendered("default"), tmp_path, environment={"DRAIN_SECONDS": "0", "LOG_LEVEL": "WARNING"}
+    )
     yield service
     service.stop()
 
@@ -131,9 +133,11 @@ def test_both_formats_pass_the_official_parsers(rendered, tmp_path: Path) -> Non
     service = LiveService(
         rendered("registry"),
         tmp_path,
-        DRAIN_SECONDS="0",
-        LOG_LEVEL="WARNING",
-        BACKEND_URL=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        environment={
+            "DRAIN_SECONDS": "0",
+            "LOG_LEVEL": "WARNING",
+            "BACKEND_URL": f"http://127.0.0.1:{free_port()}",
+        },
     )
     try:
         send_known_traffic(service.url)
@@ -178,9 +182,7 @@ def test_limit_rejections_timeouts_and_in_flight_are_counted(
     service = LiveService(
         request.getfixturevalue("_slow_service"),
         tmp_path,
-        DRAIN_SECONDS="0",
-        MAX_CONCURRENT_REQUESTS="2",
-        REQUEST_TIMEOUT_SECONDS="1",
+        environment={"DRAIN_SECONDS": "0", "MAX_CONCURRENT_REQUESTS": "2", "REQUEST_TIMEOUT_SECONDS": "1"},
     )
 
     def scrape() -> dict[str, float]:

@@ -9,7 +9,8 @@ import json
 import textwrap
 from pathlib import Path
 
-from nexus_template.render import run_python
+from devtools.render import run_python
+from tests.edits import replaced
 
 SCRIPT = textwrap.dedent(
     """
@@ -78,7 +79,7 @@ def test_the_documented_opentelemetry_recipe_exports_the_logged_traces(rendered,
     service = rendered("default")
     assert "opentelemetry" not in (service / "requirements.txt").read_text()
     script = tmp_path / "otel_recipe.py"
-    script.write_text(SCRIPT.replace("PARENT", f"00-{TRACE}-b7ad6b7169203331-01"))
+    script.write_text(replaced(SCRIPT, "PARENT", f"00-{TRACE}-b7ad6b7169203331-01"))
     result = run_python(tmp_path, str(script), PYTHONPATH=str(service))
     assert result.returncode == 0, result.stderr[-3000:]
     *lines, found = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

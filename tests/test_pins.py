@@ -7,7 +7,7 @@ from importlib.metadata import version
 
 import pytest
 
-from nexus_template.render import ROOT
+from devtools.render import ROOT
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s;]+)", re.MULTILINE)
 PINNED_FILES = ["template/requirements.txt.jinja", "template/requirements-dev.txt"]

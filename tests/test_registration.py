@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.live import LiveService, free_port
 from nexus_template.cli import main as cli
-from nexus_template.live import LiveService, free_port
 from nexus_template.registry import list_instances, list_services, read
 from tests.etcd_server import ETCD, Etcd, wait_for
 
@@ -42,7 +42,7 @@ def start_service(rendered, tmp_path: Path) -> Iterator[Callable[..., LiveServic
             "DRAIN_SECONDS": "0",
             **environment,
         }
-        started.append(LiveService(rendered("registry"), tmp_path, **settings))
+        started.append(LiveService(rendered("registry"), tmp_path, environment={**settings}))
         return started[-1]
 
     yield start
@@ -104,7 +104,7 @@ def test_each_instance_has_its_key_with_value_and_lease_and_the_service_key_stay
     service = start_service(etcd.url)
     key = key_of(service)
     wait_for(lambda: etcd.entry(key), timeout=10)
-    entry = etcd.entry(key)
+    entry = etcd.existing(key)
     assert entry["value"] == {
         "name": "llm-proxy",
         "base_url": "http://10.1.2.3:18441",
@@ -175,7 +175,7 @@ def test_withdrawn_while_readiness_fails_and_back_when_it_recovers(
     assert "withdrawn" in readiness_of(service)["registration:etcd"][0]["output"]
     backend.healthy = True
     back = wait_for(lambda: etcd.entry(key) and etcd.entry(SERVICE_KEY), timeout=TTL / 3 + 5)
-    assert etcd.entry(key)["value"]["readiness"] == "pass"
+    assert etcd.existing(key)["value"]["readiness"] == "pass"
     # a /readyz request that sees the change wakes the registration at once (no wait for its round)
     backend.healthy = False
     httpx.get(f"{service.url}/readyz")
@@ -207,7 +207,7 @@ def test_a_lost_lease_is_replaced(etcd: Etcd, start_service) -> None:
     service = start_service(etcd.url)
     key = key_of(service)
     wait_for(lambda: etcd.entry(key), timeout=10)
-    old = etcd.entry(key)["lease"]
+    old = etcd.existing(key)["lease"]
     etcd.call("lease/revoke", {"ID": old})  # as if it had expired: the keys go with it
     back = wait_for(lambda: (etcd.entry(key) or {}).get("lease") not in {None, old}, timeout=TTL + 3)
     wait_for(lambda: etcd.entry(SERVICE_KEY), timeout=TTL)
@@ -239,9 +239,9 @@ def test_replicas_keep_one_key_each_and_the_service_key_survives_its_owner(etcd:
     keys = {key_of(replica): replica for replica in replicas}
     wait_for(lambda: set(etcd.keys(PREFIX)) == {*keys, SERVICE_KEY}, timeout=10)
     assert {entry["instance_id"] for entry in list_instances(etcd.url)} == {instance_of(r) for r in replicas}
-    leases = {key: etcd.entry(key)["lease"] for key in keys}
+    leases = {key: etcd.existing(key)["lease"] for key in keys}
     assert len(set(leases.values())) == 3, "each instance has its own lease"
-    owner_lease = etcd.entry(SERVICE_KEY)["lease"]
+    owner_lease = etcd.existing(SERVICE_KEY)["lease"]
     [owner_key] = [key for key, lease in leases.items() if lease == owner_lease]
     owner = keys.pop(owner_key)
     owner.signal()  # it hands the service key to another ready instance before revoking its lease
@@ -251,7 +251,7 @@ def test_replicas_keep_one_key_each_and_the_service_key_survives_its_owner(etcd:
     immediate = set(etcd.keys(PREFIX)) == {*keys, SERVICE_KEY}
     wait_for(lambda: set(etcd.keys(PREFIX)) == {*keys, SERVICE_KEY}, timeout=TTL / 3 + 5)
     print(f"service key handed over {'before' if immediate else 'after'} the owner left")
-    handed = etcd.entry(SERVICE_KEY)
+    handed = etcd.existing(SERVICE_KEY)
     assert handed["lease"] in {leases[key] for key in keys}
     assert handed["value"]["instance_id"] in {key.rsplit("/", 1)[1] for key in keys}
     time.sleep(2 * TTL / 3)  # two keepalive rounds: nobody fights over the service key

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
-from nexus_template.live import wait_for_health
-from nexus_template.render import PYTHON, ROOT, answer_sets, load_answers, run_python
+from devtools.live import wait_for_health
+from devtools.render import PYTHON, ROOT, answer_sets, load_answers, run_python
 
 TEMPLATE_OWNED_PYTHON = "# Managed by nexus-template: `copier update` replaces this file."
 ALWAYS = [
@@ -109,7 +109,7 @@ def test_live_boot_on_the_chosen_port(rendered, name: str) -> None:
         health = wait_for_health(
             f"{base}/health",
             died=lambda: process.poll() is not None,
-            details=lambda: process.stdout.read().decode(),
+            details=lambda: process.stdout.read().decode() if process.stdout else "",
         )
         assert health.json() == {"status": "pass"}
         ready = httpx.get(f"{base}/readyz")

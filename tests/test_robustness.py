@@ -22,7 +22,8 @@ from typing import NamedTuple
 import httpx
 import pytest
 
-from nexus_template.live import LiveService
+from devtools.live import LiveService
+from tests.edits import edit_file
 
 pytestmark = pytest.mark.xdist_group("robustness")
 
@@ -51,15 +52,14 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("robust") / "svc"
     shutil.copytree(rendered("default"), target)
     module = target / "app" / "service.py"
-    text = module.read_text().replace(
-        "from litestar import Request, post", "from litestar import Request, get, post"
+    edit_file(
+        module,
+        ("from litestar import Request, post", "from litestar import Request, get, post"),
+        ("import time\n", "import asyncio\nimport time\n"),
+        ("from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"),
+        ("\n\nservice = ServiceSpec(", SLOW_ENDPOINTS + "\n\nservice = ServiceSpec("),
+        ("route_handlers=[echo],", "route_handlers=[echo, slow, counters],"),
     )
-    text = text.replace("import time\n", "import asyncio\nimport time\n")
-    text = text.replace(
-        "from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"
-    )
-    text = text.replace("\n\nservice = ServiceSpec(", SLOW_ENDPOINTS + "\n\nservice = ServiceSpec(")
-    module.write_text(text.replace("route_handlers=[echo],", "route_handlers=[echo, slow, counters],"))
     return target
 
 
@@ -68,7 +68,7 @@ def live(service: Path, tmp_path: Path) -> Iterator:
     started: list[LiveService] = []
 
     def start(**environment: str) -> LiveService:
-        started.append(LiveService(service, tmp_path, **{"DRAIN_SECONDS": "0", **environment}))
+        started.append(LiveService(service, tmp_path, environment={"DRAIN_SECONDS": "0", **environment}))
         return started[-1]
 
     yield start
@@ -226,7 +226,7 @@ BAD_INPUT = [
 
 @pytest.fixture(scope="module")
 def shared(service: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    running = LiveService(service, tmp_path_factory.mktemp("shared-logs"), DRAIN_SECONDS="0")
+    running = LiveService(service, tmp_path_factory.mktemp("shared-logs"), environment={"DRAIN_SECONDS": "0"})
     yield running
     running.stop()
 
@@ -248,7 +248,7 @@ def test_bad_input_gets_a_clear_4xx_and_nothing_breaks(shared: LiveService, case
 
 @pytest.mark.parametrize("odd", ["a" * 200, "has space", "semi;colon", "é-accent", "tab\there"])
 def test_odd_request_ids_are_replaced_and_never_echoed(shared: LiveService, odd: str) -> None:
-    response = httpx.get(f"{shared.url}/health", headers={"x-request-id": odd.encode()})
+    response = httpx.get(f"{shared.url}/health", headers=[(b"x-request-id", odd.encode())])
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     time.sleep(0.05)
     assert odd not in shared.log()

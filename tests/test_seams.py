@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devtools.render import ROOT, copy_working_tree_files, git, render, run_python
 from nexus_template.cli import main as cli
-from nexus_template.render import ROOT, copy_working_tree_files, git, render, run_python
 from nexus_template.updating import update_service
+from tests.edits import edit_file, edit_file_lines
 from tests.histories import TemplateHistory, answers, commit_all, generate
 from tests.test_container import engine
 from tests.test_deploy import COMPOSE_VALIDATOR
@@ -142,13 +143,12 @@ def use_every_seam(service: Path) -> dict[str, str]:
         path.write_text((path.read_text() if path.exists() else "") + text)
 
     module = service / "app" / "service.py"
-    text = module.read_text().replace("\nimport time\n", "\n" + SERVICE_IMPORTS + "import time\n", 1)
-    text = text.replace("\n\nservice = ServiceSpec(", SERVICE_CODE + "\n\nservice = ServiceSpec(", 1)
-    text = text.replace(
-        "    models=[],\n", "    models=tiny_models,\n    on_app_init=[add_plugged_route],\n", 1
+    edit_file(
+        module,
+        ("\nimport time\n", "\n" + SERVICE_IMPORTS + "import time\n"),
+        ("\n\nservice = ServiceSpec(", SERVICE_CODE + "\n\nservice = ServiceSpec("),
+        ("    models=[],\n", "    models=tiny_models,\n    on_app_init=[add_plugged_route],\n"),
     )
-    assert "on_app_init=[add_plugged_route]" in text, "the seed's ServiceSpec call changed"
-    module.write_text(text)
     append("image/system-packages.txt", "jq\n")
     append("image/files/models/tiny/config.json", json.dumps({"name": "tiny"}) + "\n")
     append("image/build.sh", BUILD_STEP)
@@ -264,7 +264,7 @@ def test_a_release_is_one_edit_of_release_service_env(tmp_path: Path, template_r
     git(service, "init", "--quiet")
     commit_all(service, "rendered")
     env = service / "release/service.env"
-    env.write_text(env.read_text().replace("SERVICE_VERSION=0.1.0\n", "SERVICE_VERSION=1.1.0\n"))
+    edit_file(env, ("SERVICE_VERSION=0.1.0\n", "SERVICE_VERSION=1.1.0\n"))
 
     changed = git(service, "status", "--porcelain").stdout.splitlines()
     assert changed == [" M release/service.env"]
@@ -305,7 +305,7 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
     service = render(template_repo, tmp_path / NAME, {"service_name": NAME})
     use_every_seam(service)
     env = service / "release/service.env"
-    env.write_text(env.read_text().replace("SERVICE_VERSION=0.1.0\n", "SERVICE_VERSION=1.2.0\n"))
+    edit_file(env, ("SERVICE_VERSION=0.1.0\n", "SERVICE_VERSION=1.2.0\n"))
     tag = f"nexus/{NAME}:1.2.0"
     # CI's own step, with `docker` standing for this machine's engine (host network, as everything here)
     shims = tmp_path / "bin"
@@ -428,7 +428,7 @@ def test_a_bad_release_file_stops_the_service_with_one_line(rendered, tmp_path: 
     service = tmp_path / "service"
     shutil.copytree(rendered("default"), service)
     env = service / "release/service.env"
-    env.write_text(re.sub(r"^SERVICE_VERSION=.*$", "SERVICE_VERSION=v1", env.read_text(), flags=re.M))
+    edit_file_lines(env, r"^SERVICE_VERSION=.*$", "SERVICE_VERSION=v1")
     result = run_python(service, "-m", "app", timeout=60)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()

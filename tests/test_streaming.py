@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import LiveService, live_services
+from devtools.live import LiveService, live_services
+from tests.edits import edit_file
 
 pytestmark = pytest.mark.xdist_group("streaming")
 
@@ -111,25 +112,22 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("streaming") / "svc"
     shutil.copytree(rendered("default"), target)
     module = target / "app" / "service.py"
-    text = module.read_text()
-    text = text.replace(
-        "from litestar import Request, post", "from litestar import Request, Response, get, post"
+    edit_file(
+        module,
+        ("from litestar import Request, post", "from litestar import Request, Response, get, post"),
+        ("import time\n", "import asyncio\nimport logging\nimport threading\nimport time\n"),
+        ("from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"),
+        (
+            "from app.nexus import ServiceSpec, current_request_id, nexus_of",
+            "from app.nexus import (ServiceSpec, byte_stream, cancelled, current_request_id, event_stream,"
+            " nexus_of, run_blocking)",
+        ),
+        ("\n\nservice = ServiceSpec(", STREAM_ENDPOINTS + "\n\nservice = ServiceSpec("),
+        (
+            "route_handlers=[echo],",
+            "route_handlers=[echo, test_stream, test_audio, test_slow, test_blocking, test_state],",
+        ),
     )
-    text = text.replace("import time\n", "import asyncio\nimport logging\nimport threading\nimport time\n")
-    text = text.replace(
-        "from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"
-    )
-    text = text.replace(
-        "from app.nexus import ServiceSpec, current_request_id, nexus_of",
-        "from app.nexus import (ServiceSpec, byte_stream, cancelled, current_request_id, event_stream,"
-        " nexus_of, run_blocking)",
-    )
-    text = text.replace("\n\nservice = ServiceSpec(", STREAM_ENDPOINTS + "\n\nservice = ServiceSpec(")
-    text = text.replace(
-        "route_handlers=[echo],",
-        "route_handlers=[echo, test_stream, test_audio, test_slow, test_blocking, test_state],",
-    )
-    module.write_text(text)
     return target
 
 

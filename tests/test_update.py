@@ -13,17 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from devtools.render import ROOT, copy_working_tree_files, git, run_python
 from nexus_template.cli import main as cli
-from nexus_template.render import ROOT, copy_working_tree_files, git, run_python
 from nexus_template.updating import update_service
+from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory, answers, commit_all, generate
 
 pytestmark = pytest.mark.xdist_group("update")
 
-
-PLATFORM_DOCSTRING = (
-    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
-)
 
 # --- what service authors do ------------------------------------------------------------------------
 
@@ -56,17 +53,18 @@ def test_hello(client) -> None:
 def make_service_edits(service: Path) -> dict[str, str]:
     """Edit the service the way its authors do; return the files whose content must survive byte for byte."""
     module = service / "app" / "service.py"
-    text = module.read_text()
-    # imports added at the top, so the edit works on the service of any template version
-    text = text.replace("\nimport time\n", "\n" + NEW_IMPORTS + "import time\n", 1)
-    text = text.replace(
-        '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""',
-        '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""\n    greeting: str = "hello"',
+    # anchors that the service of every release these stories start from has (v0.1.0 on)
+    edit_file(
+        module,
+        ("\nimport time\n", "\n" + NEW_IMPORTS + "import time\n"),
+        (
+            '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""',
+            '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""\n    greeting: str = "hello"',
+        ),
+        ("\n\nservice = ServiceSpec(", NEW_ROUTE + "\n\nservice = ServiceSpec("),
+        ("route_handlers=[echo],", "route_handlers=[echo, hello],"),
+        ("readiness_checks={},", 'readiness_checks={"cache:warm": cache_warm},'),
     )
-    text = text.replace("\n\nservice = ServiceSpec(", NEW_ROUTE + "\n\nservice = ServiceSpec(")
-    text = text.replace("route_handlers=[echo],", "route_handlers=[echo, hello],")
-    text = text.replace("readiness_checks={},", 'readiness_checks={"cache:warm": cache_warm},')
-    module.write_text(text)
     (service / "requirements-service.txt").write_text(
         (service / "requirements-service.txt").read_text() + "rich==13.9.4\n"
     )
@@ -76,12 +74,12 @@ def make_service_edits(service: Path) -> dict[str, str]:
     (service / "tests" / "test_hello.py").write_text(SERVICE_TEST)
     env = service / ".env.example"
     env.write_text(env.read_text() + "# Greeting of /v1/hello\nGREETING=hello\n")
-    readme = service / "README.md"
-    readme.write_text(
-        readme.read_text().replace(
+    edit_file(
+        service / "README.md",
+        (
             "What this service does, which backend it wraps, who to call when it breaks. (Yours to write.)",
             "Greets people. Owned by the greeting team; page #greeters when it breaks.",
-        )
+        ),
     )
     return {
         path: (service / path).read_text()
@@ -163,9 +161,7 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
 ) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     checks = service / "app/nexus/checks.py"
-    checks.write_text(
-        checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""')
-    )
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""'))
     commit_all(monorepo, "edit a template-owned file (the wrong thing to do)")
     history.replace(
         "template/app/nexus/checks.py",
@@ -181,9 +177,9 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
     assert re.search(r"^<<<<<<< ", text, re.MULTILINE)
     assert "tuned for our Ollama backend" in text  # the service's edit is kept, between the markers
     # and the service's own test suite refuses to pass with the markers left in
-    result = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
-    assert result.returncode != 0
-    assert "app/nexus/checks.py" in result.stdout + result.stderr
+    suite = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
+    assert suite.returncode != 0
+    assert "app/nexus/checks.py" in suite.stdout + suite.stderr
 
 
 def test_skipping_a_version(history: TemplateHistory, monorepo: Path) -> None:
@@ -231,9 +227,7 @@ def test_fleet_update_reports_every_service(
     conflicting = generate(history.path, monorepo, "beta", "v1.0.0", port=9101)
     dirty = generate(history.path, monorepo, "gamma", "v1.0.0", gpu=True)
     checks = conflicting / "app/nexus/checks.py"
-    checks.write_text(
-        checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""')
-    )
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""'))
     commit_all(monorepo, "beta edits a template file")
     (dirty / "README.md").write_text("uncommitted\n")
     history.replace(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nexus_template.render import ROOT
+from devtools.render import ROOT
 
 pytestmark = pytest.mark.xdist_group("update")
 

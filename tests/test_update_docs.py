@@ -16,16 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from nexus_template.render import GIT_IDENTITY, ROOT
+from devtools.render import GIT_IDENTITY, ROOT
+from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory, answers, append_line, commit_all, generate, status
 
 pytestmark = pytest.mark.xdist_group("update")
 
 DOC = ROOT / "docs" / "updating.md"
 BLOCK = re.compile(r"(?:<!-- run: ([\w-]+)(?:, exit: (\d+))? -->\n)?```bash\n(.*?)```", re.DOTALL)
-PLATFORM_DOCSTRING = (
-    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
-)
 
 
 def documented_blocks() -> list[tuple[str | None, int, str]]:
@@ -41,7 +39,7 @@ def test_every_bash_block_is_run_by_a_scenario() -> None:
 
 def _conflicted(history: TemplateHistory, service: Path, monorepo: Path) -> None:
     checks = service / "app/nexus/checks.py"
-    checks.write_text(checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
     commit_all(monorepo, "my-service edits a template-owned line")
     history.replace(
         "template/app/nexus/checks.py", PLATFORM_DOCSTRING, '"""Readiness checks (changed in v1.1.0)."""'

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from devtools.render import git
 from nexus_template.cli import main as cli
-from nexus_template.render import git
+from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import (
     TemplateHistory,
     answers,
@@ -29,9 +30,6 @@ from tests.histories import (
 
 pytestmark = pytest.mark.xdist_group("update")
 
-PLATFORM_DOCSTRING = (
-    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
-)
 K8S = "template/{% if kubernetes %}deploy{% endif %}/kubernetes"
 # a service test that leans on a template internal (the docstring of app.nexus.checks)
 FRAGILE_TEST = """
@@ -42,7 +40,7 @@ def test_checks_are_the_platform_ones() -> None:
     assert checks.__doc__.startswith("Readiness checks the platform provides.")
 """
 # service -> (version it is at, answers, the outcome update-all must report)
-FLEET = {
+FLEET: dict[str, tuple[str, dict[str, object], str]] = {
     "alpha": ("v1.0.0", {}, "ok"),
     "beta": ("v1.1.0", {}, "ok"),
     "gamma": ("v1.0.0", {"gpu": True}, "ok"),
@@ -80,7 +78,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
             generate(history.path, monorepo, name, version, **extra)
     services = monorepo / "services"
     checks = services / "zeta/app/nexus/checks.py"
-    checks.write_text(checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for zeta."""'))
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for zeta."""'))
     append_line(services / "theta/tests/test_service.py", FRAGILE_TEST)
     append_line(services / "iota/requirements-service.txt", "rich==13.9.4")
     append_line(services / "kappa/deploy/kubernetes/service.yaml", "# kappa: sticky sessions, see runbook")
@@ -151,6 +149,9 @@ def test_one_update_all_gives_each_service_its_outcome_and_git_says_the_same(
     assert committed == ["alpha", "beta", "delta", "epsilon", "gamma", "lambda"]
     log = git(monorepo, "log", "--reverse", "--format=%s", f"{start}..HEAD").stdout.splitlines()
     assert log == [f"{name}: update nexus-template {report[name]['before']} → v1.2.0" for name in committed]
+    # by the team's own git identity (the monorepo's user.name), not the updater's
+    authors = git(monorepo, "log", "--format=%an <%ae>|%cn <%ce>", f"{start}..HEAD").stdout.splitlines()
+    assert set(authors) == {"Service Author <author@nexus.invalid>|Service Author <author@nexus.invalid>"}
     for name in committed:
         touched = git(monorepo, "show", "--format=", "--name-only", f":/^{name}: update").stdout.split()
         assert {path.split("/")[1] for path in touched} == {name}

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from devtools.render import git, run_python, update
 from nexus_template.cli import main as cli
-from nexus_template.render import git, run_python, update
 from nexus_template.updating import UpdateResult, table
+from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory, answers, append_line, commit_all, generate, status
 
 pytestmark = pytest.mark.xdist_group("update")
 
-PLATFORM_DOCSTRING = (
-    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
-)
 COMPOSE = "template/{{ compose_file }}.jinja"
 K8S = "template/{% if kubernetes %}deploy{% endif %}/kubernetes"
 
@@ -34,7 +32,7 @@ def update_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, di
 
 def conflicting_edit(service: Path) -> None:
     checks = service / "app/nexus/checks.py"
-    checks.write_text(checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
 
 
 def release_conflicting_change(history: TemplateHistory, version: str) -> None:
@@ -437,7 +435,7 @@ def test_a_service_whose_template_is_gone_fails_alone(
     moved = generate(history.path, monorepo, "alpha", "v1.0.0")
     other = generate(history.path, monorepo, "beta", "v1.0.0")
     recorded = moved / ".copier-answers.yml"
-    recorded.write_text(recorded.read_text().replace(str(history.path), str(tmp_path / "moved-away")))
+    edit_file(recorded, (str(history.path), str(tmp_path / "moved-away")))
     commit_all(monorepo, "alpha's template moved")
     history.append("template/app/nexus/metadata.py", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")

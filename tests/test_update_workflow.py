@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nexus_template.render import GIT_IDENTITY, git, render
+from devtools.render import GIT_IDENTITY, git, render
+from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory
 
 pytestmark = pytest.mark.xdist_group("update")
@@ -28,9 +29,6 @@ RECORDER = """#!/bin/sh
 printf '%s\\0' "$@" >> "$GH_LOG"
 printf '\\036' >> "$GH_LOG"
 """
-PLATFORM_DOCSTRING = (
-    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
-)
 
 
 def _expression(text: str, outputs: dict[str, dict[str, str]]) -> str:
@@ -104,7 +102,7 @@ def service_repo(history: TemplateHistory, tmp_path: Path) -> tuple[Path, Path]:
     service = render(history.path, tmp_path / "greeter", {"service_name": "greeter"}, vcs_ref="v1.0.0")
     git(service, "init", "--quiet", "--initial-branch=main")
     checks = service / "app/nexus/checks.py"
-    checks.write_text(checks.read_text().replace(PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
     git(service, "add", "--all")
     git(service, "commit", "--quiet", "--message", "greeter with an edit in a template-owned file")
     remote = tmp_path / "origin.git"

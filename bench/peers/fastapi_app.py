@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -181,17 +182,18 @@ def _reply(data: ChatCompletionRequest) -> tuple[list[str], int]:
 @app.post("/v1/chat/completions", response_model=None)
 async def chat_completions(data: ChatCompletionRequest) -> ChatCompletion | StreamingResponse:
     words, prompt_tokens = _reply(data)
-    identity = {"id": f"chatcmpl-{uuid.uuid4().hex}", "created": int(time.time()), "model": data.model}
+    completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
     if data.stream:
 
-        async def events():
-            first = ChunkChoice(index=0, delta=Delta(role="assistant", content=""))
-            yield f"data: {ChatCompletionChunk(**identity, choices=[first]).model_dump_json()}\n\n"
+        def event(choice: ChunkChoice) -> str:
+            chunk = ChatCompletionChunk(id=completion_id, created=created, model=data.model, choices=[choice])
+            return f"data: {chunk.model_dump_json()}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            yield event(ChunkChoice(index=0, delta=Delta(role="assistant", content="")))
             for index, word in enumerate(words):
-                choice = ChunkChoice(index=0, delta=Delta(content=word if index == 0 else " " + word))
-                yield f"data: {ChatCompletionChunk(**identity, choices=[choice]).model_dump_json()}\n\n"
-            last = ChunkChoice(index=0, delta=Delta(), finish_reason="stop")
-            yield f"data: {ChatCompletionChunk(**identity, choices=[last]).model_dump_json()}\n\n"
+                yield event(ChunkChoice(index=0, delta=Delta(content=word if index == 0 else " " + word)))
+            yield event(ChunkChoice(index=0, delta=Delta(), finish_reason="stop"))
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
@@ -200,5 +202,9 @@ async def chat_completions(data: ChatCompletionRequest) -> ChatCompletion | Stre
         prompt_tokens=prompt_tokens, completion_tokens=len(words), total_tokens=prompt_tokens + len(words)
     )
     return ChatCompletion(
-        **identity, choices=[Choice(index=0, message=message, finish_reason="stop")], usage=usage
+        id=completion_id,
+        created=created,
+        model=data.model,
+        choices=[Choice(index=0, message=message, finish_reason="stop")],
+        usage=usage,
     )

@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import msgspec
+
+# the ASGI callables' types (the ASGI specification's, without a dependency for them)
+Event = dict[str, Any]
+Receive = Callable[[], Awaitable[Event]]
+Send = Callable[[Event], Awaitable[None]]
 
 _JSON = [(b"content-type", b"application/json")]
 _EVENTS = [(b"content-type", b"text/event-stream")]
@@ -40,7 +47,7 @@ def _chunk(identity: dict, delta: dict, finish: str | None = None) -> bytes:
     return b"data: " + msgspec.json.encode({**identity, "choices": [choice]}) + b"\n\n"
 
 
-async def _chat(receive, send) -> None:
+async def _chat(receive: Receive, send: Send) -> None:
     data = msgspec.json.decode(await _body(receive), type=ChatRequest)
     last_user = next((m.content or "" for m in reversed(data.messages) if m.role == "user"), "")
     words = f"You said: {last_user}".split()
@@ -63,7 +70,7 @@ async def _chat(receive, send) -> None:
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
-async def _body(receive) -> bytes:
+async def _body(receive: Receive) -> bytes:
     chunks = []
     while True:
         message = await receive()
@@ -72,7 +79,7 @@ async def _body(receive) -> bytes:
             return b"".join(chunks)
 
 
-async def app(scope, receive, send) -> None:
+async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})

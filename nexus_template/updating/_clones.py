@@ -9,23 +9,28 @@ to one version in pyproject.toml; tests/test_update_fleet.py runs through it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
 from copier import _main, _template
+from copier._vcs import clone as _copier_clone
 
 from nexus_template.updating._isolated import snapshot
 
 __all__ = ["captured_old_render", "shared_clones"]
 
 
+def _set_template_clone(clone: Callable[..., str]) -> None:
+    """Swap the `clone` that copier's Template calls (a name copier._template imports from copier._vcs)."""
+    _template.clone = clone  # type: ignore[attr-defined]  # copier._template does not re-export clone
+
+
 @contextmanager
 def shared_clones() -> Iterator[None]:
     """Within the block, copier clones each template version once."""
-    original = _template.clone
-    if getattr(original, "_shared", False):  # an outer block already shares them
+    if vars(_template)["clone"] is not _copier_clone:  # an outer block already shares them
         yield
         return
     with TemporaryDirectory(prefix="nexus-template-clones-") as cache:
@@ -36,15 +41,15 @@ def shared_clones() -> Iterator[None]:
             del location
             key = (url, ref)
             if key not in checkouts:
-                checkouts[key] = Path(original(url, ref, location=str(Path(cache) / str(len(checkouts)))))
+                checkout = str(Path(cache) / str(len(checkouts)))
+                checkouts[key] = Path(_copier_clone(url, ref, location=checkout))
             return str(checkouts[key])
 
-        clone._shared = True  # type: ignore[attr-defined]
-        _template.clone = clone
+        _set_template_clone(clone)
         try:
             yield
         finally:
-            _template.clone = original
+            _set_template_clone(_copier_clone)
 
 
 @contextmanager
@@ -55,13 +60,13 @@ def captured_old_render() -> Iterator[dict[str, bytes]]:
     original = _main.Worker.run_copy
     prefix = f"{_main.__name__}.old_copy."
 
-    def run_copy(worker: _main.Worker) -> None:
-        original(worker)
-        if Path(worker.dst_path).name.startswith(prefix):
-            captured.update(snapshot(Path(worker.dst_path)).files)
+    def run_copy(self: _main.Worker) -> None:
+        original(self)
+        if Path(self.dst_path).name.startswith(prefix):
+            captured.update(snapshot(Path(self.dst_path)).files)
 
-    _main.Worker.run_copy = run_copy  # type: ignore[method-assign]
+    _main.Worker.run_copy = run_copy  # type: ignore[method-assign]  # wrapped for the block, then put back
     try:
         yield captured
     finally:
-        _main.Worker.run_copy = original  # type: ignore[method-assign]
+        _main.Worker.run_copy = original  # type: ignore[method-assign]  # the method copier defines

@@ -1,13 +1,40 @@
-"""Git plumbing the updater needs, run with a fixed identity so commits work on any machine."""
+"""Git plumbing the updater needs.
+
+Commits in a team's repository (`update-all --commit`) carry the team's own git identity; only the
+scratch repository an update runs in (`_isolated`) commits with a fixed one, so updates work on machines
+where git has no identity configured.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
-from nexus_template.render import git
+__all__ = ["changed_paths", "git", "git_bytes", "repository_prefix", "scratch_git", "top_level"]
 
-__all__ = ["changed_paths", "git", "git_bytes", "repository_prefix", "top_level"]
+_SCRATCH_IDENTITY = {
+    "GIT_AUTHOR_NAME": "nexus-template",
+    "GIT_AUTHOR_EMAIL": "nexus-template@localhost.invalid",
+    "GIT_COMMITTER_NAME": "nexus-template",
+    "GIT_COMMITTER_EMAIL": "nexus-template@localhost.invalid",
+}
+
+
+def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=check)
+
+
+def scratch_git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """git in the updater's own scratch repository, with a fixed identity."""
+    return subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        env={**os.environ, **_SCRATCH_IDENTITY},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def git_bytes(cwd: Path, *args: str) -> bytes:

@@ -20,7 +20,7 @@ from typing import Any
 
 from copier import run_update
 
-from nexus_template.updating._git import git, git_bytes, repository_prefix
+from nexus_template.updating._git import git, git_bytes, repository_prefix, scratch_git
 
 __all__ = ["Snapshot", "apply_to", "commit_copy", "isolated_copy", "run_copier", "snapshot", "unmerged"]
 
@@ -59,13 +59,13 @@ def isolated_copy(service: Path) -> Iterator[Path]:
         copy.mkdir()
         with tarfile.open(fileobj=BytesIO(archive)) as tar:
             tar.extractall(copy, filter="tar")
-        git(copy, "init", "--quiet", "--initial-branch=main")
+        scratch_git(copy, "init", "--quiet", "--initial-branch=main")
         yield copy
 
 
 def commit_copy(copy: Path) -> None:
-    git(copy, "add", "--all")
-    git(copy, "commit", "--quiet", "--no-verify", "--message", "the service before the update")
+    scratch_git(copy, "add", "--all")
+    scratch_git(copy, "commit", "--quiet", "--no-verify", "--message", "the service before the update")
 
 
 def run_copier(copy: Path, *, vcs_ref: str | None, data: dict[str, Any]) -> str | None:

@@ -7,19 +7,20 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
-from nexus_template.render import PYTHON
+from devtools.render import PYTHON
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def wait_for_health(
@@ -52,15 +53,20 @@ class LiveService:
         *,
         port: int | None = None,
         wrapper: Sequence[str] = (),
-        **environment: str,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         """`port`: a fixed one (e.g. a restarted replica's), else a free one. `wrapper` goes before the
         command, e.g. ("prlimit", "--nofile=512:512") (it must exec it, so that `process` stays the
-        service's own process)."""
+        service's own process). `environment`: settings over this process's environment."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"service-{self.port}-{time.monotonic_ns()}.log"
-        env = {**os.environ, "SERVICE_HOST": "127.0.0.1", "SERVICE_PORT": str(self.port), **environment}
+        env = {
+            **os.environ,
+            "SERVICE_HOST": "127.0.0.1",
+            "SERVICE_PORT": str(self.port),
+            **(environment or {}),
+        }
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [*wrapper, PYTHON, "-m", "app"], cwd=service, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -98,7 +104,7 @@ def live_services(service: Path, log_dir: Path, **defaults: str) -> Iterator[Cal
     started: list[LiveService] = []
 
     def start(**environment: str) -> LiveService:
-        started.append(LiveService(service, log_dir, **{**defaults, **environment}))
+        started.append(LiveService(service, log_dir, environment={**defaults, **environment}))
         return started[-1]
 
     try:

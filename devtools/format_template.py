@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nexus_template.render import ROOT, copy_working_tree, load_answers, render
+from devtools.render import ROOT, copy_working_tree, load_answers, render
 
 
 def main() -> int:

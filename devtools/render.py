@@ -33,7 +33,8 @@ def answer_sets() -> list[str]:
 
 
 def load_answers(name: str) -> dict[str, Any]:
-    return yaml.safe_load((ANSWERS / f"{name}.yml").read_text())
+    answers: dict[str, Any] = yaml.safe_load((ANSWERS / f"{name}.yml").read_text())
+    return answers
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -12,15 +12,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nexus_template.live import LiveService
-from nexus_template.render import copy_working_tree, load_answers, render
+from devtools.live import LiveService
+from devtools.render import copy_working_tree, load_answers, render
 
 
 def main(arguments: list[str]) -> int:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         service = render(copy_working_tree(workdir / "template"), workdir / "svc", load_answers("default"))
-        running = LiveService(service, workdir, DRAIN_SECONDS="0", LOG_LEVEL="WARNING")
+        running = LiveService(service, workdir, environment={"DRAIN_SECONDS": "0", "LOG_LEVEL": "WARNING"})
         try:
             command = [
                 str(Path(sys.executable).with_name("schemathesis")), "run", f"{running.url}/schema/openapi.json",

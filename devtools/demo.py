@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from types import FrameType
 
-from nexus_template.render import PYTHON, ROOT, copy_working_tree, render
+from devtools.render import PYTHON, ROOT, copy_working_tree, render
 
 SERVICE_NAME = "demo-service"
 # the service drains for DRAIN_SECONDS=0 and then has its grace period; past this it is killed
