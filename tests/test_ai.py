@@ -23,6 +23,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from devtools.live import LiveService, free_port
 from devtools.render import answer_sets, run_python
 from extensions.context import OPENAI_CAPABILITIES, openai_capabilities
+from tests.edits import edit_file
 
 pytestmark = pytest.mark.xdist_group("ai")
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello backend"}]
@@ -210,9 +211,7 @@ def test_an_offered_capability_without_its_module_stops_start_up_with_one_line(
     naming the file, not a 500 at the first request; a service serving the route itself needs none."""
     service = shutil.copytree(rendered("ai-local"), tmp_path / "service")
     module = service / "app" / "capabilities" / "chat_completions.py"
-    text = module.read_text()
-    assert text.count("\nasync def stream(") == 1
-    module.write_text(text.replace("\nasync def stream(", "\nasync def _stream("))
+    edit_file(module, ("\nasync def stream(", "\nasync def _stream("))
     incomplete = run_python(service, "-m", "app", GPU_MIN_COUNT="0", timeout=60)
     assert incomplete.returncode == 2
     assert "app/capabilities/chat_completions.py implements chat.completions but does not define stream" in (
