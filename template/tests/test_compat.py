@@ -9,21 +9,24 @@ import asyncio
 import inspect
 import re
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
-from litestar import Request
+from litestar import Request, Response
+from litestar.response import Stream
 from litestar.testing import RequestFactory
 from litestar.types import HTTPRequestEvent, Receive
+from litestar.types import Message as SendMessage
 from uvicorn.server import ServerState
 
 from app.nexus import _compat
 
 ROOT = Path(__file__).resolve().parents[1]
+Message = dict[str, Any]
 
 
 def _pinned(name: str) -> str | None:
@@ -75,8 +78,37 @@ def test_an_error_of_the_service_is_not_taken_for_a_decoding_error() -> None:
     assert not _compat.raised_while_decoding_json(raised.value)
 
 
+def test_a_litestar_stream_is_sent_from_the_request_task() -> None:
+    async def scenario() -> None:
+        producing: set[asyncio.Task[Any] | None] = set()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            producing.add(asyncio.current_task())
+            yield b"one"
+            yield b"two"
+
+        request = RequestFactory().get("/")
+        response = _compat.streamed_in_request_task(Stream(chunks()).to_asgi_response(None, request))
+        sent: list[Message] = []
+
+        async def send(message: SendMessage) -> None:
+            sent.append(dict(message))
+
+        await response(request.scope, _receiving(b""), send)
+        assert producing == {asyncio.current_task()}
+        assert [message["type"] for message in sent] == ["http.response.start", *["http.response.body"] * 3]
+        assert [message["body"] for message in sent[1:]] == [b"one", b"two", b""]
+
+    asyncio.run(scenario())
+
+
+def test_only_a_streaming_response_is_changed() -> None:
+    request = RequestFactory().get("/")
+    with pytest.raises(TypeError, match="ASGIStreamingResponse"):
+        _compat.streamed_in_request_task(Response(b"{}").to_asgi_response(None, request))
+
+
 _lifespan_events: list[str] = []
-Message = dict[str, Any]
 
 
 async def _app(

@@ -7,6 +7,7 @@ library or overrides one of their undocumented methods except through the names 
 
 - the JSON body Litestar already decoded, read back from the request's private connection state;
 - an error raised inside Litestar's body decoding, recognised by its frame (`decode_json`);
+- Litestar's streaming response, made to send its chunks from the request's own task;
 - uvicorn's timeouts, typed `int`, given fractions of a second;
 - `UvicornServer`, subclassed by app.nexus.server, which overrides `SERVER_HOOKS` and reads the server's
   connections, request tasks, listening sockets and lifespan through the functions below;
@@ -19,7 +20,9 @@ from typing import Any, Protocol, cast
 
 import uvicorn
 from litestar import Request
-from litestar.types import Empty
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Empty, Receive, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "request_cycle",
     "request_tasks",
     "shut_down_lifespan",
+    "streamed_in_request_task",
     "uvicorn_seconds",
 ]
 
@@ -67,6 +71,26 @@ def raised_while_decoding_json(exc: BaseException) -> bool:
             return True
         trace = trace.tb_next
     return False
+
+
+class _InTaskStreamingResponse(ASGIStreamingResponse):
+    __slots__ = ()
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        async for chunk in self.iterator:  # bytes: the platform's producers encode every chunk
+            body = chunk if isinstance(chunk, bytes) else chunk.encode()
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def streamed_in_request_task(response: ASGIResponse) -> ASGIResponse:
+    """Litestar's response for a `Stream`, changed to send its chunks from the request's own task (Litestar
+    sends them from a task group next to a disconnect listener of its own; the platform listens itself and
+    cancels the request task). TypeError for any other response."""
+    if type(response) is not ASGIStreamingResponse:
+        raise TypeError(f"expected Litestar's ASGIStreamingResponse, got {type(response).__name__}")
+    response.__class__ = _InTaskStreamingResponse
+    return response
 
 
 # --- uvicorn --------------------------------------------------------------------------------------------

@@ -30,9 +30,8 @@ from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Receive, Send
 
+from app.nexus._compat import streamed_in_request_task
 from app.nexus.errors import ServiceError, error_body
 from app.nexus.exchange import ENDED_WITH_ERROR_EVENT, Exchange, Outcome, current_exchange
 
@@ -131,25 +130,10 @@ def _platform_ending(exchange: Exchange | None) -> Outcome | None:
     return exchange.outcome
 
 
-class _InTaskStreamingResponse(ASGIStreamingResponse):
-    """Sends the chunks from the request's own task (Litestar's runs them in a task group next to a
-    disconnect listener; here the platform listens, and cancels the request task)."""
-
-    __slots__ = ()
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        async for chunk in self.iterator:  # bytes: the platform's producers encode every chunk
-            body = chunk if isinstance(chunk, bytes) else chunk.encode()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
 class _PlatformStream(Stream):
     def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
         kwargs["media_type"] = self.media_type  # Litestar would prefer the handler's (JSON)
-        response = super().to_asgi_response(app, request, **kwargs)
-        response.__class__ = _InTaskStreamingResponse
-        return response
+        return streamed_in_request_task(super().to_asgi_response(app, request, **kwargs))
 
 
 def _stream(
