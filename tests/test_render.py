@@ -87,6 +87,14 @@ def test_ruff_is_clean(rendered, name: str) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_mypy_is_clean(rendered, name: str) -> None:
+    """The service's own type check (pyproject.toml [tool.mypy], as its CI runs it); no cache is written.
+    Without this repository on PYTHONPATH: mypy would take its `tests` package for the service's."""
+    result = run_python(rendered(name), "-m", "mypy", "--cache-dir", os.devnull, timeout=300, PYTHONPATH="")
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.stdout.startswith("Success: no issues found"), result.stdout
+
+
 def test_the_services_own_tests_pass(rendered, name: str) -> None:
     result = run_python(rendered(name), "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
