@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Quiet logs; readiness independent of this machine's GPUs (tests/test_gpu.py asks for them explicitly).
 QUIET = {"LOG_LEVEL": "WARNING"} | ({"GPU_MIN_COUNT": "0"} if identity.GPU else {})
 if BACKEND == "openai":  # a wrapper service is tested in front of a real OpenAI-compatible server
-    from tests.fake_backend import start
+    from tests.fake_backend import start  # type: ignore[import-not-found, unused-ignore]  # rendered for wrapper services only
 
     BACKEND_URL, BACKEND_REQUESTS = start()
     QUIET["BACKEND_URL"] = BACKEND_URL
@@ -58,7 +58,8 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class LiveService:

@@ -5,6 +5,7 @@ the model list (static or from a provider) and the service's facts in release/se
 import asyncio
 import functools
 from collections.abc import Callable
+from types import ModuleType
 
 import httpx
 import msgspec
@@ -73,8 +74,8 @@ OPENAI_NAMES = [
     [(app.nexus, PUBLIC_NAMES), (app.nexus.openai, OPENAI_NAMES)],
     ids=["nexus", "openai"],
 )
-def test_the_public_names_are_pinned(module: object, names: list[str]) -> None:
-    assert sorted(module.__all__) == sorted(names)  # type: ignore[attr-defined]
+def test_the_public_names_are_pinned(module: ModuleType, names: list[str]) -> None:
+    assert sorted(module.__all__) == sorted(names)
     for name in names:
         assert getattr(module, name) is not None, name
 

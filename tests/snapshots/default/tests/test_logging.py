@@ -12,10 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import httpx
 import msgspec
@@ -168,8 +168,10 @@ def test_a_stalled_stdout_never_stalls_the_service_and_logging_resumes(tmp_path:
         assert dropped > 0
 
         lines: list[dict] = []
+        output = process.stdout
+        assert output is not None
         reader = threading.Thread(
-            target=lambda: lines.extend(json.loads(line) for line in process.stdout), daemon=True
+            target=lambda: lines.extend(json.loads(line) for line in output), daemon=True
         )
         reader.start()  # stdout is read again
         deadline = time.monotonic() + 15
@@ -265,7 +267,7 @@ def test_access_line_fields_are_bounded(
 def test_a_readiness_check_that_changes_state_is_a_warning_once(
     make_client: Callable[..., TestClient], capfd: pytest.CaptureFixture[str]
 ) -> None:
-    states = iter(["pass", "pass", "fail", "fail", "pass"])
+    states: Iterator[Literal["pass", "fail"]] = iter(["pass", "pass", "fail", "fail", "pass"])
 
     async def flaky(_nexus: object) -> CheckResult:
         status = next(states)
@@ -302,7 +304,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def backend() -> str:
+def backend() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Recorder.seen = []

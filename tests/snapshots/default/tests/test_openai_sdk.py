@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from litestar import get
 from openai.types import CreateEmbeddingResponse, ImagesResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from app.nexus import ServiceError, ServiceSpec
 from app.nexus.asgi import NexusASGI
@@ -30,7 +30,7 @@ from app.nexus.factory import create_app
 from app.service import service
 from tests.nexus_fixtures import QUIET, free_port
 
-USER = [{"role": "user", "content": "Say hello"}]
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Say hello"}]
 OFFERED = implementations(service.route_handlers)
 
 
@@ -178,7 +178,7 @@ def test_the_request_id_reaches_the_backend(client: openai.OpenAI) -> None:
 @wraps_a_backend
 def test_a_backend_stream_that_breaks_off_ends_with_an_error_event(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(model="broken-stream-model", messages=USER, stream=True)
-    received = []
+    received: list[str | None] = []
     with pytest.raises(openai.APIError) as broken:
         received.extend(chunk.choices[0].delta.content for chunk in stream)
     assert received == ["Hello"]  # passed through before the break

@@ -9,10 +9,10 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -39,7 +39,8 @@ def assert_openai_error(response, status: int) -> dict:
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
     assert "Traceback" not in response.text
-    return body["error"]
+    error: dict[str, Any] = body["error"]
+    return error
 
 
 # --- /health, /readyz -------------------------------------------------------------------------------
@@ -72,7 +73,7 @@ class _Backend(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def backend() -> str:
+def backend() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Backend)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -402,7 +403,10 @@ def _dotenv(path: Path) -> dict[str, str]:
 
 def test_env_example_documents_every_setting_with_its_default() -> None:
     documented = _dotenv(ROOT / ".env.example")
-    settings_types = [PlatformSettings, *([service.settings] if service.settings else [])]
+    settings_types: list[type[msgspec.Struct]] = [
+        PlatformSettings,
+        *([service.settings] if service.settings else []),
+    ]
     expected = [name for settings_type in settings_types for name in variable_names(settings_type)]
     assert sorted(documented) == sorted(expected)
     for settings_type in settings_types:

@@ -21,8 +21,10 @@ It sits outside Litestar because Litestar's router answers 404/405 without runni
 import asyncio
 import logging
 import time
+from typing import Any
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from app.nexus.context import NexusContext
 from app.nexus.correlation import HEADER, read_headers, request_id_var
@@ -52,7 +54,9 @@ _HEADERS_TOO_LARGE = error_body(
 )
 
 
-def _headers(content_type: str, length: int, request_id: bytes, *extra: tuple[bytes, bytes]) -> list:
+def _headers(
+    content_type: str, length: int, request_id: bytes, *extra: tuple[bytes, bytes]
+) -> list[tuple[bytes, bytes]]:
     return [
         (b"content-type", content_type.encode()),
         (b"content-length", str(length).encode()),
@@ -62,10 +66,10 @@ def _headers(content_type: str, length: int, request_id: bytes, *extra: tuple[by
     ]
 
 
-async def _send_bytes(send: Send, status: int, headers: list, body: bytes) -> int:
+async def _send_bytes(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
     """Send a whole response; return the body bytes sent."""
     await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
     return len(body)
 
 
@@ -114,7 +118,7 @@ class NexusASGI:
         self.timeouts = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -172,7 +176,7 @@ class NexusASGI:
             probe = self.fast_routes.get("/" + "/".join(part for part in path.split("/") if part))
         return probe
 
-    async def _limited(self, scope: Scope, exchange: Exchange, send: Send, request_id: bytes) -> int:
+    async def _limited(self, scope: HTTPScope, exchange: Exchange, send: Send, request_id: bytes) -> int:
         """Run one counted request under the timeout; return the status sent (499: the client left first)."""
         status = 500
         started = False
@@ -241,11 +245,11 @@ class Deadlines:
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
         self._interval = min(0.1, timeout / 10)
-        self._deadlines: dict[asyncio.Task, float] = {}
-        self._expired: set[asyncio.Task] = set()
-        self._watchdog: asyncio.Task | None = None
+        self._deadlines: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
 
-    def watch(self) -> asyncio.Task:
+    def watch(self) -> asyncio.Task[Any]:
         """Give the current request task its deadline; return the task."""
         task = asyncio.current_task()
         assert task is not None
@@ -254,10 +258,10 @@ class Deadlines:
             self._watchdog = asyncio.create_task(self._watch(), name="nexus-request-deadlines")
         return task
 
-    def expired(self, task: asyncio.Task) -> bool:
+    def expired(self, task: asyncio.Task[Any]) -> bool:
         return task in self._expired
 
-    def forget(self, task: asyncio.Task) -> None:
+    def forget(self, task: asyncio.Task[Any]) -> None:
         self._deadlines.pop(task, None)
         self._expired.discard(task)
 

@@ -13,7 +13,8 @@ import asyncio
 import logging
 import time
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
 from app.nexus.errors import JSON, error_body
 
@@ -40,14 +41,14 @@ class BodyRateGuard:
         self.seconds_per_byte = 1 / min_bytes_per_second
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         credit = self.timeout
         complete = False
         started = False
 
-        async def guarded_receive() -> Message:
+        async def guarded_receive() -> ReceiveMessage:
             nonlocal credit, complete
             if complete:
                 return await receive()
@@ -58,10 +59,10 @@ class BodyRateGuard:
             except TimeoutError:
                 raise _BodyTooSlow from None
             waited = time.monotonic() - waiting_since
-            earned = len(message.get("body", b"")) * self.seconds_per_byte
-            credit = min(self.timeout, credit - waited + earned)
+            body = message.get("body", b"") if message["type"] == "http.request" else b""
+            credit = min(self.timeout, credit - waited + len(body) * self.seconds_per_byte)
             complete = message["type"] != "http.request" or not message.get("more_body", False)
-            return message  # type: ignore[return-value]
+            return message
 
         async def tracked_send(message: Message) -> None:
             nonlocal started
@@ -75,11 +76,11 @@ class BodyRateGuard:
                 logger.warning("request body too slow after the response started: connection closed")
                 return
             logger.warning("request body too slow: answered 408")
-            headers = [
+            headers: list[tuple[bytes, bytes]] = [
                 (b"content-type", JSON.encode()),
                 (b"content-length", str(len(_TOO_SLOW)).encode()),
                 (b"cache-control", b"no-store"),
                 (b"connection", b"close"),  # the rest of the body is still on its way
             ]
             await send({"type": "http.response.start", "status": 408, "headers": headers})
-            await send({"type": "http.response.body", "body": _TOO_SLOW})
+            await send({"type": "http.response.body", "body": _TOO_SLOW, "more_body": False})

@@ -26,7 +26,8 @@ def _takes_json(handler: BaseRouteHandler) -> bool:
         data = handler.parsed_fn_signature.parameters.get("data")
         media_type = getattr(getattr(data, "kwarg_definition", None), "media_type", RequestEncodingType.JSON)
         handler.opt[_OPT_KEY] = data is not None and media_type == RequestEncodingType.JSON
-    return handler.opt[_OPT_KEY]
+    takes_json: bool = handler.opt[_OPT_KEY]
+    return takes_json
 
 
 async def check_json_body(request: Request[Any, Any, Any]) -> None:

@@ -3,6 +3,7 @@
 
 import os
 import re
+from collections.abc import Iterable
 from contextvars import ContextVar
 
 HEADER = b"x-request-id"
@@ -17,7 +18,7 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str, int, bytes | None, bool]:
+def read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, int, bytes | None, bool]:
     """(request id, total header bytes, raw `traceparent` or None, whether the id is fresh) in one pass.
 
     The request id is the incoming one when valid, else a fresh one (128 random bits in hex).

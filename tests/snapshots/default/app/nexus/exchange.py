@@ -19,7 +19,7 @@ import time
 from contextvars import ContextVar
 from typing import Literal
 
-from litestar.types import Message, Receive, Scope
+from litestar.types import HTTPScope, Message, Receive, ReceiveMessage
 
 __all__ = [
     "DISCONNECT_CHECK_AFTER",
@@ -77,8 +77,8 @@ class Exchange:
         self, receive: Receive, started: float, idle_timeout: float, max_seconds: float, *, bodiless: bool
     ) -> None:
         self._receive = receive
-        self._listener: asyncio.Task | None = None
-        self._stash: Message | None = None  # a message the listener read before the app asked for it
+        self._listener: asyncio.Task[None] | None = None
+        self._stash: ReceiveMessage | None = None  # a message the listener read before the app asked for it
         self.task = asyncio.current_task()
         self.started = started
         self.idle_timeout = idle_timeout
@@ -93,7 +93,7 @@ class Exchange:
         self.listen_for_disconnect = False
         self.outcome: Outcome | None = None
 
-    async def receive(self) -> Message:
+    async def receive(self) -> ReceiveMessage:
         if self._stash is not None:
             message, self._stash = self._stash, None
         else:
@@ -107,7 +107,9 @@ class Exchange:
         return message
 
     def sent(self, message: Message) -> None:
-        """Count a body message (the ASGI layer calls this for each)."""
+        """Count a body message (the ASGI layer calls this for each message after the start)."""
+        if message["type"] != "http.response.body":
+            return
         body = message.get("body", b"")
         self.bytes_sent += len(body)
         if body and self.streaming:
@@ -123,6 +125,7 @@ class Exchange:
                 self.task.cancel()
 
     def _deadline(self, request_timeout: float) -> tuple[float, Outcome]:
+        why: Outcome
         if self.last_sent is None:
             deadline, why = self.started + request_timeout, "first_byte_timeout"
         else:
@@ -157,12 +160,12 @@ class Exchanges:
         self.idle_timeout = idle_timeout
         self.max_seconds = max_seconds
         self._open: set[Exchange] = set()
-        self._watchdog: asyncio.Task | None = None
+        self._watchdog: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def open(self, scope: Scope, receive: Receive) -> Exchange:
+    def open(self, scope: HTTPScope, receive: Receive) -> Exchange:
         """Register the current request task; its exchange becomes `current_exchange()`."""
         bodiless = scope["method"] == "GET" and not any(name in _BODY_HEADERS for name, _ in scope["headers"])
         exchange = Exchange(receive, time.monotonic(), self.idle_timeout, self.max_seconds, bodiless=bodiless)

@@ -32,7 +32,6 @@ from app.nexus.metadata import API_VERSION, SCHEMA_VERSION, BuildInfo, Links, Me
 from app.nexus.metrics import HttpMetrics, Metrics
 from app.nexus.models import ModelCatalog
 from app.nexus.observe import Observer, platform_collector
-from app.nexus.offload import BlockingPool
 from app.nexus.openai.proxy import no_backend_check
 from app.nexus.openai.routes import capability_handlers, capability_models
 from app.nexus.openapi import document_api
@@ -94,8 +93,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
     )
     capabilities = implementations(service.route_handlers)
     context = NexusContext(settings=settings, service_settings=service_settings)
-    context.blocking = BlockingPool(settings.max_concurrent_requests)
-    registration = registrar(context)
+    # registrar and gpu_metrics are None in a service rendered without the feature
+    registration = registrar(context) if registrar is not None else None
     checks = platform_checks(context)
     if BACKEND == "openai" and not settings.backend_url:
         checks["backend:responseTime"] = no_backend_check
@@ -116,8 +115,9 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         timeout=settings.backend_timeout_seconds,
     )
     metrics = Metrics(HttpMetrics(), [readiness.families]) if settings.metrics_enabled else None
-    gpus = gpu_metrics(settings) if metrics is not None else None
-    if gpus is not None:
+    gpus = None
+    if gpu_metrics is not None and metrics is not None:
+        gpus = gpu_metrics(settings)
         metrics.add(gpus.families)
     probes = Probes(readiness, catalog, metrics)
 

@@ -2,7 +2,6 @@
 """Optional platform features, rendered from the answers gpu=false and etcd_registration=false."""
 
 from app.nexus.config import PlatformSettings
-from app.nexus.context import NexusContext
 from app.nexus.metadata import GpuInfo
 from app.nexus.readiness import ReadinessCheck
 
@@ -16,9 +15,9 @@ def gpu_checks(settings: PlatformSettings) -> dict[str, ReadinessCheck]:
     return {}
 
 
-def gpu_metrics(settings: PlatformSettings) -> None:
-    """The GPU metrics sampler: none, this service runs without GPUs."""
+# The GPU metrics sampler: none, this service runs without GPUs.
+gpu_metrics = None
 
 
-def registrar(context: NexusContext) -> None:
-    """The etcd registration of this service: none, it was rendered without `etcd_registration`."""
+# The etcd registration of this service: none, it was rendered without `etcd_registration`.
+registrar = None

@@ -82,7 +82,7 @@ def lock_problems(root: Path) -> list[str]:
 
 
 def _minimum_python(root: Path) -> str:
-    requires = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
+    requires: str = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
     return requires.removeprefix(">=")
 
 

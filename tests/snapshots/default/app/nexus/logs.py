@@ -14,9 +14,9 @@ import select
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Any, BinaryIO, TextIO
+from typing import Any, Protocol, TextIO
 
 import msgspec
 
@@ -26,6 +26,7 @@ from app.nexus.tracing import current_trace_id
 
 __all__ = [
     "AccessLog",
+    "ByteSink",
     "JsonFormatter",
     "LineWriter",
     "configure_logging",
@@ -116,6 +117,14 @@ class AccessLine(msgspec.Struct, omit_defaults=True):
     outcome: str | None = None
 
 
+class ByteSink(Protocol):
+    """Where a LineWriter writes: a binary stream (sys.stdout.buffer) or a text one wrapped in bytes."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
 class LineWriter:
     """Lines go to a bounded buffer; one daemon thread writes them to the stream in batches.
 
@@ -129,7 +138,7 @@ class LineWriter:
 
     FLUSH_SECONDS = 0.05
 
-    def __init__(self, stream: BinaryIO, *, max_buffer_bytes: int = 1 << 20) -> None:
+    def __init__(self, stream: ByteSink, *, max_buffer_bytes: int = 1 << 20) -> None:
         self.max_buffer_bytes = max_buffer_bytes
         self.dropped = 0  # lines lost to a full buffer since start (the metric nexus_log_lines_dropped_total)
         self._stream = stream
@@ -218,12 +227,13 @@ class LineWriter:
             pass
 
 
-def _fileno(stream: BinaryIO) -> int | None:
+def _fileno(stream: ByteSink) -> int | None:
     """The file descriptor behind `stream` (written directly, so that no lock of the stream is held while
     the pipe is full), or None for streams without one."""
     try:
         stream.flush()
-        return stream.fileno()
+        fileno: Callable[[], int] | None = getattr(stream, "fileno", None)
+        return fileno() if fileno is not None else None
     except (AttributeError, OSError, ValueError):
         return None
 

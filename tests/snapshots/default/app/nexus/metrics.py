@@ -13,7 +13,7 @@ import resource
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 __all__ = [
     "BUCKETS",
@@ -78,7 +78,7 @@ class HttpMetrics:
     def __init__(self) -> None:
         # (route, method, status // 100) -> [count, seconds, bytes received, bytes sent, *bucket counts]
         # (one flat list: the fewest operations per request)
-        self.series: dict[tuple[str, str, int], list] = {}
+        self.series: dict[tuple[str, str, int], list[float]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float, received: int, sent: int) -> None:
         key = (route, method if method in _METHODS else "OTHER", status // 100)
@@ -93,7 +93,7 @@ class HttpMetrics:
 
     def families(self) -> list[Family]:
         requests = []
-        routes: dict[str, list] = {}  # route -> [count, seconds, received, sent, buckets]
+        routes: dict[str, list[Any]] = {}  # route -> [count, seconds, received, sent, buckets]
         for (route, method, status_class), entry in self.series.items():
             count, seconds, received, sent, buckets = *entry[:_FIRST_BUCKET], entry[_FIRST_BUCKET:]
             requests.append(

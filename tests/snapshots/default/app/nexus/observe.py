@@ -43,7 +43,9 @@ class Observer:
         self.tracing = tracing
         self.trace_header = tracing and trace_header
 
-    def start_trace(self, scope: Scope, traceparent: bytes | None, fresh_id: str | None) -> Token | None:
+    def start_trace(
+        self, scope: Scope, traceparent: bytes | None, fresh_id: str | None
+    ) -> Token[tuple[str, str] | None] | None:
         """Continue the incoming trace or start one, for the log lines and outgoing calls of the request.
 
         `fresh_id`: the request id when this service generated it (random 128 bits: it becomes the id of
@@ -69,7 +71,7 @@ class Observer:
         status: int,
         started: float,
         request_id: str,
-        trace: Token | None,
+        trace: Token[tuple[str, str] | None] | None,
         received: int,
         sent: int,
         outcome: str | None,
@@ -86,7 +88,8 @@ class Observer:
                 )
             return
         if self.access_log.enabled:
-            trace_id = trace_var.get()[0]  # type: ignore[index]
+            current = trace_var.get()  # set by start_trace for this request
+            trace_id = current[0] if current is not None else ""
             self.access_log.write(
                 method, path, status, seconds, request_id, trace_id, bytes_sent=sent, outcome=outcome
             )

@@ -33,9 +33,14 @@ class NexusContext:
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
-    # the bounded pool of app.nexus.offload.run_blocking (set by create_app)
-    blocking: BlockingPool = field(default=None)  # type: ignore[assignment]
-    _http: Any = None  # httpx.AsyncClient, typed loosely: httpx is imported on first use
+    # the bounded pool of app.nexus.offload.run_blocking: MAX_CONCURRENT_REQUESTS threads, started on use
+    blocking: BlockingPool = field(init=False)
+    # an httpx.AsyncClient once opened, typed loosely: httpx is imported on first use, and Litestar evaluates
+    # this class's annotations when a handler takes the context as a dependency
+    _http: Any = None
+
+    def __post_init__(self) -> None:
+        self.blocking = BlockingPool(self.settings.max_concurrent_requests)
 
     def begin_drain(self) -> None:
         self.draining = True
@@ -58,7 +63,8 @@ class NexusContext:
             self._http = httpx.AsyncClient(
                 timeout=self.settings.backend_timeout_seconds, event_hooks={"request": [forward_context]}
             )
-        return self._http
+        client: httpx.AsyncClient = self._http
+        return client
 
     async def close_http(self) -> None:
         client, self._http = self._http, None
@@ -66,9 +72,10 @@ class NexusContext:
             await client.aclose()
 
 
-def nexus_of(request: Request) -> NexusContext:
+def nexus_of(request: Request[Any, Any, Any]) -> NexusContext:
     """The context of the app handling `request`: `nexus = nexus_of(request)` in a handler.
 
     (Cheaper per request than a Litestar dependency; the example endpoint shows it.)
     """
-    return request.app.state.nexus
+    nexus: NexusContext = request.app.state.nexus
+    return nexus

@@ -14,6 +14,8 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from app.nexus._compat import decoded_json_body, raised_while_decoding_json
+from app.nexus.encoded import encoded_response
 from app.nexus.exchange import current_exchange
 from app.nexus.validation import field_errors
 
@@ -93,8 +95,9 @@ def error_response(
     param: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[ErrorBody]:
-    return Response(
-        content=error_body(status_code, message, code=code or _default_code(status_code), param=param),
+    return encoded_response(
+        error_body(status_code, message, code=code or _default_code(status_code), param=param),
+        ErrorBody,
         status_code=status_code,
         media_type=JSON,
         headers=headers,
@@ -104,7 +107,7 @@ def error_response(
 def _body_errors(request: Request[Any, Any, Any]) -> list[tuple[str, str]]:
     """Every invalid field when the body was a JSON object for a msgspec struct, else []."""
     data_field = request.route_handler.parsed_fn_signature.parameters.get("data")
-    raw = getattr(getattr(request, "_connection_state", None), "json", None)
+    raw = decoded_json_body(request)
     target = getattr(data_field, "annotation", None)
     if isinstance(raw, dict) and isinstance(target, type) and issubclass(target, msgspec.Struct):
         errors = field_errors(target, raw, strict=True, limit=_MAX_PROBLEMS + 1)
@@ -167,20 +170,10 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
     )
 
 
-def _raised_while_decoding(exc: Exception) -> bool:
-    """True when the error came out of decoding the request body (not out of the service's code)."""
-    trace = exc.__traceback__
-    while trace is not None:
-        if trace.tb_frame.f_code.co_name == "decode_json":
-            return True
-        trace = trace.tb_next
-    return False
-
-
 def _on_unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorBody]:
-    if isinstance(exc, RecursionError) and _raised_while_decoding(exc):
+    if isinstance(exc, RecursionError) and raised_while_decoding_json(exc):
         return error_response(400, "The JSON body is nested too deeply", code="invalid_json")
-    if isinstance(exc, UnicodeDecodeError) and _raised_while_decoding(exc):
+    if isinstance(exc, UnicodeDecodeError) and raised_while_decoding_json(exc):
         return error_response(400, "The request body is not valid UTF-8", code="invalid_json")
     logger.exception("unhandled error in %s %s", request.method, request.url.path)
     return error_response(500, "The service failed to handle this request", code="internal_error")

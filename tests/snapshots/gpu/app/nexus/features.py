@@ -2,7 +2,6 @@
 """Optional platform features, rendered from the answers gpu=true and etcd_registration=false."""
 
 from app.nexus.config import PlatformSettings
-from app.nexus.context import NexusContext
 from app.nexus.gpu import GpuMetrics, gpu_count_check, inventory
 from app.nexus.metadata import GpuInfo
 from app.nexus.readiness import ReadinessCheck
@@ -25,5 +24,5 @@ def gpu_metrics(settings: PlatformSettings) -> GpuMetrics:
     return GpuMetrics(settings.gpu_metrics_interval_seconds)
 
 
-def registrar(context: NexusContext) -> None:
-    """The etcd registration of this service: none, it was rendered without `etcd_registration`."""
+# The etcd registration of this service: none, it was rendered without `etcd_registration`.
+registrar = None

@@ -94,7 +94,7 @@ def gpu_count_check(minimum: int) -> ReadinessCheck:
 
 
 class GpuReading(NamedTuple):
-    index: int
+    device_index: int
     uuid: str
     name: str
     memory_used: int
@@ -138,7 +138,7 @@ class GpuMetrics:
 
         def samples(value: Callable[[GpuReading], float]) -> list[tuple[str, Labels, float]]:
             return [
-                ("", (("gpu", str(each.index)), ("uuid", each.uuid), ("name", each.name)), value(each))
+                ("", (("gpu", str(each.device_index)), ("uuid", each.uuid), ("name", each.name)), value(each))
                 for each in readings
             ]
 
@@ -161,7 +161,7 @@ def _read_all() -> list[GpuReading]:
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
             readings.append(
                 GpuReading(
-                    index=index,
+                    device_index=index,
                     uuid=uuid,
                     name=pynvml.nvmlDeviceGetName(handle),
                     memory_used=int(memory.used),
@@ -176,13 +176,15 @@ def _read_all() -> list[GpuReading]:
 # some devices do not report these (NaN then); the other readings stay
 def _utilization(handle: object) -> float:
     try:
-        return pynvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100
+        percent: int = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu
+        return percent / 100
     except pynvml.NVMLError_NotSupported:
         return float("nan")
 
 
 def _temperature(handle: object) -> float:
     try:
-        return pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+        celsius: int = pynvml.nvmlDeviceGetTemperature(handle, pynvml.NVML_TEMPERATURE_GPU)
+        return celsius
     except pynvml.NVMLError_NotSupported:
         return float("nan")

@@ -50,10 +50,13 @@ class GpuInfo(msgspec.Struct, frozen=True):
     error: str | None = None
 
 
+RegistrationState = Literal["disabled", "registering", "registered", "withdrawn", "retrying", "revoked"]
+
+
 class RegistrationInfo(msgspec.Struct, frozen=True):
     """Self-registration in etcd; `withdrawn`: not registered while readiness fails."""
 
-    state: Literal["disabled", "registering", "registered", "withdrawn", "retrying", "revoked"]
+    state: RegistrationState
     # this instance's key (ETCD_KEY_PREFIX + SERVICE_NAME + "/" + instance_id)
     key: str
     lease_ttl_seconds: int | None

@@ -60,7 +60,7 @@ def _error_schema() -> Schema:
     )
 
 
-def _structs(annotation: object, seen: set[type]) -> Iterator[type[msgspec.Struct]]:
+def _structs(annotation: object, seen: set[type[msgspec.Struct]]) -> Iterator[type[msgspec.Struct]]:
     """msgspec structs in an annotation, nested ones included."""
     if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
         if annotation in seen:
@@ -75,7 +75,7 @@ def _structs(annotation: object, seen: set[type]) -> Iterator[type[msgspec.Struc
 
 def _closed_request_structs(app: Litestar) -> set[str]:
     """Names of the request-body structs that reject unknown fields."""
-    seen: set[type] = set()
+    seen: set[type[msgspec.Struct]] = set()
     for route in app.routes:
         for handler in route.route_handlers if isinstance(route, HTTPRoute) else ():
             data = handler.parsed_fn_signature.parameters.get("data")

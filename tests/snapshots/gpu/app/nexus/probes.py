@@ -7,7 +7,7 @@ and the Litestar handlers below serve the same answers for everything else and d
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 from litestar import Request, Response, get
@@ -16,6 +16,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 from litestar.types import Scope
 
+from app.nexus.encoded import Document, encoded_response
 from app.nexus.metadata import Metadata, ModelList
 from app.nexus.metrics import TEXT, Metrics
 from app.nexus.models import ModelCatalog
@@ -85,9 +86,9 @@ class Probes:
         return routes
 
 
-def _response(answer: ProbeAnswer) -> Response[bytes]:
-    return Response(
-        answer.body, status_code=answer.status_code, media_type=answer.media_type, headers=NO_STORE
+def _response(answer: ProbeAnswer, document: type[Document]) -> Response[Document]:
+    return encoded_response(
+        answer.body, document, status_code=answer.status_code, media_type=answer.media_type, headers=NO_STORE
     )
 
 
@@ -99,7 +100,7 @@ def probe_handlers(probes: Probes) -> list[HTTPRouteHandler]:
         media_type=HEALTH_JSON,
     )
     async def health() -> Response[Health]:
-        return _response(await probes.health())  # type: ignore[return-value]
+        return _response(await probes.health(), Health)
 
     @get(
         "/readyz",
@@ -116,15 +117,15 @@ def probe_handlers(probes: Probes) -> list[HTTPRouteHandler]:
         },
     )
     async def readyz() -> Response[ReadinessReport]:
-        return _response(await probes.readyz())  # type: ignore[return-value]
+        return _response(await probes.readyz(), ReadinessReport)
 
     @get("/v1/metadata", summary="Service discovery document for the gateway", tags=["platform"])
     async def metadata() -> Response[Metadata]:
-        return _response(await probes.metadata())  # type: ignore[return-value]
+        return _response(await probes.metadata(), Metadata)
 
     @get("/v1/models", summary="OpenAI list of the models this service serves", tags=["platform"])
     async def models() -> Response[ModelList]:
-        return _response(await probes.models())  # type: ignore[return-value]
+        return _response(await probes.models(), ModelList)
 
     if probes.metrics_source is None:
         return [health, readyz, metadata, models]
@@ -135,7 +136,7 @@ def probe_handlers(probes: Probes) -> list[HTTPRouteHandler]:
         tags=["platform"],
         media_type=TEXT,
     )
-    async def metrics(request: Request) -> Response[str]:
-        return _response(await probes.metrics(request.scope))  # type: ignore[return-value]
+    async def metrics(request: Request[Any, Any, Any]) -> Response[str]:
+        return _response(await probes.metrics(request.scope), str)
 
     return [health, readyz, metadata, models, metrics]

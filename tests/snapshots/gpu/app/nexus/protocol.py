@@ -19,11 +19,17 @@ import asyncio
 import logging
 import secrets
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.nexus._compat import (
+    UvicornHttpProtocol,
+    arm_keep_alive_timer,
+    cancel_keep_alive_timer,
+    keep_alive_timer_armed,
+    request_cycle,
+)
 from app.nexus.errors import JSON, error_body
 
 __all__ = ["ConnectionLimits", "GuardedHttpToolsProtocol", "guarded_protocol"]
@@ -84,24 +90,24 @@ class _Throttled:
 _warn = _Throttled()
 
 
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
+class GuardedHttpToolsProtocol(UvicornHttpProtocol):
     limits: ClassVar[ConnectionLimits]
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._linger_timer: asyncio.TimerHandle | None = None
         self._reading_head = False
         self._head_bytes = 0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn's own: Transport, not BaseTransport
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             _warn.warning("refused a connection: as many open as the open-files limit allows")
             self._answer_and_close(_TOO_MANY_CONNECTIONS)
             return
         # the keep-alive timer doubles as the idle timeout before the first request: any byte cancels it
-        self._arm_idle_timer()
+        arm_keep_alive_timer(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -119,8 +125,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             elif self._head_timer is None:
                 # armed only for a head split across reads: most heads come in one, and cost no timer
                 self._head_timer = self.loop.call_later(self.limits.header_timeout, self._header_timed_out)
-        elif self._idle() and self.timeout_keep_alive_task is None and not self.transport.is_closing():
-            self._arm_idle_timer()  # bytes that began no request (blank lines): still idle
+        elif self._idle() and not keep_alive_timer_armed(self) and not self.transport.is_closing():
+            arm_keep_alive_timer(self)  # bytes that began no request (blank lines): still idle
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -143,24 +149,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._linger_timer.cancel()
             self._linger_timer = None
         super().on_message_complete()
-        if lingering and self.timeout_keep_alive_task is None and not self.transport.is_closing():
-            self._arm_idle_timer()  # the discarded body is complete: an idle keep-alive connection again
+        if lingering and not keep_alive_timer_armed(self) and not self.transport.is_closing():
+            arm_keep_alive_timer(self)  # the discarded body is complete: an idle keep-alive connection again
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        cycle = self.cycle
+        cycle = request_cycle(self)
         if cycle is not None and cycle.more_body and not self.transport.is_closing():
             # the body is still arriving and is discarded: give it the idle timeout, not forever
             self._linger_timer = self.loop.call_later(self.timeout_keep_alive, self.transport.close)
 
     def _idle(self) -> bool:
         """No request being read or answered on this connection."""
-        return not self._reading_head and (self.cycle is None or self.cycle.response_complete)
-
-    def _arm_idle_timer(self) -> None:
-        self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
-        )
+        cycle = request_cycle(self)
+        return not self._reading_head and (cycle is None or cycle.response_complete)
 
     def _header_timed_out(self) -> None:
         self._head_timer = None
@@ -176,10 +178,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._linger_timer, self.timeout_keep_alive_task):
+        for timer in (self._head_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()
-        self._head_timer = self._linger_timer = self.timeout_keep_alive_task = None
+        self._head_timer = self._linger_timer = None
+        cancel_keep_alive_timer(self)
 
 
 def guarded_protocol(limits: ConnectionLimits) -> type[GuardedHttpToolsProtocol]:

@@ -18,6 +18,13 @@ from types import FrameType
 
 import uvicorn
 
+from app.nexus._compat import (
+    UvicornServer,
+    listening_servers,
+    open_connections,
+    request_tasks,
+    shut_down_lifespan,
+)
 from app.nexus.asgi import NexusASGI
 from app.nexus.serving import uvicorn_config
 
@@ -27,7 +34,7 @@ logger = logging.getLogger("nexus.server")
 UNWIND_SECONDS = 1.0
 
 
-class DrainingServer(uvicorn.Server):
+class DrainingServer(UvicornServer):
     def __init__(self, config: uvicorn.Config, app: NexusASGI) -> None:
         super().__init__(config)
         self.nexus = app
@@ -60,30 +67,30 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown, except that requests cut by the grace period end before the lifespan does
         (uvicorn cancels them and runs the lifespan clean-up while they still unwind)."""
-        for server in self.servers:
+        for server in listening_servers(self):
             server.close()
         for sock in sockets or []:
             sock.close()
-        for connection in list(self.server_state.connections):
+        for connection in list(open_connections(self)):
             connection.shutdown()  # idle keep-alive connections close; busy ones after their response
         if not await self._settled(self.config.timeout_graceful_shutdown or 0) and not self.force_exit:
             ended = self.nexus.exchanges.end_all("shutdown")
             logger.warning("shutdown grace period over: ending %d request(s)", ended)
             if not await self._settled(UNWIND_SECONDS):
-                logger.error("cancelling %d task(s) that did not end", len(self.server_state.tasks))
-                for task in self.server_state.tasks:
+                logger.error("cancelling %d task(s) that did not end", len(request_tasks(self)))
+                for task in request_tasks(self):
                     task.cancel()
                 await self._settled(UNWIND_SECONDS)
         if self.force_exit:
             return
-        for server in self.servers:
+        for server in listening_servers(self):
             await server.wait_closed()
-        await self.lifespan.shutdown()
+        await shut_down_lifespan(self)
 
     async def _settled(self, seconds: float) -> bool:
         """Wait up to `seconds` for every connection and request task to finish; True when they did."""
         deadline = time.monotonic() + seconds
-        while self.server_state.connections or self.server_state.tasks:
+        while open_connections(self) or request_tasks(self):
             if self.force_exit or time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)

@@ -11,6 +11,7 @@ import resource
 
 import uvicorn
 
+from app.nexus._compat import uvicorn_seconds
 from app.nexus.asgi import NexusASGI
 from app.nexus.protocol import ConnectionLimits, guarded_protocol
 
@@ -58,10 +59,10 @@ def uvicorn_config(app: NexusASGI) -> uvicorn.Config:
         host=settings.service_host,
         port=settings.service_port,
         http=guarded_protocol(limits),
-        timeout_keep_alive=settings.idle_timeout_seconds,
+        timeout_keep_alive=uvicorn_seconds(settings.idle_timeout_seconds),
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        timeout_graceful_shutdown=uvicorn_seconds(settings.shutdown_grace_seconds),
         lifespan="on",
     )

@@ -30,11 +30,10 @@ from litestar import Request, Response
 from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
-from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Receive, Send
 
+from app.nexus._compat import streamed_in_request_task
 from app.nexus.errors import ServiceError, error_body
-from app.nexus.exchange import ENDED_WITH_ERROR_EVENT, Exchange, current_exchange
+from app.nexus.exchange import ENDED_WITH_ERROR_EVENT, Exchange, Outcome, current_exchange
 
 __all__ = ["EVENT_STREAM", "byte_stream", "event_stream", "sse_event"]
 
@@ -89,11 +88,13 @@ async def _guarded(
             except StopAsyncIteration:
                 break
             except asyncio.CancelledError:
-                if not events or not _ended_by_platform(exchange):
+                ending = _platform_ending(exchange) if events else None
+                if ending is None:
                     raise
-                asyncio.current_task().uncancel()  # type: ignore[union-attr]
-                logger.warning("stream ended early: %s", exchange.outcome)  # type: ignore[union-attr]
-                yield _error_event(exchange.outcome)  # type: ignore[union-attr,arg-type]
+                if (task := asyncio.current_task()) is not None:
+                    task.uncancel()
+                logger.warning("stream ended early: %s", ending)
+                yield _error_event(ending)
                 return
             except Exception as error:
                 if isinstance(error, ServiceError):
@@ -122,28 +123,17 @@ def _failure_event(error: Exception) -> bytes:
     return _error_event("producer_error")
 
 
-def _ended_by_platform(exchange: Exchange | None) -> bool:
-    return exchange is not None and exchange.outcome in ENDED_WITH_ERROR_EVENT
-
-
-class _InTaskStreamingResponse(ASGIStreamingResponse):
-    """Sends the chunks from the request's own task (Litestar's runs them in a task group next to a
-    disconnect listener; here the platform listens, and cancels the request task)."""
-
-    __slots__ = ()
-
-    async def send_body(self, send: Send, receive: Receive) -> None:
-        async for chunk in self.iterator:  # type: ignore[union-attr]
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+def _platform_ending(exchange: Exchange | None) -> Outcome | None:
+    """Why the platform ended the stream, when the stream still owes the client an error event."""
+    if exchange is None or exchange.outcome not in ENDED_WITH_ERROR_EVENT:
+        return None
+    return exchange.outcome
 
 
 class _PlatformStream(Stream):
-    def to_asgi_response(self, app: Any, request: Request, **kwargs: Any) -> ASGIResponse:
+    def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
         kwargs["media_type"] = self.media_type  # Litestar would prefer the handler's (JSON)
-        response = super().to_asgi_response(app, request, **kwargs)
-        response.__class__ = _InTaskStreamingResponse
-        return response
+        return streamed_in_request_task(super().to_asgi_response(app, request, **kwargs))
 
 
 def _stream(
@@ -156,7 +146,7 @@ def _stream(
     max_seconds: float | None,
     headers: Mapping[str, str] | None,
     background: BackgroundTask | BackgroundTasks | None,
-) -> Response:
+) -> Response[Any]:
     chunks = _guarded(producer, encode, events=events, idle_timeout=idle_timeout, max_seconds=max_seconds)
     return _PlatformStream(
         chunks,
@@ -173,7 +163,7 @@ def event_stream(
     max_seconds: float | None = None,
     headers: Mapping[str, str] | None = None,
     background: BackgroundTask | BackgroundTasks | None = None,
-) -> Response:
+) -> Response[Any]:
     """A `text/event-stream` response: each item (a msgspec struct, dict, str or bytes) is one event."""
     return _stream(
         producer,
@@ -195,7 +185,7 @@ def byte_stream(
     max_seconds: float | None = None,
     headers: Mapping[str, str] | None = None,
     background: BackgroundTask | BackgroundTasks | None = None,
-) -> Response:
+) -> Response[Any]:
     """A chunked response of the producer's bytes (e.g. audio as it is synthesised)."""
     return _stream(
         producer,

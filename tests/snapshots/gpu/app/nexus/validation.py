@@ -85,7 +85,8 @@ def _strict_body_type(handler: BaseRouteHandler) -> type[msgspec.Struct] | None:
         annotation = getattr(data, "annotation", None)
         is_struct = isinstance(annotation, type) and issubclass(annotation, msgspec.Struct)
         handler.opt[_OPT_KEY] = annotation if is_struct else None
-    return handler.opt[_OPT_KEY]
+    body_type: type[msgspec.Struct] | None = handler.opt[_OPT_KEY]
+    return body_type
 
 
 async def require_strict_body(request: Request[Any, Any, Any]) -> None:

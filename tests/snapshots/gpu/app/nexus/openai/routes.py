@@ -55,7 +55,7 @@ def chat_completions(implementation: Any) -> HTTPRouteHandler:
         tags=["openai"],
     )
     async def create_chat_completion(
-        data: JSONBody[ChatCompletionRequest], request: Request
+        data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, Any]
     ) -> ChatCompletion:
         nexus = nexus_of(request)
         require_model(data.model, implementation.MODELS)
@@ -63,17 +63,21 @@ def chat_completions(implementation: Any) -> HTTPRouteHandler:
             events = implementation.stream(data, nexus)
             if inspect.isawaitable(events):  # checked before the answer starts, e.g. a backend's status
                 events = await events
-            return event_stream(events)  # type: ignore[return-value]
-        return await implementation.complete(data, nexus)
+            return event_stream(events)  # type: ignore[return-value]  # the annotation documents stream: false
+        completion: ChatCompletion = await implementation.complete(data, nexus)
+        return completion
 
     return create_chat_completion
 
 
 def embeddings(implementation: Any) -> HTTPRouteHandler:
     @post(PATHS["embeddings"], status_code=200, summary="Create embeddings (OpenAI)", tags=["openai"])
-    async def create_embeddings(data: JSONBody[EmbeddingRequest], request: Request) -> EmbeddingList:
+    async def create_embeddings(
+        data: JSONBody[EmbeddingRequest], request: Request[Any, Any, Any]
+    ) -> EmbeddingList:
         require_model(data.model, implementation.MODELS)
-        return await implementation.embed(data, nexus_of(request))
+        embedded: EmbeddingList = await implementation.embed(data, nexus_of(request))
+        return embedded
 
     return create_embeddings
 
@@ -86,28 +90,33 @@ def audio_speech(implementation: Any) -> HTTPRouteHandler:
         tags=["openai"],
         media_type="audio/mpeg",
     )
-    async def create_speech(data: JSONBody[SpeechRequest], request: Request) -> Response[bytes]:
+    async def create_speech(
+        data: JSONBody[SpeechRequest], request: Request[Any, Any, Any]
+    ) -> Response[bytes]:
         require_model(data.model, implementation.MODELS)
         if data.stream_format == "sse":
             raise ServiceError(
                 400, "unsupported_value", "stream_format `sse` is not supported here", param="stream_format"
             )
         audio = await implementation.speak(data, nexus_of(request))
-        return byte_stream(audio, AUDIO_MEDIA_TYPES[data.response_format])  # type: ignore[return-value]
+        return byte_stream(audio, AUDIO_MEDIA_TYPES[data.response_format])
 
     return create_speech
 
 
 def images_generations(implementation: Any) -> HTTPRouteHandler:
     @post(PATHS["images.generations"], status_code=200, summary="Create images (OpenAI)", tags=["openai"])
-    async def create_images(data: JSONBody[ImageGenerationRequest], request: Request) -> ImagesResponse:
+    async def create_images(
+        data: JSONBody[ImageGenerationRequest], request: Request[Any, Any, Any]
+    ) -> ImagesResponse:
         if data.model is not None:
             require_model(data.model, implementation.MODELS)
         if data.stream:
             raise ServiceError(
                 400, "unsupported_value", "streamed images are not supported here", param="stream"
             )
-        return await implementation.generate(data, nexus_of(request))
+        images: ImagesResponse = await implementation.generate(data, nexus_of(request))
+        return images
 
     return create_images
 
@@ -139,7 +148,7 @@ def capability_models(
         if provider is not None and provider not in sources:
             sources.append(provider)
     if not any(callable(source) for source in sources):
-        return _each_once([model for source in sources for model in source])  # type: ignore[union-attr]
+        return _each_once([model for source in sources if not callable(source) for model in source])
 
     async def models(nexus: NexusContext) -> list[Model]:
         listed: list[Model] = []
