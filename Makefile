@@ -49,7 +49,7 @@ lock: setup
 	$(PYTHON) -m tests.locks
 
 # Rewrite the generated settings documentation (.env.example, README, docs tables) from the descriptions in
-# template/app/nexus/config.py.jinja; see docs/settings.md.
+# template/app/nexus/_config.py.jinja; see docs/settings.md.
 settings-docs: setup
 	$(PYTHON) -m tests.settings_docs
 

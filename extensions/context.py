@@ -43,7 +43,7 @@ def derived_answers(gpu: Any, python_version: Any) -> dict[str, str]:
     }
 
 
-# The capabilities the platform serves as OpenAI routes (app/nexus/openai/routes.py), each with the name
+# The capabilities the platform serves as OpenAI routes (app/nexus/openai/_routes.py), each with the name
 # of the module that implements it in a rendered service (app/capabilities/<module>.py).
 OPENAI_CAPABILITIES = {
     "chat.completions": "chat_completions",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["PLATFORM_DOCSTRING", "edit_file", "edit_file_lines", "replaced"]
 
-# the first line of the template-owned app/nexus/checks.py, which update stories edit to make conflicts
+# the first line of the template-owned app/nexus/_checks.py, which update stories edit to make conflicts
 PLATFORM_DOCSTRING = (
     '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
 )

@@ -1,6 +1,6 @@
 """Rewrite the generated settings documentation from the settings' own descriptions (`make settings-docs`).
 
-The one place a platform setting is explained is its `msgspec.Meta` in template/app/nexus/config.py.jinja.
+The one place a platform setting is explained is its `msgspec.Meta` in template/app/nexus/_config.py.jinja.
 A rendered service prints its documentation with `python -m app.nexus settings`; this command renders
 answer sets and writes that output into:
 
@@ -34,7 +34,7 @@ DOCS_END = "<!-- end -->"
 
 
 def _marker(name: str) -> str:
-    """A marker constant of the service's generator (template/app/nexus/settings_docs.py)."""
+    """A marker constant of the service's generator (template/app/nexus/_settings_docs.py)."""
     module = ast.parse((ROOT / "template" / "app" / "nexus" / "settings_docs.py").read_text())
     for node in module.body:
         if isinstance(node, ast.Assign) and [

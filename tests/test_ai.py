@@ -37,7 +37,7 @@ ROUTES = {
 
 def test_the_template_serves_exactly_the_capabilities_the_extension_knows(rendered) -> None:
     script = (
-        "from app.nexus.capabilities import REQUIRED_NAMES, module_path; from app.nexus.openai.routes import ROUTES;"
+        "from app.nexus._capabilities import REQUIRED_NAMES, module_path; from app.nexus.openai._routes import ROUTES;"
         "print(sorted(ROUTES)); print(sorted(REQUIRED_NAMES)); print(sorted(map(module_path, ROUTES)))"
     )
     result = run_python(rendered("ai-local"), "-c", script)
@@ -65,7 +65,7 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
     assert (service / "tests" / "test_openai_sdk.py").is_file()  # its tests follow release/service.env
     assert (service / "tests" / "fake_backend.py").is_file() is wrapper
     script = (
-        "import json; from app.main import app; from app.nexus.openai.routes import ROUTES;"
+        "import json; from app.main import app; from app.nexus.openai._routes import ROUTES;"
         "print(json.dumps(sorted(r.path for r in app.app.app.routes)))"  # NexusASGI > BodyRateGuard > Litestar
     )
     result = run_python(service, "-c", script, GPU_MIN_COUNT="0")
@@ -184,7 +184,7 @@ OWN_ROUTE = """
 from litestar import post
 from litestar.testing import TestClient
 from app.nexus import ServiceSpec
-from app.nexus.factory import create_app
+from app.nexus._factory import create_app
 
 @post("/v1/chat/completions", status_code=200)
 async def own(data: dict) -> dict:

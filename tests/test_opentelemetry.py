@@ -27,8 +27,8 @@ SCRIPT = textwrap.dedent(
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from app.nexus import ServiceSpec, nexus_of
-    from app.nexus.factory import create_app
-    from app.nexus.logs import flush_logs
+    from app.nexus._factory import create_app
+    from app.nexus._logs import flush_logs
     from app.service import service
 
     seen = []

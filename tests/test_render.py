@@ -29,15 +29,15 @@ ALWAYS = [
     "app/service.py",
     "app/nexus/__init__.py",
     "app/nexus/_compat.py",
-    "app/nexus/asgi.py",
-    "app/nexus/config.py",
-    "app/nexus/metadata.py",
-    "app/nexus/metrics.py",
-    "app/nexus/observe.py",
-    "app/nexus/redaction.py",
-    "app/nexus/tracing.py",
-    "app/nexus/readiness.py",
-    "app/nexus/server.py",
+    "app/nexus/_asgi.py",
+    "app/nexus/_config.py",
+    "app/nexus/_metadata.py",
+    "app/nexus/_metrics.py",
+    "app/nexus/_observe.py",
+    "app/nexus/_redaction.py",
+    "app/nexus/_tracing.py",
+    "app/nexus/_readiness.py",
+    "app/nexus/_server.py",
     "pyproject.toml",
     "requirements.txt",
     "requirements-dev.txt",
@@ -50,7 +50,7 @@ ALWAYS = [
     "tests/test_metrics.py",
     "tests/test_service.py",
 ]
-GPU_ONLY = ["app/nexus/gpu.py", "tests/test_gpu.py"]
+GPU_ONLY = ["app/nexus/_gpu.py", "tests/test_gpu.py"]
 # the service-owned files: created once, never touched by updates (copier.yml is the one list)
 SERVICE_OWNED = yaml.safe_load((ROOT / "copier.yml").read_text())["_skip_if_exists"]
 

@@ -329,7 +329,7 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
         inside = subprocess.run(
             [tool, "run", "--rm", "--network", "host", tag, "sh", "-c",
              "id -u; jq -r .name /srv/models/tiny/config.json; cat /srv/models/tiny/BUILT; "
-             "python -c 'from app.nexus import identity; print(identity.SERVICE_VERSION)'"],
+             "python -c 'from app.nexus import _identity as identity; print(identity.SERVICE_VERSION)'"],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert inside.returncode == 0, inside.stderr
@@ -384,7 +384,7 @@ def test_existing_services_move_their_facts_and_conftest(
     # the next update finds nothing more to move
     git(monorepo, "add", "--all")
     git(monorepo, "commit", "--quiet", "--message", "update")
-    template.append("template/app/nexus/checks.py", "\nIN_V9_1 = True\n")
+    template.append("template/app/nexus/_checks.py", "\nIN_V9_1 = True\n")
     template.release("v9.1.0")
     again = update_service(service)
     assert (again.status, again.conflicts) == ("ok", [])

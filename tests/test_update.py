@@ -91,7 +91,7 @@ def make_service_edits(service: Path) -> dict[str, str]:
 
 
 def change_template(template: TemplateHistory) -> None:
-    template.append("template/app/nexus/checks.py", "\n\nPLATFORM_CHANGE = 'changed in v1.1.0'\n")
+    template.append("template/app/nexus/_checks.py", "\n\nPLATFORM_CHANGE = 'changed in v1.1.0'\n")
     template.write(
         "template/app/nexus/added.py",
         "# Managed by nexus-template: `copier update` replaces this file.\nADDED = True\n",
@@ -99,7 +99,7 @@ def change_template(template: TemplateHistory) -> None:
     template.remove("template/app/nexus/legacy.py")
     template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.0")
     template.append("copier.yml", "\nnew_question:\n  type: str\n  help: Added in v1.1.0\n  default: fresh\n")
-    template.append("template/app/nexus/identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
+    template.append("template/app/nexus/_identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
     template.replace(
         "template/README.md.jinja",
         "| `GET /v1/models` | OpenAI model list |",
@@ -107,7 +107,7 @@ def change_template(template: TemplateHistory) -> None:
     )
     # a setting's description, changed in the code and in the files `make settings-docs` writes from it
     for path in (
-        "template/app/nexus/config.py.jinja",
+        "template/app/nexus/_config.py.jinja",
         "template/.env.example.jinja",
         "template/README.md.jinja",
     ):
@@ -146,12 +146,12 @@ def test_update_keeps_every_service_edit_and_brings_every_template_change(
     env = (service / ".env.example").read_text()
     assert "GREETING=hello\n" in env
     assert f"# {_LOG_LEVEL_DESCRIPTION} (changed in v1.1.0)\nLOG_LEVEL=INFO\n" in env
-    assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/checks.py").read_text()
+    assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/_checks.py").read_text()
     assert (service / "app/nexus/added.py").is_file()
     assert not (service / "app/nexus/legacy.py").exists()
     assert "httpx==0.28.0\n" in (service / "requirements.txt").read_text()
     assert "\nhttpx==0.28.0 \\\n" in (service / "requirements.lock").read_text()  # the update relocked it
-    assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/identity.py").read_text()
+    assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/_identity.py").read_text()
     assert answers(service)["_commit"] == "v1.1.0"
     assert answers(service)["new_question"] == "fresh"
 
@@ -160,11 +160,11 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
     history: TemplateHistory, monorepo: Path
 ) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    checks = service / "app/nexus/checks.py"
+    checks = service / "app/nexus/_checks.py"
     edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""'))
     commit_all(monorepo, "edit a template-owned file (the wrong thing to do)")
     history.replace(
-        "template/app/nexus/checks.py",
+        "template/app/nexus/_checks.py",
         PLATFORM_DOCSTRING,
         '"""Readiness checks of the platform (changed in v1.1.0)."""',
     )
@@ -172,28 +172,28 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
 
     result = update_service(service)
 
-    assert (result.status, result.conflicts) == ("conflict", ["app/nexus/checks.py"])
+    assert (result.status, result.conflicts) == ("conflict", ["app/nexus/_checks.py"])
     text = checks.read_text()
     assert re.search(r"^<<<<<<< ", text, re.MULTILINE)
     assert "tuned for our Ollama backend" in text  # the service's edit is kept, between the markers
     # and the service's own test suite refuses to pass with the markers left in
     suite = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
     assert suite.returncode != 0
-    assert "app/nexus/checks.py" in suite.stdout + suite.stderr
+    assert "app/nexus/_checks.py" in suite.stdout + suite.stderr
 
 
 def test_skipping_a_version(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
     history.release("v2.0.0")
-    history.append("template/app/nexus/metadata.py", "\nIN_V3 = True\n")
+    history.append("template/app/nexus/_metadata.py", "\nIN_V3 = True\n")
     history.release("v3.0.0")
 
     result = update_service(service)
 
     assert (result.before, result.after, result.conflicts) == ("v1.0.0", "v3.0.0", [])
-    assert "IN_V2 = True" in (service / "app/nexus/checks.py").read_text()
-    assert "IN_V3 = True" in (service / "app/nexus/metadata.py").read_text()
+    assert "IN_V2 = True" in (service / "app/nexus/_checks.py").read_text()
+    assert "IN_V3 = True" in (service / "app/nexus/_metadata.py").read_text()
     assert_tests_pass(service)
 
 
@@ -207,7 +207,7 @@ def test_an_answer_can_be_changed_by_an_update(history: TemplateHistory, monorep
 
 def test_a_dirty_service_is_not_updated(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
     history.release("v2.0.0")
     (service / "app" / "service.py").write_text(
         (service / "app" / "service.py").read_text() + "\n# work in progress\n"
@@ -217,7 +217,7 @@ def test_a_dirty_service_is_not_updated(history: TemplateHistory, monorepo: Path
 
     assert result.status == "skipped"
     assert "uncommitted" in result.detail
-    assert "IN_V2" not in (service / "app/nexus/checks.py").read_text()
+    assert "IN_V2" not in (service / "app/nexus/_checks.py").read_text()
 
 
 def test_fleet_update_reports_every_service(
@@ -226,12 +226,12 @@ def test_fleet_update_reports_every_service(
     clean = generate(history.path, monorepo, "alpha", "v1.0.0")
     conflicting = generate(history.path, monorepo, "beta", "v1.0.0", port=9101)
     dirty = generate(history.path, monorepo, "gamma", "v1.0.0", gpu=True)
-    checks = conflicting / "app/nexus/checks.py"
+    checks = conflicting / "app/nexus/_checks.py"
     edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""'))
     commit_all(monorepo, "beta edits a template file")
     (dirty / "README.md").write_text("uncommitted\n")
     history.replace(
-        "template/app/nexus/checks.py",
+        "template/app/nexus/_checks.py",
         PLATFORM_DOCSTRING,
         '"""Readiness checks of the platform (changed in v1.1.0)."""',
     )
@@ -250,7 +250,7 @@ def test_fleet_update_reports_every_service(
     assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok (committed)"], (
         captured.err
     )
-    assert rows["beta"][3] == "app/nexus/checks.py"
+    assert rows["beta"][3] == "app/nexus/_checks.py"
     assert rows["beta"][5].startswith("conflict")
     assert rows["gamma"][5].startswith("skipped: uncommitted changes")
     # alpha's update was committed on its own; gamma was not touched

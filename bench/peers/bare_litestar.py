@@ -2,7 +2,7 @@
 the platform's outer ASGI layer: no request ids, no access log, no limits, no fast path. Run from the
 rendered service's folder."""
 
-from app.nexus.factory import create_app
+from app.nexus._factory import create_app
 from app.service import service
 
 app = create_app(service).app

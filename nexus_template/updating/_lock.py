@@ -1,6 +1,6 @@
 """The service's `requirements.lock` follows its updated requirements.
 
-The service's own locking module (`app/nexus/locking.py`, template-owned, so already the new version)
+The service's own locking module (`app/nexus/_locking.py`, template-owned, so already the new version)
 refreshes it with uv, a dependency of this tool; services rendered before locks existed have none.
 """
 

@@ -4,7 +4,7 @@
 `python -m app` is the production entrypoint; `uvicorn app.main:app --port 9000` works for development.
 """
 
-from app.nexus.factory import create_app_or_exit
+from app.nexus._factory import create_app_or_exit
 from app.service import service
 
 app = create_app_or_exit(service)

@@ -3,7 +3,7 @@
 
 from pathlib import Path
 
-from app.nexus.locking import lock_problems
+from app.nexus._locking import lock_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 

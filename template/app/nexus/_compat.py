@@ -9,9 +9,9 @@ library or overrides one of their undocumented methods except through the names 
 - an error raised inside Litestar's body decoding, recognised by its frame (`decode_json`);
 - Litestar's streaming response, made to send its chunks from the request's own task;
 - uvicorn's timeouts, typed `int`, given fractions of a second;
-- `UvicornServer`, subclassed by app.nexus.server, which overrides `SERVER_HOOKS` and reads the server's
+- `UvicornServer`, subclassed by app.nexus._server, which overrides `SERVER_HOOKS` and reads the server's
   connections, request tasks, listening sockets and lifespan through the functions below;
-- `UvicornHttpProtocol`, subclassed by app.nexus.protocol, which overrides `PROTOCOL_HOOKS` and drives
+- `UvicornHttpProtocol`, subclassed by app.nexus._protocol, which overrides `PROTOCOL_HOOKS` and drives
   uvicorn's keep-alive timer and request cycle through the functions below.
 """
 
@@ -103,7 +103,7 @@ def uvicorn_seconds(seconds: float) -> int:
 
 
 UvicornServer = uvicorn.Server
-# the methods of uvicorn.Server that app.nexus.server overrides (uvicorn calls them; none is documented)
+# the methods of uvicorn.Server that app.nexus._server overrides (uvicorn calls them; none is documented)
 SERVER_HOOKS = ("startup", "shutdown", "handle_exit", "on_tick")
 
 
@@ -134,7 +134,7 @@ async def shut_down_lifespan(server: UvicornServer) -> None:
 
 
 UvicornHttpProtocol = HttpToolsProtocol
-# the methods of uvicorn's httptools protocol that app.nexus.protocol overrides, calling uvicorn's own
+# the methods of uvicorn's httptools protocol that app.nexus._protocol overrides, calling uvicorn's own
 PROTOCOL_HOOKS = (
     "connection_made",
     "connection_lost",

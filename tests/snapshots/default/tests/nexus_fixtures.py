@@ -18,10 +18,10 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from app.nexus import identity
-from app.nexus.capabilities import BACKEND
-from app.nexus.factory import create_app
-from app.nexus.spec import ServiceSpec
+from app.nexus import _identity as identity
+from app.nexus._capabilities import BACKEND
+from app.nexus._factory import create_app
+from app.nexus._spec import ServiceSpec
 from app.service import service
 
 ROOT = Path(__file__).resolve().parents[1]

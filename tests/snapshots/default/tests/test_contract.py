@@ -21,13 +21,15 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 from litestar.testing import TestClient
 
-from app.nexus import CheckResult, NexusContext, ServiceSpec, identity, settings_docs
-from app.nexus.capabilities import BACKEND, implementations
-from app.nexus.config import SECRET, ConfigError, PlatformSettings, load_settings, variable_names
-from app.nexus.factory import create_app
-from app.nexus.metadata import Metadata, Model
-from app.nexus.openai.routes import capability_models
-from app.nexus.readiness import HEALTH_JSON
+from app.nexus import CheckResult, NexusContext, ServiceSpec
+from app.nexus import _identity as identity
+from app.nexus import _settings_docs as settings_docs
+from app.nexus._capabilities import BACKEND, implementations
+from app.nexus._config import SECRET, ConfigError, PlatformSettings, load_settings, variable_names
+from app.nexus._factory import create_app
+from app.nexus._metadata import Metadata, Model
+from app.nexus._readiness import HEALTH_JSON
+from app.nexus.openai._routes import capability_models
 from app.service import service
 from tests.nexus_fixtures import QUIET, ROOT, free_port
 

@@ -5,6 +5,7 @@ the model list (static or from a provider) and the service's facts in release/se
 import asyncio
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 
 import httpx
@@ -19,10 +20,10 @@ from litestar.testing import TestClient
 import app.nexus
 import app.nexus.openai
 from app.nexus import ConfigError, Model, NexusContext, ServiceError, ServiceSpec
-from app.nexus.capabilities import implementations
-from app.nexus.factory import create_app
-from app.nexus.facts import FactsError, parse_facts, read_facts
-from app.nexus.openai.routes import capability_models
+from app.nexus._capabilities import implementations
+from app.nexus._factory import create_app
+from app.nexus._facts import FactsError, parse_facts, read_facts
+from app.nexus.openai._routes import capability_models
 from tests.nexus_fixtures import QUIET
 
 # Removing a name is a breaking change for every service: the template's changelog announces it.
@@ -67,6 +68,18 @@ OPENAI_NAMES = [
     "SpeechRequest",
     "Usage",
 ]
+
+
+def test_every_other_module_of_the_platform_is_private() -> None:
+    """Only the packages and `python -m app.nexus` are public; a module a service could import by accident
+    is a `_` module, which says it may change in any release."""
+    package = Path(app.nexus.__file__).parent
+    public = {
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if not path.name.startswith("_") or path.name in {"__init__.py", "__main__.py"}
+    }
+    assert public == {"__init__.py", "__main__.py", "openai/__init__.py"}
 
 
 @pytest.mark.parametrize(

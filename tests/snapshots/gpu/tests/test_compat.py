@@ -142,8 +142,8 @@ def test_uvicorn_keeps_fractional_timeouts() -> None:
 def test_the_overridden_methods_are_uvicorns_with_the_same_parameters(
     owner: type, hooks: tuple[str, ...]
 ) -> None:
-    from app.nexus.protocol import GuardedHttpToolsProtocol
-    from app.nexus.server import DrainingServer
+    from app.nexus._protocol import GuardedHttpToolsProtocol
+    from app.nexus._server import DrainingServer
 
     ours = DrainingServer if owner is _compat.UvicornServer else GuardedHttpToolsProtocol
     overridden = {name for name, value in vars(ours).items() if callable(value) and name in dir(owner)}
@@ -157,7 +157,7 @@ def test_the_overridden_methods_are_uvicorns_with_the_same_parameters(
 
 
 class _ShuttingDownLikeTheDrain(_compat.UvicornServer):
-    """A server whose shutdown uses the state app.nexus.server's does (in the same order)."""
+    """A server whose shutdown uses the state app.nexus._server's does (in the same order)."""
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for each in _compat.listening_servers(self):

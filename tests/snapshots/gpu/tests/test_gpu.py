@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from litestar.testing import TestClient
 
-from app.nexus import identity
+from app.nexus import _identity as identity
 
 
 def test_gpu_readiness_check_is_registered_and_never_crashes(make_client: Callable[..., TestClient]) -> None:

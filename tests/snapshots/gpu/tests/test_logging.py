@@ -24,8 +24,8 @@ from litestar import Request, get
 from litestar.testing import TestClient
 
 from app.nexus import CheckResult, ServiceSpec, nexus_of
-from app.nexus.config import ConfigError, PlatformSettings, load_settings
-from app.nexus.logs import configure_logging, flush_logs, held_logs
+from app.nexus._config import ConfigError, PlatformSettings, load_settings
+from app.nexus._logs import configure_logging, flush_logs, held_logs
 from app.service import service
 from tests.nexus_fixtures import ROOT, free_port
 

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 from litestar.testing import TestClient
 
-from app.nexus import CheckResult, ServiceSpec, identity
-from app.nexus.factory import create_app
-from app.nexus.metrics import OPENMETRICS, TEXT
+from app.nexus import CheckResult, ServiceSpec
+from app.nexus import _identity as identity
+from app.nexus._factory import create_app
+from app.nexus._metrics import OPENMETRICS, TEXT
 from app.service import service
 from tests.nexus_fixtures import QUIET
 

@@ -24,9 +24,9 @@ from openai.types import CreateEmbeddingResponse, ImagesResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from app.nexus import ServiceError, ServiceSpec
-from app.nexus.asgi import NexusASGI
-from app.nexus.capabilities import BACKEND, implementations
-from app.nexus.factory import create_app
+from app.nexus._asgi import NexusASGI
+from app.nexus._capabilities import BACKEND, implementations
+from app.nexus._factory import create_app
 from app.service import service
 from tests.nexus_fixtures import QUIET, free_port
 

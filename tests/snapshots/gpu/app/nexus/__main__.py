@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.nexus.locking import lock_problems, write_lock
-from app.nexus.metadata import json_schema
-from app.nexus.settings_docs import UndocumentedSettings, env_block, markdown_table, platform_settings
+from app.nexus._locking import lock_problems, write_lock
+from app.nexus._metadata import json_schema
+from app.nexus._settings_docs import UndocumentedSettings, env_block, markdown_table, platform_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,8 +1,8 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """OpenAI API types (msgspec) and routes for the capabilities a service offers."""
 
-from app.nexus.openai.audio import AUDIO_MEDIA_TYPES, AudioFormat, SpeechRequest
-from app.nexus.openai.chat import (
+from app.nexus.openai._audio import AUDIO_MEDIA_TYPES, AudioFormat, SpeechRequest
+from app.nexus.openai._chat import (
     AssistantMessage,
     ChatCompletion,
     ChatCompletionChunk,
@@ -12,9 +12,9 @@ from app.nexus.openai.chat import (
     ChunkChoice,
     Delta,
 )
-from app.nexus.openai.embeddings import Embedding, EmbeddingList, EmbeddingRequest
-from app.nexus.openai.images import Image, ImageGenerationRequest, ImagesResponse
-from app.nexus.openai.usage import EmbeddingUsage, Usage
+from app.nexus.openai._embeddings import Embedding, EmbeddingList, EmbeddingRequest
+from app.nexus.openai._images import Image, ImageGenerationRequest, ImagesResponse
+from app.nexus.openai._usage import EmbeddingUsage, Usage
 
 __all__ = [
     "AUDIO_MEDIA_TYPES",

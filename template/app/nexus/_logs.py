@@ -1,0 +1,380 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""JSON lines on stdout: one access line per request, and every log record (uvicorn's included).
+
+Per-request logging is on the hot path, so the access line is encoded straight from a msgspec struct
+(no LogRecord). Every line goes through one LineWriter, which never makes its caller wait for stdout
+(lines are written by a thread, in batches, in the order they were logged; see LineWriter). Other
+records pass through the Redactor: URL credentials and the values of secret settings never reach stdout.
+"""
+
+import atexit
+import logging
+import os
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, Protocol, TextIO
+
+import msgspec
+
+from app.nexus._correlation import current_request_id
+from app.nexus._redaction import Redactor
+from app.nexus._tracing import current_trace_id
+
+__all__ = [
+    "AccessLog",
+    "ByteSink",
+    "JsonFormatter",
+    "LineWriter",
+    "configure_logging",
+    "flush_logs",
+    "held_logs",
+    "timestamp",
+]
+
+_encode = msgspec.json.Encoder(enc_hook=str).encode
+# attributes every LogRecord has; anything else came through `extra=` and is logged as a field
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's ANSI-coloured duplicate of the message
+}
+# access-line fields come from the client: bounded, so that a 60 KB path does not make a 60 KB line
+MAX_PATH_CHARS = 512
+MAX_METHOD_CHARS = 16
+# seconds the exit waits for buffered lines when stdout is stalled
+_EXIT_FLUSH_SECONDS = 2.0
+
+
+class _Clock:
+    """ISO-8601 UTC timestamps with milliseconds, formatted at most once per millisecond."""
+
+    __slots__ = ("_millisecond", "_second", "_seconds_text", "_text")
+
+    def __init__(self) -> None:
+        self._second = self._millisecond = -1
+        self._seconds_text = self._text = ""
+
+    def __call__(self, now: float) -> str:
+        millisecond = int(now * 1000)
+        if millisecond != self._millisecond:
+            self._millisecond = millisecond
+            second = millisecond // 1000
+            if second != self._second:
+                self._second = second
+                self._seconds_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._text = f"{self._seconds_text}.{millisecond % 1000:03d}Z"
+        return self._text
+
+
+timestamp = _Clock()
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, redact: Redactor | None = None) -> None:
+        super().__init__()
+        self.redact = redact or Redactor()
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = current_request_id()
+        if request_id:
+            entry["request_id"] = request_id
+        trace_id = current_trace_id()
+        if trace_id:
+            entry["trace_id"] = trace_id
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return self.redact(_encode(entry).decode())
+
+
+class AccessLine(msgspec.Struct, omit_defaults=True):
+    time: str
+    level: str
+    logger: str
+    message: str
+    method: str
+    path: str
+    status: int
+    duration_ms: float
+    request_id: str
+    bytes: int
+    trace_id: str = ""
+    # why the platform or the client ended the request early (app.nexus._exchange.Outcome); absent if not
+    outcome: str | None = None
+
+
+class ByteSink(Protocol):
+    """Where a LineWriter writes: a binary stream (sys.stdout.buffer) or a text one wrapped in bytes."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+    def flush(self) -> None: ...
+
+
+class LineWriter:
+    """Lines go to a bounded buffer; one daemon thread writes them to the stream in batches.
+
+    No caller ever waits for the stream: the event loop and any thread only append under a lock. The
+    writer thread collects for up to FLUSH_SECONDS (urgent lines, warnings and errors, wake it at once)
+    and writes each batch with one system call, in the order the lines were logged. When the stream
+    stalls (nobody reads the pipe) and the buffer holds `max_buffer_bytes`, further lines are dropped and
+    counted (`dropped`); once the stream takes data again a WARNING line says how many were lost, at the
+    place where they were lost.
+    """
+
+    FLUSH_SECONDS = 0.05
+
+    def __init__(self, stream: ByteSink, *, max_buffer_bytes: int = 1 << 20) -> None:
+        self.max_buffer_bytes = max_buffer_bytes
+        self.dropped = 0  # lines lost to a full buffer since start (the metric nexus_log_lines_dropped_total)
+        self._stream = stream
+        self._fd = _fileno(stream)
+        self._pending: list[bytes | list[int]] = []  # a list[int] marks a gap: [lines dropped there]
+        self._pending_bytes = 0
+        self._gap: list[int] | None = None
+        self._urgent = False
+        self._busy = False
+        self._clock = _Clock()  # the writer thread's own (the shared one is not thread-safe)
+        # reentrant: a signal handler that logs may interrupt a write() of the same thread (server.py does)
+        self._changed = threading.Condition(threading.RLock())
+        self._thread = threading.Thread(target=self._run, name="nexus-log-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, line: bytes, *, urgent: bool = False) -> None:
+        with self._changed:
+            if self._pending_bytes + len(line) > self.max_buffer_bytes:
+                self.dropped += 1
+                if self._gap is None:
+                    self._gap = [0]
+                    self._pending.append(self._gap)
+                self._gap[0] += 1
+                return
+            self._gap = None
+            self._pending.append(line)
+            self._pending_bytes += len(line)
+            if urgent:
+                self._urgent = True
+                self._changed.notify_all()
+            elif len(self._pending) == 1:
+                self._changed.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every line logged so far is written (at most `timeout` seconds); True when done."""
+        with self.held(timeout) as done:
+            return done
+
+    @contextmanager
+    def held(self, timeout: float | None = None) -> Iterator[bool]:
+        """flush(timeout), then nothing is written until the block ends; yields what flush returned.
+
+        For a reader of the stream that must not race a write: pytest's capfd reads its file from offset
+        0, so a batch written during the read lands over the first lines.
+        """
+        with self._changed:
+            self._urgent = True
+            self._changed.notify_all()
+            yield self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending)
+                if not self._urgent:  # collect a batch; an urgent line or flush() ends the wait early
+                    self._changed.wait_for(lambda: self._urgent, self.FLUSH_SECONDS)
+                batch, self._pending, self._pending_bytes = self._pending, [], 0
+                self._gap = None
+                self._urgent = False
+                self._busy = True
+            try:
+                self._write(
+                    b"".join(
+                        item if isinstance(item, bytes) else _dropped_line(item[0], self._clock)
+                        for item in batch
+                    )
+                )
+            finally:
+                with self._changed:
+                    self._busy = False
+                    self._changed.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        try:
+            if self._fd is None:
+                self._stream.write(data)
+                self._stream.flush()
+                return
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(self._fd, view) :]
+                except BlockingIOError:  # a non-blocking stdout that is full: wait until it takes more
+                    select.select([], [self._fd], [], 1.0)
+        except (OSError, ValueError):  # stdout closed or gone: logs cannot stop the service
+            pass
+
+
+def _fileno(stream: ByteSink) -> int | None:
+    """The file descriptor behind `stream` (written directly, so that no lock of the stream is held while
+    the pipe is full), or None for streams without one."""
+    try:
+        stream.flush()
+        fileno: Callable[[], int] | None = getattr(stream, "fileno", None)
+        return fileno() if fileno is not None else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _dropped_line(count: int, clock: _Clock) -> bytes:
+    entry = {
+        "time": clock(time.time()),
+        "level": "WARNING",
+        "logger": "nexus.logs",
+        "message": f"{count} log line(s) dropped here: stdout was not read fast enough (buffer full)",
+        "dropped_lines": count,
+    }
+    return _encode(entry) + b"\n"
+
+
+class JsonLinesHandler(logging.Handler):
+    """A logging handler that formats with JsonFormatter and writes through the LineWriter."""
+
+    def __init__(self, writer: LineWriter, redact: Redactor) -> None:
+        super().__init__()
+        self.writer = writer
+        self.setFormatter(JsonFormatter(redact))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.writer.write(self.format(record).encode() + b"\n", urgent=record.levelno >= logging.WARNING)
+        except Exception:  # noqa: BLE001 - logging's own convention
+            self.handleError(record)
+
+
+class AccessLog:
+    """Writes one JSON line per request when the access logger is enabled for INFO."""
+
+    __slots__ = ("enabled", "writer")
+
+    def __init__(self, writer: LineWriter, *, enabled: bool) -> None:
+        self.writer = writer
+        self.enabled = enabled
+
+    def write(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        request_id: str,
+        trace_id: str,
+        *,
+        bytes_sent: int = 0,
+        outcome: str | None = None,
+    ) -> None:
+        if len(path) > MAX_PATH_CHARS:
+            path = path[:MAX_PATH_CHARS] + "…"
+        line = AccessLine(
+            time=timestamp(time.time()),
+            level="INFO",
+            logger="nexus.access",
+            message="client closed request" if status == 499 else "request",
+            method=method[:MAX_METHOD_CHARS],
+            path=path,
+            status=status,
+            duration_ms=round(seconds * 1000, 3),
+            request_id=request_id,
+            bytes=bytes_sent,
+            trace_id=trace_id,
+            outcome=outcome,
+        )
+        self.writer.write(_encode(line) + b"\n", urgent=outcome is not None)
+
+
+class _TextStream:
+    """Bytes written to a text stream (a StringIO) without a binary buffer."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, data: bytes) -> None:
+        self._stream.write(data.decode())
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+
+# one writer (and one writer thread) per stream for the life of the process, however often logging is
+# configured (every create_app does it; tests build many apps)
+_writers: dict[int, tuple[TextIO, LineWriter]] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer_for(stream: TextIO, buffer_bytes: int) -> LineWriter:
+    with _writers_lock:
+        known = _writers.get(id(stream))
+        if known is None or known[0] is not stream:
+            binary = getattr(stream, "buffer", None)
+            stream.flush()  # what was printed before goes out first
+            writer = LineWriter(
+                binary if binary is not None else _TextStream(stream), max_buffer_bytes=buffer_bytes
+            )
+            known = _writers[id(stream)] = (stream, writer)
+        known[1].max_buffer_bytes = buffer_bytes
+        return known[1]
+
+
+@atexit.register
+def flush_logs(timeout: float = _EXIT_FLUSH_SECONDS) -> bool:
+    """Write out every buffered line (at exit: for at most a few seconds, even when stdout is stalled)."""
+    with _writers_lock:
+        writers = [writer for _, writer in _writers.values()]
+    return all([writer.flush(timeout) for writer in writers])
+
+
+@contextmanager
+def held_logs(timeout: float = _EXIT_FLUSH_SECONDS) -> Iterator[bool]:
+    """flush_logs(timeout), then no log line is written until the block ends (see LineWriter.held)."""
+    with _writers_lock:
+        writers = [writer for _, writer in _writers.values()]
+    with ExitStack() as stack:
+        yield all([stack.enter_context(writer.held(timeout)) for writer in writers])
+
+
+def configure_logging(
+    level: str, stream: TextIO | None = None, *, buffer_bytes: int = 1 << 20, secrets: Iterable[str] = ()
+) -> AccessLog:
+    """Route every logger (uvicorn's and httpx's too) through one JSON handler; return the access log.
+
+    `secrets` are values never to be logged (the secret settings); `buffer_bytes` bounds the lines held
+    while stdout is not read.
+    """
+    writer = _writer_for(stream or sys.stdout, buffer_bytes)
+    handler = JsonLinesHandler(writer, Redactor(secrets))
+    handler.set_name("nexus-json")
+    root = logging.getLogger()
+    for previous in [each for each in root.handlers if each.get_name() == "nexus-json"]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "litestar"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    # request lines come from AccessLog; httpx would log every backend call at INFO
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
+    return AccessLog(writer, enabled=logging.getLogger("nexus.access").isEnabledFor(logging.INFO))

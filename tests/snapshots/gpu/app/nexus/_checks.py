@@ -1,0 +1,48 @@
+# Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
+"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""
+
+import time
+
+from app.nexus._context import NexusContext
+from app.nexus._features import gpu_checks
+from app.nexus._readiness import CheckResult, ReadinessCheck
+
+
+def http_dependency(url: str, *, name: str = "backend") -> ReadinessCheck:
+    """Pass when GET `url` answers 2xx through the shared client; the latency is the observed value.
+
+    The URL never appears in the output: /readyz is public, the backend address is not.
+    """
+
+    async def check(context: NexusContext) -> CheckResult:
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            response = await context.http.get(url)
+        except httpx.TimeoutException:
+            return CheckResult("fail", output=f"{name} did not answer in time")
+        except httpx.HTTPError as error:
+            return CheckResult("fail", output=f"cannot reach {name} ({type(error).__name__})")
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        if response.is_success:
+            return CheckResult("pass", observed_value=elapsed_ms, observed_unit="ms")
+        return CheckResult(
+            "fail",
+            observed_value=elapsed_ms,
+            observed_unit="ms",
+            output=f"{name} answered HTTP {response.status_code}",
+        )
+
+    return check
+
+
+def platform_checks(context: NexusContext) -> dict[str, ReadinessCheck]:
+    """The checks that settings and answers switch on: the wrapped backend, the GPUs."""
+    settings = context.settings
+    checks: dict[str, ReadinessCheck] = {}
+    if settings.backend_url:
+        url = settings.backend_url.rstrip("/") + settings.backend_health_path
+        checks["backend:responseTime"] = http_dependency(url)
+    checks.update(gpu_checks(settings))
+    return checks
