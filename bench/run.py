@@ -292,8 +292,8 @@ def copier_timings(workdir: Path, times: int) -> dict[str, float]:
     """Wall time of `copier copy` and `copier update` (CLI, default answers), medians."""
     template = copy_working_tree(workdir / "template-bench")
     git(template, "tag", "v1.0.0")
-    (template / "template" / "app" / "nexus" / "checks.py").write_text(
-        (template / "template" / "app" / "nexus" / "checks.py").read_text() + "\n# a change of v1.0.1\n"
+    (template / "template" / "app" / "nexus" / "_checks.py").write_text(
+        (template / "template" / "app" / "nexus" / "_checks.py").read_text() + "\n# a change of v1.0.1\n"
     )
     git(template, "commit", "--quiet", "-am", "v1.0.1")
     git(template, "tag", "v1.0.1")

@@ -35,7 +35,7 @@ DOCS_END = "<!-- end -->"
 
 def _marker(name: str) -> str:
     """A marker constant of the service's generator (template/app/nexus/_settings_docs.py)."""
-    module = ast.parse((ROOT / "template" / "app" / "nexus" / "settings_docs.py").read_text())
+    module = ast.parse((ROOT / "template" / "app" / "nexus" / "_settings_docs.py").read_text())
     for node in module.body:
         if isinstance(node, ast.Assign) and [
             target.id for target in node.targets if isinstance(target, ast.Name)

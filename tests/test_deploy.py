@@ -169,7 +169,7 @@ def test_kubernetes_manifests_validate_and_agree(rendered, name: str) -> None:
 def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:
     """The probe paths used by Dockerfile, compose and Kubernetes are the app's own links."""
     service = rendered(name)
-    text = (service / "app" / "nexus" / "metadata.py").read_text()
+    text = (service / "app" / "nexus" / "_metadata.py").read_text()
     assert 'health: str = "/health"' in text
     assert 'readiness: str = "/readyz"' in text
     assert "/health" in (service / "app" / "healthcheck.py").read_text()

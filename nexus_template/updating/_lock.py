@@ -1,7 +1,8 @@
 """The service's `requirements.lock` follows its updated requirements.
 
 The service's own locking module (`app/nexus/_locking.py`, template-owned, so already the new version)
-refreshes it with uv, a dependency of this tool; services rendered before locks existed have none.
+refreshes it with uv, a dependency of this tool (`app/nexus/locking.py` in a release before the platform's
+modules were private); services rendered before locks existed have none.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ __all__ = ["refresh_lock"]
 
 def refresh_lock(service: Path) -> str | None:
     """Refresh requirements.lock; the problem, or None."""
-    module = service / "app" / "nexus" / "locking.py"
-    if not module.is_file():
+    found = [
+        path for name in ("_locking.py", "locking.py") if (path := service / "app" / "nexus" / name).is_file()
+    ]
+    if not found:
         return None
+    module = found[0]
     try:
         runpy.run_path(str(module))["write_lock"](service)
     except subprocess.CalledProcessError as error:
