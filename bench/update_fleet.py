@@ -46,7 +46,7 @@ def build_fleet(folder: Path, count: int) -> Path:
     commit_all(monorepo, "service edits")
     history.append("template/app/nexus/_checks.py", "\nIN_V1_2 = True\n")
     history.rename(f"{K8S}/service.yaml.jinja", f"{K8S}/svc.yaml.jinja")
-    history.remove("template/app/nexus/legacy.py")
+    history.remove("template/app/nexus/_legacy.py")
     history.release("v1.2.0")
     return monorepo
 

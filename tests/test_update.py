@@ -93,10 +93,10 @@ def make_service_edits(service: Path) -> dict[str, str]:
 def change_template(template: TemplateHistory) -> None:
     template.append("template/app/nexus/_checks.py", "\n\nPLATFORM_CHANGE = 'changed in v1.1.0'\n")
     template.write(
-        "template/app/nexus/added.py",
+        "template/app/nexus/_added.py",
         "# Managed by nexus-template: `copier update` replaces this file.\nADDED = True\n",
     )
-    template.remove("template/app/nexus/legacy.py")
+    template.remove("template/app/nexus/_legacy.py")
     template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.0")
     template.append("copier.yml", "\nnew_question:\n  type: str\n  help: Added in v1.1.0\n  default: fresh\n")
     template.append("template/app/nexus/_identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
@@ -147,8 +147,8 @@ def test_update_keeps_every_service_edit_and_brings_every_template_change(
     assert "GREETING=hello\n" in env
     assert f"# {_LOG_LEVEL_DESCRIPTION} (changed in v1.1.0)\nLOG_LEVEL=INFO\n" in env
     assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/_checks.py").read_text()
-    assert (service / "app/nexus/added.py").is_file()
-    assert not (service / "app/nexus/legacy.py").exists()
+    assert (service / "app/nexus/_added.py").is_file()
+    assert not (service / "app/nexus/_legacy.py").exists()
     assert "httpx==0.28.0\n" in (service / "requirements.txt").read_text()
     assert "\nhttpx==0.28.0 \\\n" in (service / "requirements.lock").read_text()  # the update relocked it
     assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/_identity.py").read_text()

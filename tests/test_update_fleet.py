@@ -64,7 +64,7 @@ def _release_changes(history: TemplateHistory) -> None:
     )
     history.rename(f"{K8S}/service.yaml.jinja", f"{K8S}/svc.yaml.jinja")
     history.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.1\nrich==14.0.0")
-    history.remove("template/app/nexus/legacy.py")
+    history.remove("template/app/nexus/_legacy.py")
 
 
 @pytest.fixture(scope="module")

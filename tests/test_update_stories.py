@@ -115,11 +115,11 @@ def test_changing_service_name_keeps_the_edited_compose_file(
 
 def test_an_unedited_file_the_release_removes_is_removed(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.remove("template/app/nexus/legacy.py")
+    history.remove("template/app/nexus/_legacy.py")
     history.release("v1.1.0")
 
     assert cli(["update", str(service)]) == 0
-    assert not (service / "app/nexus/legacy.py").exists()
+    assert not (service / "app/nexus/_legacy.py").exists()
 
 
 # --- 2. an unresolved conflict elsewhere in the repository -------------------------------------------
@@ -164,13 +164,13 @@ def test_a_fleet_update_without_commit_brings_no_removed_file_back(
     history: TemplateHistory, monorepo: Path
 ) -> None:
     services = [generate(history.path, monorepo, name, "v1.0.0") for name in ("alpha", "beta", "gamma")]
-    history.remove("template/app/nexus/legacy.py")
+    history.remove("template/app/nexus/_legacy.py")
     history.release("v1.1.0")
 
     assert cli(["update-all", str(monorepo / "services")]) == 0
 
     for service in services:
-        assert not (service / "app/nexus/legacy.py").exists(), service.name
+        assert not (service / "app/nexus/_legacy.py").exists(), service.name
         assert answers(service)["_commit"] == "v1.1.0"
 
 

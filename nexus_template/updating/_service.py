@@ -117,7 +117,7 @@ def _update_copy(
     touched = {path: updated.files[path] for path in result.files if path in updated.files}
     result.conflicts = sorted({*unmerged(copy), *binary_conflicts, *marked_or_rejected(touched)})
     result.answers = answer_changes(recorded, answers)
-    result.notes = explicit_derived_notes(result.answers, answers)
+    result.notes = explicit_derived_notes(result.answers, answers) + _capability_examples(result.added)
     result.dependency_clashes = pin_clashes(copy)
     if resolve and not result.dependency_clashes and (problem := resolution_problem(copy)):
         (
@@ -129,6 +129,16 @@ def _update_copy(
         updated = snapshot(copy)
         _describe(result, original, updated)
     return original, updated, answers
+
+
+def _capability_examples(added: list[str]) -> list[str]:
+    """The capability modules the update created (migrations/capability_modules.py): examples to replace."""
+    return [
+        f"{path}: the template's example, created because release/service.env offers its capability and "
+        "the service had no module for it: replace it with your implementation (or take the capability out)"
+        for path in added
+        if path.startswith("app/capabilities/") and path.endswith(".py") and not path.endswith("/__init__.py")
+    ]
 
 
 def update_service(service: Path, **options: Any) -> UpdateResult:

@@ -1,5 +1,5 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""OpenAI API types (msgspec) and routes for the capabilities a service offers."""
+"""OpenAI API types (msgspec) for the capabilities a service offers; their routes are the platform's."""
 
 from app.nexus.openai._audio import AUDIO_MEDIA_TYPES, AudioFormat, SpeechRequest
 from app.nexus.openai._chat import (

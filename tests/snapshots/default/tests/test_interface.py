@@ -4,6 +4,9 @@ the model list (static or from a provider) and the service's facts in release/se
 
 import asyncio
 import functools
+import importlib
+import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -68,6 +71,20 @@ OPENAI_NAMES = [
     "SpeechRequest",
     "Usage",
 ]
+
+
+@pytest.mark.parametrize(
+    ("old", "name"), [("app.nexus.config", "SECRET"), ("app.nexus.openai.chat", "ChatCompletionRequest")]
+)
+def test_a_module_name_of_an_earlier_release_still_imports_and_says_what_to_import(
+    old: str, name: str
+) -> None:
+    """Until v0.4.0: a service's deep import of a module that is private now keeps working, with a warning."""
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match=rf"{re.escape(old)} is internal and now named"):
+        module = importlib.import_module(old)
+    package = app.nexus.openai if ".openai." in old else app.nexus
+    assert getattr(module, name) is getattr(package, name)
 
 
 def test_every_other_module_of_the_platform_is_private() -> None:

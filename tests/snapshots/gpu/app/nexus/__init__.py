@@ -6,6 +6,7 @@ they may change in any template release; removing a public name is a breaking ch
 (tests/test_interface.py pins both lists).
 """
 
+from app.nexus import _moved
 from app.nexus._checks import http_dependency
 from app.nexus._config import SECRET, ConfigError
 from app.nexus._context import NexusContext, nexus_of
@@ -37,3 +38,5 @@ __all__ = [
     "nexus_of",
     "run_blocking",
 ]
+
+_moved.install()

@@ -148,6 +148,7 @@ class LineWriter:
         self._gap: list[int] | None = None
         self._urgent = False
         self._busy = False
+        self._holds = 0  # held() blocks in progress: the writer thread waits until there are none
         self._clock = _Clock()  # the writer thread's own (the shared one is not thread-safe)
         # reentrant: a signal handler that logs may interrupt a write() of the same thread (server.py does)
         self._changed = threading.Condition(threading.RLock())
@@ -174,27 +175,41 @@ class LineWriter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every line logged so far is written (at most `timeout` seconds); True when done."""
-        with self.held(timeout) as done:
-            return done
+        with self._changed:
+            return self._flushed(timeout)
 
     @contextmanager
     def held(self, timeout: float | None = None) -> Iterator[bool]:
-        """flush(timeout), then nothing is written until the block ends; yields what flush returned.
+        """flush(timeout), then the writer thread writes nothing until the block ends; yields what flush
+        returned. Lines logged meanwhile wait in the buffer: no caller waits, the block may log.
 
         For a reader of the stream that must not race a write: pytest's capfd reads its file from offset
         0, so a batch written during the read lands over the first lines.
         """
         with self._changed:
-            self._urgent = True
-            self._changed.notify_all()
-            yield self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
+            flushed = self._flushed(timeout)
+            self._holds += 1
+        try:
+            yield flushed
+        finally:
+            with self._changed:
+                self._holds -= 1
+                self._changed.notify_all()
+
+    def _flushed(self, timeout: float | None) -> bool:
+        self._urgent = True
+        self._changed.notify_all()
+        return self._changed.wait_for(lambda: not self._pending and not self._busy, timeout)
 
     def _run(self) -> None:
         while True:
             with self._changed:
-                self._changed.wait_for(lambda: self._pending)
-                if not self._urgent:  # collect a batch; an urgent line or flush() ends the wait early
-                    self._changed.wait_for(lambda: self._urgent, self.FLUSH_SECONDS)
+                while True:
+                    self._changed.wait_for(lambda: self._pending and not self._holds)
+                    if not self._urgent:  # collect a batch; an urgent line or flush() ends the wait early
+                        self._changed.wait_for(lambda: self._urgent, self.FLUSH_SECONDS)
+                    if not self._holds:  # held() began while the batch was collected: wait for its end
+                        break
                 batch, self._pending, self._pending_bytes = self._pending, [], 0
                 self._gap = None
                 self._urgent = False
