@@ -11,6 +11,7 @@ only after that, and the process exits 0. A second signal exits at once.
 
 import asyncio
 import contextvars
+import gc
 import logging
 import socket
 import time
@@ -45,6 +46,11 @@ class DrainingServer(UvicornServer):
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.started:
+            # what start-up built (app, routes, schema) lives as long as the process: out of the cyclic
+            # collector's way, a full collection no longer walks it, which halved POST /v1/echo's p99
+            # under load here (30 ms -> 14 ms; docs/performance.md)
+            gc.collect()
+            gc.freeze()
             self.nexus.context.listening.set()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
