@@ -66,7 +66,7 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
     assert (service / "tests" / "fake_backend.py").is_file() is wrapper
     script = (
         "import json; from app.main import app; from app.nexus.openai._routes import ROUTES;"
-        "print(json.dumps(sorted(r.path for r in app.app.app.routes)))"  # NexusASGI > BodyRateGuard > Litestar
+        "print(json.dumps(sorted(r.path for r in app.app.routes)))"  # NexusASGI > Litestar
     )
     result = run_python(service, "-c", script, GPU_MIN_COUNT="0")
     assert result.returncode == 0, result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -60,6 +61,16 @@ def test_published_metadata_schema_is_what_the_code_produces(rendered, name: str
     assert result.stdout == (ROOT / "docs" / "metadata.schema.json").read_text(), (
         "refresh docs/metadata.schema.json with `python -m app.nexus metadata-schema` in a rendered service"
     )
+
+
+def test_the_documented_outcomes_of_an_access_line_are_the_codes(rendered) -> None:
+    """docs/service-api.md names every `outcome` an access line can carry, and no other."""
+    code = "import json, typing; from app.nexus._exchange import Outcome; print(json.dumps(typing.get_args(Outcome)))"
+    result = run_python(rendered("default"), "-c", code)
+    assert result.returncode == 0, result.stderr
+    text = (ROOT / "docs" / "service-api.md").read_text()
+    paragraph = text[text.index("`outcome` says why:") :].split("\n\n", 1)[0]
+    assert set(re.findall(r"`([a-z_]+)`", paragraph)) - {"outcome"} == set(json.loads(result.stdout))
 
 
 def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> None:

@@ -291,6 +291,15 @@ def test_slow_and_stalled_bodies_get_408_and_free_their_slots(shared: LiveServic
     )
     assert httpx.post(f"{shared.url}/v1/echo", json={"input": "x"}, timeout=5).status_code == 200
     checker.assert_healthy("slow bodies")
+    # each access line says why the request ended: 4 lines with the 408 and outcome body_timeout (and only
+    # these four in a log shared with the other tests)
+    log = shared.wait_for_log('"outcome":"body_timeout"')
+    deadline = time.monotonic() + 10
+    while (count := log.count('"outcome":"body_timeout"')) < len(clients) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        log = shared.log()
+    assert count == len(clients)
+    assert log.count('"status":408') == log.count('"outcome":"body_timeout"')
 
 
 def test_a_body_at_a_fair_pace_is_not_cut(shared: LiveService) -> None:

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TextIO
 
 import httpx
 import msgspec
@@ -25,7 +25,7 @@ from litestar.testing import TestClient
 
 from app.nexus import CheckResult, ServiceSpec, nexus_of
 from app.nexus._config import ConfigError, PlatformSettings, load_settings
-from app.nexus._logs import configure_logging, flush_logs, held_logs
+from app.nexus._logs import AccessLog, configure_logging, flush_logs, held_logs
 from app.service import service
 from tests.nexus_fixtures import ROOT, free_port
 
@@ -77,6 +77,106 @@ def test_no_line_is_lost_with_threads_and_the_event_loop_logging_at_once(tmp_pat
     assert loop_ids == [f"loop-{index}" for index in range(from_loop)]  # all there, in order
     assert len(lines) == threads * per_thread + from_loop
     assert access_log.writer.dropped == 0
+
+
+def _wakeups(thread: threading.Thread) -> int:
+    """How often the thread went to sleep and was woken (Linux)."""
+    status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+    [count] = [line.split()[1] for line in status.splitlines() if line.startswith("voluntary_ctxt_switches")]
+    return int(count)
+
+
+def _collect(read_end: int, into: Path) -> subprocess.Popen[bytes]:
+    """Another process reads the pipe, as a container runtime does (a thread here would need the GIL)."""
+    with into.open("wb") as out:
+        reader = subprocess.Popen(["cat"], stdin=read_end, stdout=out)
+    os.close(read_end)
+    return reader
+
+
+def _pipe_logging(buffer_bytes: int = 1 << 20) -> tuple[int, TextIO, AccessLog]:
+    """Logging to a pipe: its read end, the stream, the access log."""
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    return read_end, stream, configure_logging("INFO", stream, buffer_bytes=buffer_bytes)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts thread wake-ups in Linux's /proc")
+def test_the_event_loop_writes_its_own_lines_and_leaves_the_writer_thread_asleep(tmp_path: Path) -> None:
+    """A writer thread woken for each batch waits for the GIL while the loop is busy, and is woken at
+    every release: about a tenth of a JSON POST's time. The attached loop writes its lines itself (to a
+    file here: a pipe's reader may fall behind on a busy machine, and the thread then writes the rest,
+    as the next test shows)."""
+    received = tmp_path / "stdout.jsonl"
+    stream = received.open("w")
+    access_log = configure_logging("INFO", stream)
+    writer = access_log.writer
+
+    async def requests() -> tuple[int, float]:
+        writer.attach(asyncio.get_running_loop())
+        try:
+            before = _wakeups(writer._thread)
+            for index in range(5000):
+                access_log.write("POST", "/v1/echo", 200, 0.001, f"loop-{index}", "")
+                if index % 50 == 0:
+                    await asyncio.sleep(0.001)  # a busy server: the loop runs between requests
+            logged_at = time.monotonic()
+            while b"loop-4999" not in received.read_bytes():  # no flush: the loop's timer writes it
+                assert time.monotonic() - logged_at < 5, "the loop did not write its last batch"
+                await asyncio.sleep(0.01)
+            return _wakeups(writer._thread) - before, time.monotonic() - logged_at
+        finally:
+            writer.detach(asyncio.get_running_loop())
+
+    woken, last_line_after = asyncio.run(requests())
+    logging.getLogger("test.loop").info("after the loop")  # the thread writes again once detached
+    assert flush_logs(5)
+    stream.close()
+    lines = json_lines(received.read_text())
+    ids = [line["request_id"] for line in lines if line.get("request_id", "").startswith("loop-")]
+    assert ids == [f"loop-{index}" for index in range(5000)]  # all there, in order
+    assert [line["message"] for line in lines if line["logger"] == "test.loop"] == ["after the loop"]
+    print(f"writer thread woken {woken} times for 5,000 lines; last line out after {last_line_after:.3f} s")
+    assert woken <= 3
+
+
+def test_a_full_pipe_never_blocks_the_event_loop_and_the_thread_writes_the_rest(tmp_path: Path) -> None:
+    """Nobody reads stdout while the loop logs 2 MB: the loop goes on, and once stdout is read again
+    every line arrives whole and in order (the buffer holds them all)."""
+    read_end, stream, access_log = _pipe_logging(buffer_bytes=1 << 26)
+    writer = access_log.writer
+    path = "/v1/" + "x" * 400
+    received = tmp_path / "stdout.jsonl"
+    rescued = threading.Event()
+
+    def rescue() -> None:  # a loop blocked in a write would wait for a reader forever
+        rescued.set()
+        _collect(read_end, received)
+
+    guard = threading.Timer(20, rescue)
+    guard.start()
+
+    async def requests() -> None:
+        writer.attach(asyncio.get_running_loop())
+        try:
+            for index in range(4000):
+                access_log.write("POST", path, 200, 0.001, f"full-{index}", "")
+                if index % 100 == 0:
+                    await asyncio.sleep(writer.FLUSH_SECONDS)  # the loop's timer writes what fits
+        finally:
+            writer.detach(asyncio.get_running_loop())
+
+    asyncio.run(requests())
+    guard.cancel()
+    assert not rescued.is_set(), "the event loop waited for stdout"
+    reader = _collect(read_end, received)  # stdout is read again
+    assert flush_logs(20)
+    stream.close()
+    reader.wait(10)
+    lines = json_lines(received.read_text())
+    ids = [line["request_id"] for line in lines if line.get("request_id", "").startswith("full-")]
+    assert ids == [f"full-{index}" for index in range(4000)]
+    assert writer.dropped == 0
 
 
 def test_configuring_logging_again_adds_no_writer_and_no_exit_hook(tmp_path: Path) -> None:

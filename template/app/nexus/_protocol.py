@@ -12,7 +12,7 @@ before anything can refuse it. Per connection, this protocol adds:
 - a connection cap below the open-files limit: beyond it a new connection gets 503 and is closed, and the
   connections already open keep being served.
 
-Slow bodies are the ASGI layer's business (app/nexus/_bodyguard.py): only it knows when the app waits.
+Slow bodies are the ASGI layer's business (app/nexus/_exchange.py): only it knows when the app waits.
 """
 
 import asyncio

@@ -8,7 +8,8 @@
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
 - limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that
   (blocking work a cancelled request left running still counts: app.nexus._offload);
-- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504 (streams: app.nexus._exchange);
+- cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504 (streams: app.nexus._exchange),
+  and one whose body stalls or trickles (BODY_TIMEOUT_SECONDS, MIN_BODY_BYTES_PER_SECOND) and answers 408;
 - serves HEAD wherever GET is served (the same headers, no body);
 - writes one access line, with the bytes sent and why the request ended early, and records the request's
   metrics (app.nexus._observe) when the response is done;
@@ -47,6 +48,11 @@ _SAME_FAILURE_AGAIN = frozenset({500, 504})
 _SHUT_DOWN = error_body(503, "The service shut down before the request finished; retry", code="shutting_down")
 # outcomes counted by the timeouts metric: a time limit cancelled the request
 _TIME_LIMITS = frozenset({"timeout", "first_byte_timeout", "idle_timeout", "stream_time_limit"})
+_BODY_TOO_SLOW = error_body(
+    408,
+    "The request body arrived too slowly (BODY_TIMEOUT_SECONDS, MIN_BODY_BYTES_PER_SECOND)",
+    code="body_timeout",
+)
 _HEADERS_TOO_LARGE = error_body(
     431,
     "The request headers are larger than this service accepts (MAX_HEADER_BYTES)",
@@ -97,6 +103,8 @@ class NexusASGI:
         max_header_bytes: int,
         stream_idle_timeout_seconds: float = 30.0,
         stream_max_seconds: float = 3600.0,
+        body_timeout_seconds: float = 10.0,
+        min_body_bytes_per_second: int = 1024,
     ) -> None:
         self.app = app
         # the process-wide state (draining flag, settings), for the server and tests
@@ -110,6 +118,8 @@ class NexusASGI:
             request_timeout=request_timeout_seconds,
             idle_timeout=stream_idle_timeout_seconds,
             max_seconds=stream_max_seconds,
+            body_timeout=body_timeout_seconds,
+            min_body_bytes_per_second=min_body_bytes_per_second,
         )
         self.max_header_bytes = max_header_bytes
         self.in_flight = 0
@@ -227,13 +237,20 @@ class NexusASGI:
             return 499 if status is None else status  # nobody to answer
         if outcome == "timeout":
             logger.warning("request cancelled after REQUEST_TIMEOUT_SECONDS=%g", self.deadlines.timeout)
+        elif outcome == "body_timeout":
+            closing = "answered 408" if status is None else "connection closed (the response had started)"
+            logger.warning("request body too slow: %s", closing)
         else:
             logger.warning("request ended early: %s", outcome)
         if status is not None:  # a response was under way: the connection closes without its end
             return status
-        body, status = (_SHUT_DOWN, 503) if outcome == "shutdown" else (_TIMED_OUT, 504)
-        retry = (b"retry-after", b"1") if status == 503 else NO_RETRY
-        headers = _headers(JSON, len(body), request_id, retry)
+        if outcome == "body_timeout":  # the rest of the body is still on its way: close the connection
+            extra = (b"connection", b"close")
+            body, status = _BODY_TOO_SLOW, 408
+        else:
+            body, status = (_SHUT_DOWN, 503) if outcome == "shutdown" else (_TIMED_OUT, 504)
+            extra = (b"retry-after", b"1") if status == 503 else NO_RETRY
+        headers = _headers(JSON, len(body), request_id, extra)
         exchange.bytes_sent = await _send_bytes(send, status, headers, body)
         return status
 

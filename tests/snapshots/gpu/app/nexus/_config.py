@@ -177,7 +177,7 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             extra={"group": "Limits"},
         ),
     ] = 16384
-    # slow and silent clients (app/nexus/_protocol.py, app/nexus/_bodyguard.py): cut off long before
+    # slow and silent clients (app/nexus/_protocol.py, app/nexus/_exchange.py): cut off long before
     # REQUEST_TIMEOUT_SECONDS, so that they cannot hold connections or concurrency slots
     idle_timeout_seconds: Annotated[
         Seconds,

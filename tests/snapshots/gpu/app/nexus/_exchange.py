@@ -12,6 +12,13 @@
   streams, after DISCONNECT_CHECK_AFTER seconds for other requests once their body was read (GET: at once)
   — and cancels
   the work, which frees the slot. On shutdown `end_all` ends what is left after the grace period.
+- Slow bodies: the client may fall at most BODY_TIMEOUT_SECONDS behind a pace of MIN_BODY_BYTES_PER_SECOND.
+  The time the app spends waiting in receive() for body bytes is charged against a credit of
+  BODY_TIMEOUT_SECONDS, and every byte that arrives earns back 1/MIN_BODY_BYTES_PER_SECOND seconds (never
+  more than BODY_TIMEOUT_SECONDS in all). The watchdog ends a request whose wait outlasts its credit
+  (outcome `body_timeout`): a silent body is cut off after BODY_TIMEOUT_SECONDS, a trickle soon after; time
+  the app spends on anything else is not charged. One watchdog instead of a timer around every receive()
+  (asyncio.timeout cost a JSON POST more than the rest of the ASGI layer).
 """
 
 import asyncio
@@ -31,6 +38,7 @@ __all__ = [
 ]
 
 Outcome = Literal[
+    "body_timeout",  # the request body fell too far behind MIN_BODY_BYTES_PER_SECOND
     "timeout",  # a non-streamed response ran past REQUEST_TIMEOUT_SECONDS
     "first_byte_timeout",  # a stream sent nothing within REQUEST_TIMEOUT_SECONDS
     "idle_timeout",  # a stream sent nothing for STREAM_IDLE_TIMEOUT_SECONDS
@@ -59,7 +67,9 @@ class Exchange:
         "_listener",
         "_receive",
         "_stash",
+        "body_credit",
         "body_read",
+        "body_timeout",
         "bytes_received",
         "bytes_sent",
         "complete",
@@ -68,13 +78,23 @@ class Exchange:
         "listen_for_disconnect",
         "max_seconds",
         "outcome",
+        "seconds_per_byte",
         "started",
         "streaming",
         "task",
+        "waiting_since",
     )
 
     def __init__(
-        self, receive: Receive, started: float, idle_timeout: float, max_seconds: float, *, bodiless: bool
+        self,
+        receive: Receive,
+        started: float,
+        idle_timeout: float,
+        max_seconds: float,
+        body_timeout: float,
+        seconds_per_byte: float,
+        *,
+        bodiless: bool,
     ) -> None:
         self._receive = receive
         self._listener: asyncio.Task[None] | None = None
@@ -89,17 +109,33 @@ class Exchange:
         self.streaming = False
         self.complete = False
         self.body_read = bodiless
+        self.body_timeout = body_timeout
+        self.body_credit = body_timeout  # seconds the client may still keep the app waiting for its body
+        self.seconds_per_byte = seconds_per_byte
+        self.waiting_since: float | None = None  # while the app waits in receive() for body bytes
         # set by platform streams: listen for the client's disconnect from the first chunk on
         self.listen_for_disconnect = False
         self.outcome: Outcome | None = None
 
     async def receive(self) -> ReceiveMessage:
+        waiting_since = None
         if self._stash is not None:
             message, self._stash = self._stash, None
-        else:
+        elif self.body_read:
             message = await self._receive()
+        else:
+            self.waiting_since = waiting_since = time.monotonic()
+            try:
+                message = await self._receive()
+            finally:
+                self.waiting_since = None
         if message["type"] == "http.request":
-            self.bytes_received += len(message.get("body", b""))
+            body_bytes = len(message.get("body", b""))
+            self.bytes_received += body_bytes
+            if waiting_since is not None:
+                waited = time.monotonic() - waiting_since
+                earned = body_bytes * self.seconds_per_byte
+                self.body_credit = min(self.body_timeout, self.body_credit - waited + earned)
             if not message.get("more_body", False):
                 self.body_read = True
         elif message["type"] == "http.disconnect" and not self.complete and self.outcome is None:
@@ -155,10 +191,20 @@ class Exchange:
 class Exchanges:
     """The counted requests in flight, watched by one task while there are any."""
 
-    def __init__(self, *, request_timeout: float, idle_timeout: float, max_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        request_timeout: float,
+        idle_timeout: float,
+        max_seconds: float,
+        body_timeout: float,
+        min_body_bytes_per_second: int,
+    ) -> None:
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
         self.max_seconds = max_seconds
+        self.body_timeout = body_timeout
+        self.seconds_per_byte = 1 / min_body_bytes_per_second
         self._open: set[Exchange] = set()
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -168,7 +214,15 @@ class Exchanges:
     def open(self, scope: HTTPScope, receive: Receive) -> Exchange:
         """Register the current request task; its exchange becomes `current_exchange()`."""
         bodiless = scope["method"] == "GET" and not any(name in _BODY_HEADERS for name, _ in scope["headers"])
-        exchange = Exchange(receive, time.monotonic(), self.idle_timeout, self.max_seconds, bodiless=bodiless)
+        exchange = Exchange(
+            receive,
+            time.monotonic(),
+            self.idle_timeout,
+            self.max_seconds,
+            self.body_timeout,
+            self.seconds_per_byte,
+            bodiless=bodiless,
+        )
         self._open.add(exchange)
         _exchange_var.set(exchange)
         if self._watchdog is None:
@@ -194,7 +248,10 @@ class Exchanges:
                 for exchange in list(self._open):
                     if exchange.complete or exchange.outcome is not None:
                         continue
-                    if exchange.streaming:
+                    waiting_since = exchange.waiting_since
+                    if waiting_since is not None and now - waiting_since >= exchange.body_credit:
+                        exchange.end("body_timeout")
+                    elif exchange.streaming:
                         deadline, why = exchange._deadline(self.request_timeout)
                         if now >= deadline:
                             exchange.end(why)

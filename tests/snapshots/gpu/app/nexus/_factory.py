@@ -19,7 +19,6 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, Swag
 
 from app.nexus import _identity as identity
 from app.nexus._asgi import NexusASGI
-from app.nexus._bodyguard import BodyRateGuard
 from app.nexus._capabilities import BACKEND, implementations
 from app.nexus._checks import platform_checks
 from app.nexus._config import ConfigError, PlatformSettings, load_settings, redacted, secret_values
@@ -143,6 +142,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             probes.publish(metadata)
 
         catalog.on_change = lambda models: republish(models=models)
+        loop = asyncio.get_running_loop()
+        access_log.writer.attach(loop)
         logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
         if gpus is not None:
             gpus.start()
@@ -167,6 +168,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             context.blocking.close()
             context.running = False
             logger.info("service stopped")
+            access_log.writer.detach(loop)
 
     try:
         litestar = _litestar(service, settings, context, probes, platform_lifespan, capabilities)
@@ -185,11 +187,7 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         trace_header=bool(service.middleware),
     )
     app = NexusASGI(
-        BodyRateGuard(
-            litestar,
-            timeout=settings.body_timeout_seconds,
-            min_bytes_per_second=settings.min_body_bytes_per_second,
-        ),
+        litestar,
         context,
         probes.routes(),
         observer,
@@ -198,6 +196,8 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
         max_header_bytes=settings.max_header_bytes,
         stream_idle_timeout_seconds=settings.stream_idle_timeout_seconds,
         stream_max_seconds=settings.stream_max_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
+        min_body_bytes_per_second=settings.min_body_bytes_per_second,
     )
     if metrics is not None:
         build = {
