@@ -26,7 +26,7 @@ import time
 from contextvars import ContextVar
 from typing import Literal
 
-from litestar.types import HTTPScope, Message, Receive, ReceiveMessage
+from litestar.types import HTTPResponseBodyEvent, HTTPScope, Receive, ReceiveMessage, Send
 
 __all__ = [
     "DISCONNECT_CHECK_AFTER",
@@ -65,20 +65,24 @@ def current_exchange() -> "Exchange | None":
 class Exchange:
     __slots__ = (
         "_listener",
+        "_quiet_since",
         "_receive",
+        "_seen_chunks",
         "_stash",
         "body_credit",
         "body_read",
         "body_timeout",
         "bytes_received",
         "bytes_sent",
+        "chunks_sent",
         "complete",
+        "direct_chunks",
         "idle_timeout",
-        "last_sent",
         "listen_for_disconnect",
         "max_seconds",
         "outcome",
         "seconds_per_byte",
+        "server_send",
         "started",
         "streaming",
         "task",
@@ -105,7 +109,11 @@ class Exchange:
         self.max_seconds = max_seconds
         self.bytes_received = 0
         self.bytes_sent = 0
-        self.last_sent: float | None = None  # when the last body chunk of a stream went out
+        self.chunks_sent = 0  # body messages with bytes
+        # the watchdog's view of a stream: the chunks it has seen, and the tick it last saw a new one at
+        # (a clock read per chunk cost a tenth of a streamed chunk's overhead)
+        self._seen_chunks = 0
+        self._quiet_since: float | None = None
         self.streaming = False
         self.complete = False
         self.body_read = bodiless
@@ -116,6 +124,11 @@ class Exchange:
         # set by platform streams: listen for the client's disconnect from the first chunk on
         self.listen_for_disconnect = False
         self.outcome: Outcome | None = None
+        # the server's send, past every wrapper (set by the ASGI layer); a platform stream whose route has
+        # no middleware that could change body messages sends its chunks there (`direct_chunks`), counted
+        # here: one wrapper less per chunk
+        self.server_send: Send | None = None
+        self.direct_chunks = False
 
     async def receive(self) -> ReceiveMessage:
         waiting_since = None
@@ -142,14 +155,12 @@ class Exchange:
             self.outcome = "client_disconnected"
         return message
 
-    def sent(self, message: Message) -> None:
-        """Count a body message (the ASGI layer calls this for each message after the start)."""
-        if message["type"] != "http.response.body":
-            return
+    def sent(self, message: HTTPResponseBodyEvent) -> None:
+        """Count an http.response.body message (the ASGI layer calls this for each one)."""
         body = message.get("body", b"")
-        self.bytes_sent += len(body)
-        if body and self.streaming:
-            self.last_sent = time.monotonic()
+        if body:
+            self.bytes_sent += len(body)
+            self.chunks_sent += 1
         if not message.get("more_body", False):
             self.complete = True
 
@@ -160,12 +171,16 @@ class Exchange:
             if self.task is not None:
                 self.task.cancel()
 
-    def _deadline(self, request_timeout: float) -> tuple[float, Outcome]:
+    def _deadline(self, request_timeout: float, now: float) -> tuple[float, Outcome]:
+        """The stream's next deadline, and the outcome when it passes (idle time is counted from the tick
+        that first saw the last chunk: at most one tick late)."""
+        if self.chunks_sent != self._seen_chunks:
+            self._seen_chunks, self._quiet_since = self.chunks_sent, now
         why: Outcome
-        if self.last_sent is None:
+        if self._quiet_since is None:
             deadline, why = self.started + request_timeout, "first_byte_timeout"
         else:
-            deadline, why = self.last_sent + self.idle_timeout, "idle_timeout"
+            deadline, why = self._quiet_since + self.idle_timeout, "idle_timeout"
         if self.started + self.max_seconds < deadline:
             return self.started + self.max_seconds, "stream_time_limit"
         return deadline, why
@@ -252,7 +267,7 @@ class Exchanges:
                     if waiting_since is not None and now - waiting_since >= exchange.body_credit:
                         exchange.end("body_timeout")
                     elif exchange.streaming:
-                        deadline, why = exchange._deadline(self.request_timeout)
+                        deadline, why = exchange._deadline(self.request_timeout, now)
                         if now >= deadline:
                             exchange.end(why)
                         elif exchange.listen_for_disconnect:

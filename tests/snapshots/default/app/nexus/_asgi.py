@@ -193,7 +193,9 @@ class NexusASGI:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, started
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.body":  # every chunk of a stream: keep it cheap
+                exchange.sent(message)
+            elif message["type"] == "http.response.start":
                 status = message["status"]
                 started = True
                 headers = message.setdefault("headers", [])
@@ -206,10 +208,9 @@ class NexusASGI:
                 if all(name != b"content-length" for name, _ in headers):
                     exchange.streaming = True  # from now on bounded by first-byte and idle timeouts
                     self.deadlines.forget(task)
-            else:
-                exchange.sent(message)
             await send(message)
 
+        exchange.server_send = send
         self.in_flight += 1
         task = self.deadlines.watch()
         try:

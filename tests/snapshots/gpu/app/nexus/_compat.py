@@ -22,8 +22,10 @@ import uvicorn
 from litestar import Request
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
-from litestar.types import Empty, Receive, Send
+from litestar.types import Empty, HTTPResponseBodyEvent, Receive, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from app.nexus._exchange import current_exchange
 
 __all__ = [
     "LITESTAR_CHECKED",
@@ -77,10 +79,18 @@ class _InTaskStreamingResponse(ASGIStreamingResponse):
     __slots__ = ()
 
     async def send_body(self, send: Send, receive: Receive) -> None:
+        exchange = current_exchange()
+        if exchange is not None and exchange.direct_chunks and exchange.server_send is not None:
+            sent, send_chunk = exchange.sent, exchange.server_send
+        else:
+            sent, send_chunk = None, send
         async for chunk in self.iterator:  # bytes: the platform's producers encode every chunk
             body = chunk if isinstance(chunk, bytes) else chunk.encode()
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            message: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": True}
+            if sent is not None:
+                sent(message)
+            await send_chunk(message)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})  # the whole way
 
 
 def streamed_in_request_task(response: ASGIResponse) -> ASGIResponse:

@@ -26,8 +26,9 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Litestar, Request, Response
 from litestar.background_tasks import BackgroundTask, BackgroundTasks
+from litestar.handlers import BaseRouteHandler
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
@@ -133,7 +134,17 @@ def _platform_ending(exchange: Exchange | None) -> Outcome | None:
 class _PlatformStream(Stream):
     def to_asgi_response(self, app: Any, request: Request[Any, Any, Any], **kwargs: Any) -> ASGIResponse:
         kwargs["media_type"] = self.media_type  # Litestar would prefer the handler's (JSON)
+        exchange = current_exchange()
+        if exchange is not None:
+            exchange.direct_chunks = _chunks_pass_through(request.app, request.route_handler)
         return streamed_in_request_task(super().to_asgi_response(app, request, **kwargs))
+
+
+def _chunks_pass_through(app: Litestar, handler: BaseRouteHandler) -> bool:
+    """Whether nothing between the handler and the server can change a body message: no middleware on
+    the route (the service's, the app's), no compression, response cache or before_send hook."""
+    cached = getattr(handler, "cache", False)
+    return not (handler.resolve_middleware() or app.compression_config or app.before_send or cached)
 
 
 def _stream(

@@ -1,0 +1,93 @@
+# Managed by nexus-template: `copier update` replaces this file. Your tests belong in tests/test_service.py.
+"""A platform stream's chunks skip the send wrappers when nothing could change them, and only then."""
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from litestar import Response, get
+from litestar.testing import TestClient
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.nexus import ServiceSpec, event_stream
+from app.nexus._logs import held_logs
+from app.service import service
+
+WORDS = [f"w{index}" for index in range(50)]
+
+
+@get("/v1/test/words", summary="Fifty server-sent events", tags=["test"])
+async def words() -> Response[object]:
+    async def produce() -> AsyncIterator[dict[str, str]]:
+        for word in WORDS:
+            yield {"word": word}
+
+    return event_stream(produce())
+
+
+def _spec(*middleware: Callable[[ASGIApp], ASGIApp]) -> ServiceSpec:
+    return ServiceSpec(
+        route_handlers=[*service.route_handlers, words],
+        middleware=list(middleware),
+        settings=service.settings,
+    )
+
+
+def _events(body: str) -> list[str]:
+    """The data of each event (`data: ...`, or `DATA: ...` once shouted)."""
+    return [line.split(": ", 1)[1] for line in body.split("\n\n") if line]
+
+
+def _access_line(capfd: pytest.CaptureFixture[str], request_id: str) -> dict[str, object]:
+    with held_logs(5) as flushed:
+        assert flushed
+        out = capfd.readouterr().out
+    lines: list[dict[str, object]] = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    [line] = [
+        each for each in lines if each.get("request_id") == request_id and each["logger"] == "nexus.access"
+    ]
+    return line
+
+
+def test_the_access_line_counts_every_byte_of_a_stream_sent_past_the_wrappers(
+    make_client: Callable[..., TestClient], capfd: pytest.CaptureFixture[str]
+) -> None:
+    client = make_client(_spec(), LOG_LEVEL="INFO")
+    response = client.get("/v1/test/words", headers={"x-request-id": "direct-1"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "direct-1"  # the start went the whole way
+    assert [json.loads(event)["word"] for event in _events(response.text)[:-1]] == WORDS
+    assert _events(response.text)[-1] == "[DONE]"
+    line = _access_line(capfd, "direct-1")
+    assert (line["status"], line["bytes"]) == (200, len(response.content))
+    assert "outcome" not in line
+
+
+def test_a_middleware_that_changes_chunks_sees_every_chunk_of_a_platform_stream(
+    make_client: Callable[..., TestClient], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A service middleware (compression, a tracer counting bytes) must see each chunk: with one on the
+    route, the chunks go through it."""
+    seen: list[bytes] = []
+
+    def shouting(app: ASGIApp) -> ASGIApp:
+        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+            async def louder(message: Message) -> None:
+                if message["type"] == "http.response.body":
+                    seen.append(message.get("body", b""))
+                    message["body"] = message.get("body", b"").upper()
+                await send(message)
+
+            send_louder: Callable[[Message], Awaitable[None]] = louder
+            await app(scope, receive, send_louder)
+
+        return middleware
+
+    client = make_client(_spec(shouting), LOG_LEVEL="INFO")
+    response = client.get("/v1/test/words", headers={"x-request-id": "shouted-1"})
+    assert response.status_code == 200
+    events = _events(response.text)
+    assert [json.loads(event)["WORD"] for event in events[:-1]] == [word.upper() for word in WORDS]
+    assert events[-1] == "[DONE]"
+    assert len([chunk for chunk in seen if chunk]) == len(WORDS) + 1  # each event, and [DONE]
+    assert _access_line(capfd, "shouted-1")["bytes"] == len(response.content)
