@@ -2,10 +2,11 @@
 """A platform stream's chunks skip the send wrappers when nothing could change them, and only then."""
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 from litestar import Response, get
+from litestar.plugins import InitPluginProtocol, PluginProtocol
 from litestar.testing import TestClient
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -25,10 +26,11 @@ async def words() -> Response[object]:
     return event_stream(produce())
 
 
-def _spec(*middleware: Callable[[ASGIApp], ASGIApp]) -> ServiceSpec:
+def _spec(*middleware: Callable[[ASGIApp], ASGIApp], plugins: Sequence[PluginProtocol] = ()) -> ServiceSpec:
     return ServiceSpec(
         route_handlers=[*service.route_handlers, words],
         middleware=list(middleware),
+        plugins=list(plugins),
         settings=service.settings,
     )
 
@@ -63,12 +65,8 @@ def test_the_access_line_counts_every_byte_of_a_stream_sent_past_the_wrappers(
     assert "outcome" not in line
 
 
-def test_a_middleware_that_changes_chunks_sees_every_chunk_of_a_platform_stream(
-    make_client: Callable[..., TestClient], capfd: pytest.CaptureFixture[str]
-) -> None:
-    """A service middleware (compression, a tracer counting bytes) must see each chunk: with one on the
-    route, the chunks go through it."""
-    seen: list[bytes] = []
+def _shouting(seen: list[bytes]) -> Callable[[ASGIApp], ASGIApp]:
+    """A middleware that records each body chunk and upper-cases it."""
 
     def shouting(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,7 +81,28 @@ def test_a_middleware_that_changes_chunks_sees_every_chunk_of_a_platform_stream(
 
         return middleware
 
-    client = make_client(_spec(shouting), LOG_LEVEL="INFO")
+    return shouting
+
+
+class OpenTelemetryPlugin(InitPluginProtocol):
+    """Named as Litestar's, which Litestar finds by name and wraps around the whole app (not a route)."""
+
+    def __init__(self, seen: list[bytes]) -> None:
+        self.middleware = _shouting(seen)
+
+
+@pytest.mark.parametrize("where", ["service middleware", "a plugin around the app"])
+def test_a_middleware_that_changes_chunks_sees_every_chunk_of_a_platform_stream(
+    make_client: Callable[..., TestClient], capfd: pytest.CaptureFixture[str], where: str
+) -> None:
+    """A middleware (compression, a tracer counting bytes) must see each chunk: with one on the route or
+    around the app, the chunks go through it."""
+    seen: list[bytes] = []
+    if where == "service middleware":
+        spec = _spec(_shouting(seen))
+    else:
+        spec = _spec(plugins=[OpenTelemetryPlugin(seen)])
+    client = make_client(spec, LOG_LEVEL="INFO")
     response = client.get("/v1/test/words", headers={"x-request-id": "shouted-1"})
     assert response.status_code == 200
     events = _events(response.text)

@@ -19,7 +19,7 @@ import asyncio
 from typing import Any, Protocol, cast
 
 import uvicorn
-from litestar import Request
+from litestar import Litestar, Request
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Empty, HTTPResponseBodyEvent, Receive, Send
@@ -91,6 +91,17 @@ class _InTaskStreamingResponse(ASGIStreamingResponse):
                 sent(message)
             await send_chunk(message)
         await send({"type": "http.response.body", "body": b"", "more_body": False})  # the whole way
+
+
+def middleware_of_a_plugin(app: Litestar) -> bool:
+    """Whether Litestar wraps its whole ASGI handler in a plugin's middleware, which then sees every message
+    of every response without being route middleware (the OpenTelemetry plugin's: Litestar looks it up by
+    class name in Litestar._create_asgi_handler)."""
+    try:
+        app.plugins.get("OpenTelemetryPlugin")
+    except KeyError:
+        return False
+    return True
 
 
 def streamed_in_request_task(response: ASGIResponse) -> ASGIResponse:

@@ -32,7 +32,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
-from app.nexus._compat import streamed_in_request_task
+from app.nexus._compat import middleware_of_a_plugin, streamed_in_request_task
 from app.nexus._errors import ServiceError, error_body
 from app.nexus._exchange import ENDED_WITH_ERROR_EVENT, Exchange, Outcome, current_exchange
 
@@ -141,10 +141,12 @@ class _PlatformStream(Stream):
 
 
 def _chunks_pass_through(app: Litestar, handler: BaseRouteHandler) -> bool:
-    """Whether nothing between the handler and the server can change a body message: no middleware on
-    the route (the service's, the app's), no compression, response cache or before_send hook."""
+    """Whether nothing between the handler and the server can change or observe a body message: no
+    middleware on the route (the service's, the app's) or around the app (a plugin's), no compression,
+    response cache or before_send hook."""
     cached = getattr(handler, "cache", False)
-    return not (handler.resolve_middleware() or app.compression_config or app.before_send or cached)
+    wrapped = handler.resolve_middleware() or middleware_of_a_plugin(app)
+    return not (wrapped or app.compression_config or app.before_send or cached)
 
 
 def _stream(

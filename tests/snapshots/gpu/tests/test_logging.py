@@ -3,6 +3,7 @@
 
 import asyncio
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -177,6 +178,79 @@ def test_a_full_pipe_never_blocks_the_event_loop_and_the_thread_writes_the_rest(
     ids = [line["request_id"] for line in lines if line.get("request_id", "").startswith("full-")]
     assert ids == [f"full-{index}" for index in range(4000)]
     assert writer.dropped == 0
+
+
+def test_a_terminal_nobody_reads_never_blocks_the_event_loop() -> None:
+    """poll() says a terminal has room even when the next write blocks (a paused terminal, Ctrl-S): the
+    loop leaves a terminal to the thread."""
+    controller, terminal = os.openpty()
+    stream = os.fdopen(terminal, "w")
+    access_log = configure_logging("INFO", stream, buffer_bytes=1 << 22)
+    writer = access_log.writer
+    reading = threading.Event()
+
+    def drain() -> None:
+        reading.wait()
+        with contextlib.suppress(OSError):  # the terminal closed
+            while os.read(controller, 65536):
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+    guard = threading.Timer(20, reading.set)  # a loop blocked in a write waits for a reader
+    guard.start()
+
+    async def requests() -> None:
+        writer.attach(asyncio.get_running_loop())
+        try:
+            for index in range(3000):
+                access_log.write("POST", "/v1/" + "x" * 400, 200, 0.001, f"tty-{index}", "")
+                if index % 100 == 0:
+                    await asyncio.sleep(writer.FLUSH_SECONDS)
+        finally:
+            writer.detach(asyncio.get_running_loop())
+
+    asyncio.run(requests())
+    guard.cancel()
+    blocked = reading.is_set()
+    reading.set()  # the terminal is read again: the thread writes what it holds
+    assert writer.flush(20)
+    stream.close()
+    os.close(controller)
+    assert not blocked, "the event loop waited for the terminal"
+
+
+def test_lines_are_written_when_the_loop_stopped_without_detaching(tmp_path: Path) -> None:
+    """A loop that stops with a batch waiting (a second Ctrl-C skips the lifespan's end) leaves it, and
+    every later line, to the thread, at its usual pace; a later loop attaches cleanly."""
+    out = tmp_path / "out.jsonl"
+    stream = out.open("w")
+    access_log = configure_logging("INFO", stream)
+    writer = access_log.writer
+
+    async def request(request_id: str, *, loop_runs_on: bool = False) -> bool:
+        writer.attach(asyncio.get_running_loop())
+        access_log.write("GET", "/v1/x", 200, 0.001, request_id, "")  # the loop's timer writes it
+        deadline = time.monotonic() + 5
+        while loop_runs_on and f'"{request_id}"'.encode() not in out.read_bytes():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def written(*request_ids: str) -> bool:
+        deadline = time.monotonic() + 5
+        while not all(f'"{request_id}"'.encode() in out.read_bytes() for request_id in request_ids):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    asyncio.run(request("before-stop"))  # no detach
+    access_log.write("GET", "/v1/x", 200, 0.001, "after-stop", "")  # the same thread, no loop running
+    assert written("before-stop", "after-stop")  # no flush_logs: the thread's own pace
+    assert asyncio.run(request("next-loop", loop_runs_on=True))  # its own timer, not the stopped loop's
+    assert flush_logs(5)
+    stream.close()
 
 
 def test_configuring_logging_again_adds_no_writer_and_no_exit_hook(tmp_path: Path) -> None:

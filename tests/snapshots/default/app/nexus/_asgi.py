@@ -216,10 +216,10 @@ class NexusASGI:
         try:
             await self.app(scope, exchange.receive, send_with_id)
         except asyncio.CancelledError:
-            if self.deadlines.expired(task):
+            if exchange.outcome is None:  # else the first reason stands (a body cut off at the deadline)
+                if not self.deadlines.expired(task):
+                    raise
                 exchange.outcome = "timeout"
-            elif exchange.outcome is None:
-                raise
             task.uncancel()
             status = await self._ended(exchange, send, request_id, status if started else None)
         finally:

@@ -142,11 +142,11 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
             probes.publish(metadata)
 
         catalog.on_change = lambda models: republish(models=models)
-        loop = asyncio.get_running_loop()
-        access_log.writer.attach(loop)
         logger.info("service starting", extra={"settings": redacted(settings), "checks": readiness.names})
         if gpus is not None:
             gpus.start()
+        loop = asyncio.get_running_loop()
+        access_log.writer.attach(loop)
         try:
             async with AsyncExitStack() as stack:
                 if service.lifespan is not None:
@@ -162,13 +162,13 @@ def create_app(service: ServiceSpec, environ: Mapping[str, str] | None = None) -
                 if prefetch is not None:
                     prefetch.cancel()
         finally:
+            access_log.writer.detach(loop)  # first: whatever happens below, the thread writes again
             if gpus is not None:
                 gpus.stop()
             await context.close_http()
             context.blocking.close()
             context.running = False
             logger.info("service stopped")
-            access_log.writer.detach(loop)
 
     try:
         litestar = _litestar(service, settings, context, probes, platform_lifespan, capabilities)

@@ -166,7 +166,10 @@ class LineWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._never_blocks = self._fd is not None and _is_regular_file(self._fd)
+        kind = _file_kind(self._fd)
+        self._never_blocks = kind == stat.S_IFREG
+        # poll() vouches for a PIPE_BUF write to a pipe or socket; a terminal may block even then
+        self._loop_may_write = self._fd is None or kind in (stat.S_IFREG, stat.S_IFIFO, stat.S_IFSOCK)
         self._writable = select.poll()  # whether the stream takes a PIPE_BUF piece now
         if self._fd is not None:
             self._writable.register(self._fd, select.POLLOUT)
@@ -193,7 +196,7 @@ class LineWriter:
                 if urgent:
                     self._urgent = True
                     self._changed.notify_all()
-                elif len(self._pending) == 1:
+                elif len(self._pending) == 1 or self._timer is not None:  # the loop may not come back
                     self._changed.notify_all()
                 return
             if not urgent and self._pending_bytes < self.LOOP_BATCH_BYTES:
@@ -203,9 +206,17 @@ class LineWriter:
         self._write_in_loop()  # an urgent line or a full batch in the loop's thread: now
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """From now on the lines logged in `loop`'s thread (the calling thread) are written by the loop."""
+        """From now on the lines logged in `loop`'s thread (the calling thread) are written by the loop
+        (unless the stream is one that may block even when poll says it has room: a terminal)."""
         with self._changed:
-            self._loop, self._loop_thread = loop, threading.get_ident()
+            if self._timer is not None:  # an earlier loop's, which stopped without detach
+                self._timer.cancel()
+                self._timer = None
+            if self._pending:
+                self._urgent = True
+                self._changed.notify_all()
+            if self._loop_may_write:
+                self._loop, self._loop_thread = loop, threading.get_ident()
 
     def detach(self, loop: asyncio.AbstractEventLoop) -> None:
         """The thread writes everything again (the loop is stopping); what the loop held is written now."""
@@ -256,11 +267,14 @@ class LineWriter:
         return bool(self._pending) and not self._holds and not self._busy
 
     def _take(self, clock: _Clock) -> bytes:
-        """The pending lines as one batch (the caller holds the lock and becomes the busy writer)."""
+        """The pending lines as one batch (the caller holds the lock and becomes the busy writer).
+
+        Busy first: a signal handler that logs in between (in this thread, through the reentrant lock)
+        leaves its line to the thread, behind the batch."""
+        self._busy = True
         batch, self._pending, self._pending_bytes = self._pending, [], 0
         self._gap = None
         self._urgent = False
-        self._busy = True
         return b"".join(item if isinstance(item, bytes) else _dropped_line(item[0], clock) for item in batch)
 
     def _run(self) -> None:
@@ -299,11 +313,11 @@ class LineWriter:
             rest = self._write_without_blocking(data)
         finally:
             with self._changed:
-                self._busy = False
-                if rest:
+                if rest:  # before busy ends: nothing may be written ahead of it
                     self._pending.insert(0, rest)
                     self._pending_bytes += len(rest)
                     self._urgent = True
+                self._busy = False
                 # the thread writes what is left, and what other threads logged meanwhile; otherwise it
                 # sleeps on (waking it costs the loop)
                 if self._pending or self._flush_waiters:
@@ -341,12 +355,14 @@ class LineWriter:
             pass
 
 
-def _is_regular_file(fd: int) -> bool:
-    """A file on disk: a write returns once the bytes are in the page cache, never waits for a reader."""
+def _file_kind(fd: int | None) -> int | None:
+    """stat.S_IFREG (a file on disk: a write never waits for a reader), S_IFIFO, S_IFSOCK, ... or None."""
+    if fd is None:
+        return None
     try:
-        return stat.S_ISREG(os.fstat(fd).st_mode)
+        return stat.S_IFMT(os.fstat(fd).st_mode)
     except OSError:
-        return False
+        return None
 
 
 def _fileno(stream: ByteSink) -> int | None:
