@@ -485,7 +485,9 @@ def test_an_update_leaves_the_capabilities_and_their_modules_to_the_service(
     assert {path.name: path.read_text() for path in (service / "app/capabilities").iterdir()} == ours
     assert "SERVICE_CAPABILITIES=embeddings\n" in facts
     assert (service / "release/service.env").read_text() == facts
-    script = "from app.main import app; print(sorted(r.path for r in app.app.routes if r.path.startswith('/v1/')))"
+    script = (
+        "from app.main import app; print(sorted(r.path for r in app.app.routes if r.path.startswith('/v1/')))"
+    )
     served = run_python(service, "-c", script)
     assert served.returncode == 0, served.stderr
     assert "'/v1/embeddings'" in served.stdout
