@@ -44,7 +44,7 @@ EVENT_STREAM = "text/event-stream"
 _DONE = b"data: [DONE]\n\n"
 _STREAM_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}  # no proxy buffering
 _encode = msgspec.json.Encoder().encode
-_PASS_THROUGH_KEY = "nexus_stream_chunks_pass_through"
+_DIRECT_CHUNKS_KEY = "nexus_stream_chunks_direct"
 _END_MESSAGES = {
     "first_byte_timeout": (504, "timeout", "The stream sent nothing within REQUEST_TIMEOUT_SECONDS"),
     "idle_timeout": (504, "stream_idle_timeout", "The stream was silent longer than this service allows"),
@@ -145,11 +145,11 @@ def _chunks_pass_through(app: Litestar, handler: BaseRouteHandler) -> bool:
     """Whether nothing between the handler and the server can change or observe a body message: no
     middleware on the route (the service's, the app's) or around the app (a plugin's), no compression,
     response cache or before_send hook. Remembered in the handler's `opt` (all fixed once the app runs)."""
-    if _PASS_THROUGH_KEY not in handler.opt:
+    if _DIRECT_CHUNKS_KEY not in handler.opt:
         cached = getattr(handler, "cache", False)
         wrapped = handler.resolve_middleware() or middleware_of_a_plugin(app)
-        handler.opt[_PASS_THROUGH_KEY] = not (wrapped or app.compression_config or app.before_send or cached)
-    passes: bool = handler.opt[_PASS_THROUGH_KEY]
+        handler.opt[_DIRECT_CHUNKS_KEY] = not (wrapped or app.compression_config or app.before_send or cached)
+    passes: bool = handler.opt[_DIRECT_CHUNKS_KEY]
     return passes
 
 
