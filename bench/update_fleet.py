@@ -3,11 +3,14 @@
     python -m bench.update_fleet                  # fleets of 12 and 20 services (a few minutes)
     python -m bench.update_fleet --services 3     # a quick check of the harness
     python -m bench.update_fleet --profile        # also: where the time goes (cProfile, cumulative)
+    python -m bench.update_fleet --empty-cache    # without the answers earlier runs cached (pip, uv)
 
 The fleet: a template history built from the working tree (v1.0.0, v1.1.0, v1.2.0), services rendered
 alternately at v1.0.0 and v1.1.0 with a service edit each, a release that changes a template-owned
 file, renames one and removes one. Wall time depends on the machine's load; CPU time (this process and
-its git children) is the steadier figure, and both are printed per service.
+its git children) is the steadier figure, and both are printed per service. By default the cache of
+resolutions and lock refreshes is the machine's (`~/.cache/nexus-template`), as in a team's second run;
+`--empty-cache` measures a first run (one pip resolution and one uv lock per distinct requirement set).
 """
 
 from __future__ import annotations
@@ -51,8 +54,10 @@ def build_fleet(folder: Path, count: int) -> Path:
     return monorepo
 
 
-def measure(count: int, *, profile: bool) -> dict[str, object]:
+def measure(count: int, *, profile: bool, empty_cache: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bench-update-") as temp:
+        if empty_cache:
+            os.environ["NEXUS_TEMPLATE_CACHE"] = str(Path(temp) / "cache")
         monorepo = build_fleet(Path(temp), count)
         profiler = cProfile.Profile() if profile else None
         began, cpu = time.monotonic(), _cpu_seconds()
@@ -74,6 +79,7 @@ def measure(count: int, *, profile: bool) -> dict[str, object]:
         "wall_s_per_service": round(wall / count, 2),
         "cpu_s_per_service": round(cpu / count, 2),
         "load_average_1m": round(os.getloadavg()[0], 1),
+        "cache": "empty" if empty_cache else "the machine's",
     }
 
 
@@ -81,9 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.update_fleet", description=__doc__)
     parser.add_argument("--services", type=int, nargs="+", default=[12, 20], help="fleet sizes")
     parser.add_argument("--profile", action="store_true", help="print where the time goes")
+    parser.add_argument("--empty-cache", action="store_true", help="start each fleet with an empty cache")
     args = parser.parse_args(argv)
     for count in args.services:
-        print(json.dumps(measure(count, profile=args.profile)), flush=True)
+        print(json.dumps(measure(count, profile=args.profile, empty_cache=args.empty_cache)), flush=True)
     return 0
 
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from nexus_template.services import SERVICES_HELP, add_services_command, run_services_command
-from nexus_template.updating import abort_update, report_json, table, update_all, update_service
+from nexus_template.updating import (
+    AbortRefused,
+    RepositoryBusy,
+    abort_update,
+    changed_paths,
+    exclusive,
+    report_json,
+    table,
+    update_all,
+    update_service,
+)
 
 # answers that only seed a new service: each service owns the fact in release/service.env afterwards
 SERVICE_FACTS = {
@@ -36,12 +47,12 @@ def _data(items: list[str]) -> dict[str, str]:
 
 def _add_update_commands(one: argparse.ArgumentParser, fleet: argparse.ArgumentParser) -> None:
     """The arguments of `update` (`one`) and `update-all` (`fleet`)."""
-    one.add_argument("service", nargs="?", default=".", type=Path)
+    one.add_argument("service", nargs="?", type=Path, help="the service folder (default: the current folder)")
     one.add_argument("--data", action="append", default=[], metavar="NAME=VALUE", help="change an answer")
     one.add_argument(
         "--abort",
         action="store_true",
-        help="back out: put the service folder back to its last commit (before the update)",
+        help="undo the uncommitted update of SERVICE (required here): only the files it wrote go back",
     )
     fleet.add_argument("folder", type=Path)
     fleet.add_argument("--commit", action="store_true", help="commit each clean update on its own")
@@ -66,17 +77,25 @@ def _add_update_commands(one: argparse.ArgumentParser, fleet: argparse.ArgumentP
             "--no-resolve",
             dest="resolve",
             action="store_false",
-            help="skip asking pip whether the updated requirements resolve (offline; pins are still compared)",
+            help="skip asking pip whether the updated requirements resolve (pins are still compared)",
+        )
+        command.add_argument(
+            "--offline",
+            action="store_true",
+            help="ask no package index: implies --no-resolve; requirements.lock is refreshed only from the "
+            "cache of earlier refreshes, else left as it is and reported (review)",
         )
 
 
 def _abort(service: Path) -> int:
     try:
         undone = abort_update(service)
-    except ValueError as error:
+    except AbortRefused as error:
         print(f"nexus-template: {error}", file=sys.stderr)
         return 1
-    print(f"{service}: back to its last commit" + (f"; undone: {', '.join(undone)}" if undone else ""))
+    print(f"{service}: {undone.update} is undone; put back: {', '.join(undone.paths) or 'nothing'}")
+    if left := changed_paths(service):
+        print(f"{service}: left as they are (not written by the update): {', '.join(left)}")
     return 0
 
 
@@ -98,20 +117,29 @@ def main(argv: list[str] | None = None) -> int:
         "pytest_args": shlex.split(args.pytest_args),
         "plan": args.plan,
         "resolve": args.resolve,
+        "offline": args.offline,
     }
-    if args.command == "update":
-        if args.abort:
-            return _abort(args.service)
-        results = [update_service(args.service, data=_data(args.data), **options)]
-        root = args.service.resolve().parent
-    else:
-        if not args.folder.is_dir():
-            parser.error(f"{args.folder} is not a folder")
-        results = update_all(args.folder, commit=args.commit, **options)
-        root = args.folder.resolve()
-        if not results:
-            print(f"no services of this template under {args.folder}", file=sys.stderr)
-            return 1
+    if args.command == "update" and args.abort and args.service is None:
+        parser.error("--abort needs the service folder: nexus-template update --abort services/NAME")
+    target = (args.service or Path(".")) if args.command == "update" else args.folder
+    if args.command == "update-all" and not target.is_dir():
+        parser.error(f"{target} is not a folder")
+    try:
+        with nullcontext() if args.plan else exclusive(target):
+            if args.command == "update" and args.abort:
+                return _abort(target)
+            if args.command == "update":
+                results = [update_service(target, data=_data(args.data), **options)]
+                root = target.resolve().parent
+            else:
+                results = update_all(target, commit=args.commit, **options)
+                root = target.resolve()
+    except RepositoryBusy as busy:
+        print(f"nexus-template: {busy}", file=sys.stderr)
+        return 1
+    if not results:
+        print(f"no services of this template under {target}", file=sys.stderr)
+        return 1
     print(report_json(results, root) if args.json else table(results, root))
     failed = [result for result in results if result.failed]
     if failed:

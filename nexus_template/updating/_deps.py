@@ -39,15 +39,15 @@ def requirement_files(folder: Path, entry: str = ENTRY_FILE) -> list[str]:
 
 
 def pin_clashes(folder: Path) -> list[str]:
-    """One sentence per package pinned to two different versions across the requirement files."""
-    pins: dict[str, dict[str, str]] = {}  # package -> file -> version
+    """One sentence per package pinned to two different versions, in two requirement files or in one."""
+    pins: dict[str, dict[tuple[str, str], None]] = {}  # package -> (file, version) pins, in order, each once
     for name in requirement_files(folder):
         for line in (folder / name).read_text(errors="replace").splitlines():
             pin = _PIN.match(line)
             if pin:
-                pins.setdefault(_normalize(pin.group(1)), {})[name] = pin.group(2)
+                pins.setdefault(_normalize(pin.group(1)), {})[(name, pin.group(2))] = None
     return [
-        f"{package} is pinned to " + " and ".join(f"{version} in {file}" for file, version in by_file.items())
-        for package, by_file in sorted(pins.items())
-        if len(set(by_file.values())) > 1
+        f"{package} is pinned to " + " and ".join(f"{version} in {file}" for file, version in found)
+        for package, found in sorted(pins.items())
+        if len({version for _, version in found}) > 1
     ]

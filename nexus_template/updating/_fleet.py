@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from nexus_template.updating._abort import forget_update
 from nexus_template.updating._answers import ANSWERS_FILE, read_answers
 from nexus_template.updating._clones import shared_clones
-from nexus_template.updating._git import changed_paths, git, top_level
+from nexus_template.updating._git import git
 from nexus_template.updating._result import UpdateResult
 from nexus_template.updating._service import update_service
 
-__all__ = ["abort_update", "commit_update", "find_services", "update_all"]
+__all__ = ["commit_update", "find_services", "update_all"]
 
 _NOT_SERVICES = {".git", ".venv", "node_modules"}
 
@@ -32,32 +34,25 @@ def find_services(folder: Path) -> list[Path]:
 
 
 def commit_update(result: UpdateResult) -> None:
-    """Commit one clean update on its own (only the service folder), so it can be reviewed and reverted alone."""
-    git(result.service, "add", "--all", "--", ".")
-    git(
-        result.service,
-        "commit",
-        "--quiet",
-        "--no-verify",
-        "--only",
-        "-m",
-        f"{result.service.name}: update nexus-template {result.before} → {result.after}",
-        "--",
-        ".",
-    )
+    """Commit one clean update on its own (only the service folder), so it can be reviewed and reverted alone.
+
+    A commit git refuses (no identity, signing without a key, a hook, the index locked by another git)
+    becomes the service's `failed` result with git's reason; what was staged for it is unstaged, so the
+    run leaves nothing staged that it did not commit, and the update stays in the folder (`--abort` undoes it).
+    """
+    message = f"{result.service.name}: update nexus-template {result.before} → {result.after}"
+    try:
+        git(result.service, "add", "--all", "--", ".")
+        git(result.service, "commit", "--quiet", "--no-verify", "--only", "-m", message, "--", ".")
+    except subprocess.CalledProcessError as error:
+        git(result.service, "reset", "--quiet", "--", ".", check=False)
+        said = (error.stderr or error.stdout or "").splitlines()
+        reason = " ".join(line for line in said if line.startswith(("error:", "fatal:"))) or " ".join(said)
+        result.status = "failed"
+        result.detail = f"updated but not committed, git commit failed: {reason}"
+        return
+    forget_update(result.service)
     result.committed = True
-
-
-def abort_update(service: Path) -> list[str]:
-    """Put the service folder back to its last commit (the state before an update); return what was undone.
-
-    Raises ValueError when the folder is not in a git repository."""
-    if top_level(service) is None:
-        raise ValueError(f"{service} is not in a git repository: there is no commit to go back to")
-    undone = changed_paths(service)
-    git(service, "restore", "--source=HEAD", "--staged", "--worktree", "--", ".")
-    git(service, "clean", "-fdq", "--", ".")
-    return undone
 
 
 def update_all(

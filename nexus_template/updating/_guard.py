@@ -6,6 +6,8 @@
   version is written next to it as `<file>.rej` (which the service's contract tests refuse).
 - A file converted to CRLF conflicts as a whole with the template's LF lines: it is merged as LF and
   converted back.
+- A seed (`_skip_if_exists`: image/build.sh, the compose override, ...) the service deleted is created
+  again: it stays deleted.
 """
 
 from __future__ import annotations
@@ -19,9 +21,27 @@ from copier import run_copy
 
 from nexus_template.updating._isolated import Snapshot, snapshot
 
-__all__ = ["OldRender", "is_binary", "keep_binary_edits", "keep_removed_edits", "restore_crlf", "to_lf"]
+__all__ = [
+    "MIN_RENAME_SIMILARITY",
+    "OldRender",
+    "is_binary",
+    "keep_binary_edits",
+    "keep_deleted_seeds",
+    "keep_removed_edits",
+    "renamed_to",
+    "restore_crlf",
+    "to_lf",
+]
 
-_MIN_RENAME_SIMILARITY = 0.5
+# A removed file is "renamed to" an added one when at least half of its characters match (difflib's
+# ratio(), the share git's rename detection also starts from). Below that the advice is "removed".
+MIN_RENAME_SIMILARITY = 0.5
+# ratio() costs up to the product of the two lengths (2 s for two unrelated 60 kB files, 0.07 s at 16 kB):
+# texts up to this size are compared character by character (a rename often changes a name on every line),
+# longer ones line by line (far fewer items)...
+_CHARACTERS_COMPARED = 16 * 1024
+# ... and files over this size not at all (their advice is "removed", which keeps the file all the same)
+_MAX_RENAME_COMPARED = 1024 * 1024
 
 
 def is_binary(content: bytes) -> bool:
@@ -77,15 +97,32 @@ class OldRender:
         return self.files.get(relative) != content
 
 
-def _renamed_to(old_content: bytes, added: dict[str, bytes], relative: str) -> str | None:
-    """The added file most like the removed one (a release's rename), if any is alike enough."""
-    best, best_ratio = None, _MIN_RENAME_SIMILARITY
+def _similarity(old: str, new: str, at_least: float) -> float:
+    """difflib's ratio() of the two texts, or 0.0 once one of its cheap upper bounds shows it is below
+    `at_least` (quick_ratio() alone called an unrelated 600-character file 0.6 alike where ratio() says 0.16)."""
+    if max(len(old), len(new)) > _CHARACTERS_COMPARED:
+        matcher = difflib.SequenceMatcher(None, old.splitlines(keepends=True), new.splitlines(keepends=True))
+    else:
+        matcher = difflib.SequenceMatcher(None, old, new)
+    if matcher.real_quick_ratio() < at_least or matcher.quick_ratio() < at_least:
+        return 0.0
+    return matcher.ratio()
+
+
+def renamed_to(old_content: bytes, added: dict[str, bytes], relative: str) -> str | None:
+    """The added file most like the removed one (a release's rename), if any is at least
+    MIN_RENAME_SIMILARITY alike; between equals, the one with the removed file's name."""
+    if not old_content or len(old_content) > _MAX_RENAME_COMPARED:
+        return None
+    best, best_ratio = None, MIN_RENAME_SIMILARITY
     old_text = old_content.decode(errors="replace")
-    for candidate, content in added.items():
-        if is_binary(content) != is_binary(old_content):
+    for candidate, content in sorted(added.items()):
+        if is_binary(content) != is_binary(old_content) or len(content) > _MAX_RENAME_COMPARED:
             continue
-        ratio = difflib.SequenceMatcher(None, old_text, content.decode(errors="replace")).quick_ratio()
-        if ratio > best_ratio or (ratio == best_ratio and Path(candidate).name == Path(relative).name):
+        ratio = _similarity(old_text, content.decode(errors="replace"), best_ratio)
+        if ratio > best_ratio or (
+            ratio == best_ratio and (best is None or Path(candidate).name == Path(relative).name)
+        ):
             best, best_ratio = candidate, ratio
     return best
 
@@ -105,7 +142,7 @@ def keep_removed_edits(
         target.write_bytes(content)
         target.chmod(before.modes[relative] & 0o7777)
         after.files[relative], after.modes[relative] = content, before.modes[relative]
-        new_path = _renamed_to(old.files.get(relative, b""), added, relative)
+        new_path = renamed_to(old.files.get(relative, b""), added, relative)
         if new_path:
             messages.append(
                 f"{relative}: renamed to {new_path} by {version} but edited here: your version is kept at "
@@ -134,3 +171,15 @@ def keep_binary_edits(copy: Path, before: Snapshot, after: Snapshot, old: OldRen
             after.files[f"{relative}.rej"], after.modes[f"{relative}.rej"] = new, 0o100644
             conflicts.append(relative)
     return conflicts
+
+
+def keep_deleted_seeds(copy: Path, before: Snapshot, after: Snapshot, old: OldRender) -> None:
+    """Delete again each file the update created that the service's own template version had generated.
+
+    The service no longer having such a file means it deleted it (or never took it): copier respects that
+    for every file except the `_skip_if_exists` seeds, which it re-creates on each update. A file the
+    recorded version never generated (a seed a newer release introduces) is left created."""
+    for relative in sorted(after.files.keys() - before.files.keys()):
+        if relative in old.files:
+            (copy / relative).unlink()
+            del after.files[relative], after.modes[relative]

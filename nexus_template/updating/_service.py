@@ -5,21 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
+from nexus_template.updating._abort import record_update
 from nexus_template.updating._answers import (
     ANSWERS_FILE,
+    Answers,
     answer_changes,
+    captured_migrated_answers,
     explicit_derived_notes,
     read_answers,
+    template_written_answers,
 )
 from nexus_template.updating._clones import captured_old_render, shared_clones
 from nexus_template.updating._conflicts import marked_or_rejected
-from nexus_template.updating._deps import pin_clashes
 from nexus_template.updating._git import changed_paths, git, top_level
 from nexus_template.updating._guard import (
     OldRender,
     keep_binary_edits,
+    keep_deleted_seeds,
     keep_removed_edits,
     restore_crlf,
     to_lf,
@@ -29,33 +31,18 @@ from nexus_template.updating._isolated import (
     apply_to,
     commit_copy,
     isolated_copy,
+    keep_service_files,
     run_copier,
     snapshot,
     unmerged,
 )
-from nexus_template.updating._lock import refresh_lock
-from nexus_template.updating._resolve import resolution_problem
+from nexus_template.updating._renders import lighter_renders
+from nexus_template.updating._resolve import check_requirements
 from nexus_template.updating._result import UpdateResult
+from nexus_template.updating._sources import ahead_of, latest_release
 from nexus_template.updating._testenv import run_tests as run_service_tests
 
-__all__ = ["latest_release", "update_service"]
-
-
-def latest_release(src: str) -> str | None:
-    """The newest release tag of the template (what copier takes without --vcs-ref), None if unknown.
-
-    Asked for every service, not cached: a release can be tagged while a long process runs."""
-    listed = git(Path.cwd(), "ls-remote", "--tags", "--refs", src, check=False)
-    versions = []
-    for line in listed.stdout.splitlines():
-        tag = line.rpartition("refs/tags/")[2]
-        try:
-            version = Version(tag)
-        except InvalidVersion:
-            continue
-        if not version.is_prerelease:
-            versions.append((version, tag))
-    return max(versions)[1] if versions else None
+__all__ = ["update_service"]
 
 
 def _refuse(result: UpdateResult, service: Path) -> bool:
@@ -88,46 +75,48 @@ def _describe(result: UpdateResult, before: Snapshot, after: Snapshot) -> None:
 def _update_copy(
     copy: Path,
     result: UpdateResult,
-    recorded: dict[str, Any],
+    asked: Answers,
     *,
+    service: Path,
     vcs_ref: str | None,
-    data: dict[str, str],
     resolve: bool,
+    offline: bool,
 ) -> tuple[Snapshot, Snapshot, dict[str, Any]] | None:
     """Run and repair the update in the isolated copy; (files before, files after, new answers), or None
     when copier failed (the result says why)."""
     original = snapshot(copy)
     crlf = to_lf(copy)
+    asked.put_in(copy)  # after `original`: the service's own answers file is what apply_to compares with
     commit_copy(copy)
     merge_base = snapshot(copy)
-    with captured_old_render() as old_files:
-        error = run_copier(copy, vcs_ref=vcs_ref, data=data)
+    with captured_old_render() as old_files, captured_migrated_answers(copy) as migrated:
+        error = run_copier(copy, vcs_ref=vcs_ref, data=asked.asked)
     if error:
         result.status, result.detail = "failed", f"copier update failed, service left unchanged: {error}"
         return None
     updated = snapshot(copy)
     answers = read_answers(updated.files.get(ANSWERS_FILE))
     result.after = str(answers.get("_commit", "?"))
-    old = OldRender(recorded, old_files)
+    old = OldRender(asked.for_the_copy(), old_files)
+    keep_deleted_seeds(copy, merge_base, updated, old)  # first: a seed copier re-created is no rename target
     result.kept = keep_removed_edits(copy, merge_base, updated, old, result.after)
     binary_conflicts = keep_binary_edits(copy, merge_base, updated, old)
     restore_crlf(copy, crlf)
+    kept_local = keep_service_files(service, copy, original, old.files, lambda: OldRender(answers).files)
     updated = snapshot(copy)
     _describe(result, original, updated)
     touched = {path: updated.files[path] for path in result.files if path in updated.files}
     result.conflicts = sorted({*unmerged(copy), *binary_conflicts, *marked_or_rejected(touched)})
-    result.answers = answer_changes(recorded, answers)
-    result.notes = explicit_derived_notes(result.answers, answers) + _capability_examples(result.added)
-    result.dependency_clashes = pin_clashes(copy)
-    if resolve and not result.dependency_clashes and (problem := resolution_problem(copy)):
-        (
-            result.notes if problem.startswith("requirements not checked") else result.dependency_clashes
-        ).append(problem)
-    if not (result.conflicts or result.dependency_clashes):
-        if problem := refresh_lock(copy):
-            result.dependency_clashes.append(problem)
-        updated = snapshot(copy)
-        _describe(result, original, updated)
+    result.answers = answer_changes(asked.for_the_copy(), answers)
+    result.notes = (
+        explicit_derived_notes(result.answers, answers)
+        + _capability_examples(result.added)
+        + asked.unasked_notes(migrated, answers)
+        + kept_local
+    )
+    check_requirements(copy, result, resolve=resolve, offline=offline)
+    updated = snapshot(copy)  # the lock may have been refreshed
+    _describe(result, original, updated)
     return original, updated, answers
 
 
@@ -145,7 +134,7 @@ def update_service(service: Path, **options: Any) -> UpdateResult:
     """Update (or with `plan=True`, predict the update of) one service. Never raises: a surprise (a git
     command failing, say) is the service's `failed` result, so one service cannot stop a fleet.
 
-    Options: vcs_ref, data, run_tests, pytest_args, plan, resolve (see `_update_service`)."""
+    Options: vcs_ref, data, run_tests, pytest_args, plan, resolve, offline (see `_update_service`)."""
     try:
         return _update_service(service.resolve(), **options)
     except Exception as error:  # noqa: BLE001 -- reported as this service's failure
@@ -167,25 +156,48 @@ def _update_service(
     pytest_args: list[str] | None = None,
     plan: bool = False,
     resolve: bool = True,
+    offline: bool = False,
 ) -> UpdateResult:
-    """`resolve`: also ask pip's resolver whether the updated requirements resolve (cached; needs an index)."""
+    """`resolve`: also ask pip's resolver whether the updated requirements resolve (cached; needs an index).
+    `offline`: ask no package index (no resolution; requirements.lock only from the cache, else reported)."""
     result = UpdateResult(service, planned=plan)
     if _refuse(result, service):
         return result
     recorded = read_answers((service / ANSWERS_FILE).read_bytes())
     result.before = result.after = str(recorded.get("_commit", "?"))
+    asked = Answers(recorded, template_written_answers(service, recorded), dict(data or {}))
     target = vcs_ref or latest_release(str(recorded.get("_src_path", "")))
-    if target == result.before and not data:
+    if target == result.before and not asked.asked:
         result.detail = "up to date"
         return result
-    with shared_clones(), isolated_copy(service) as copy:
+    if not vcs_ref and target and ahead_of(result.before, target):
+        # made from a commit after the newest release: copier would refuse to "downgrade" it to that release
+        if not data:
+            result.detail = (
+                f"ahead of the newest release {target} (made from {result.before}): "
+                "it updates with the next release"
+            )
+            return result
+        vcs_ref = result.before  # new answers, same template version
+    with shared_clones(), lighter_renders(), isolated_copy(service) as copy:
+        if problem := asked.problem(vcs_ref or target):
+            result.status, result.detail = "failed", problem
+            return result
         updated = _update_copy(
-            copy, result, recorded, vcs_ref=vcs_ref, data=dict(data or {}), resolve=resolve
+            copy, result, asked, service=service, vcs_ref=vcs_ref, resolve=resolve, offline=offline
         )
         if updated is None:
             return result
         original, files, answers = updated
-        if not plan:
+        if not plan and result.files:
+            # the record `update --abort` undoes, taken before anything is written
+            record_update(
+                service,
+                result.files,
+                before=result.before,
+                after=result.after,
+                answers=files.files[ANSWERS_FILE],
+            )
             apply_to(service, original, files)
     if run_tests and not plan and not (result.conflicts or result.dependency_clashes):
         result.tests, result.tests_problem = run_service_tests(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from nexus_template.updating._cache import cache_folder, requirements_key
 from nexus_template.updating._deps import ENTRY_FILE
+from nexus_template.updating._index import pip_options, pip_outage
 
 __all__ = ["run_tests"]
 
@@ -42,6 +43,7 @@ def _environment(service: Path, python_version: str | None) -> tuple[Path | None
             "install",
             "--quiet",
             "--disable-pip-version-check",
+            *pip_options(),
             "-r",
             ENTRY_FILE,
         ],
@@ -52,6 +54,8 @@ def _environment(service: Path, python_version: str | None) -> tuple[Path | None
     )
     if install.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
+        if outage := pip_outage(install.stderr):
+            return None, f"the tests were not run: {outage}"
         errors = [line for line in install.stderr.splitlines() if line.startswith("ERROR")]
         return None, f"pip install -r {ENTRY_FILE} fails: " + " ".join(errors[-3:] or ["(no message)"])
     (building / "complete").write_text("")
