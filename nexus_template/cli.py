@@ -54,6 +54,12 @@ def _add_update_commands(one: argparse.ArgumentParser, fleet: argparse.ArgumentP
         action="store_true",
         help="undo the uncommitted update of SERVICE (required here): only the files it wrote go back",
     )
+    one.add_argument(
+        "--base",
+        metavar="VERSION",
+        help="update as if the service was made from VERSION (a tag of the template): for a service whose "
+        "recorded version is gone from the template, instead of `copier recopy`, which drops your edits",
+    )
     fleet.add_argument("folder", type=Path)
     fleet.add_argument("--commit", action="store_true", help="commit each clean update on its own")
     for command in (one, fleet):
@@ -94,7 +100,12 @@ def _abort(service: Path) -> int:
         print(f"nexus-template: {error}", file=sys.stderr)
         return 1
     print(f"{service}: {undone.update} is undone; put back: {', '.join(undone.paths) or 'nothing'}")
-    if left := changed_paths(service):
+    if undone.changed_since:
+        print(
+            f"{service}: written by the update but changed since, left as they are: "
+            f"{', '.join(undone.changed_since)} (`git checkout -- FILE` puts a tracked one back)"
+        )
+    if left := [path for path in changed_paths(service) if path not in undone.changed_since]:
         print(f"{service}: left as they are (not written by the update): {', '.join(left)}")
     return 0
 
@@ -129,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "update" and args.abort:
                 return _abort(target)
             if args.command == "update":
-                results = [update_service(target, data=_data(args.data), **options)]
+                results = [update_service(target, data=_data(args.data), base=args.base, **options)]
                 root = target.resolve().parent
             else:
                 results = update_all(target, commit=args.commit, **options)

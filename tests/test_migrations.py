@@ -35,7 +35,9 @@ def migrations(copier_yml: str) -> set[tuple[str, str]]:
 def migrations_ever_listed() -> dict[tuple[str, str], str]:
     """(version, script) -> the first commit of copier.yml's history that lists it."""
     if git(ROOT, "rev-parse", "--is-shallow-repository").stdout.strip() != "false":
-        pytest.fail("a shallow clone hides the migrations older releases had: git fetch --unshallow")
+        # as test_update_from_the_previous_release_of_this_repository: the record is the history, and a
+        # shallow clone has none to read (said, never passed)
+        pytest.skip("a shallow clone hides the migrations older releases had: git fetch --unshallow")
     commits = git(ROOT, "log", "--reverse", "--format=%H", "--", "copier.yml").stdout.split()
     assert commits, "copier.yml has no history here: the contract cannot be checked"
     listed: dict[tuple[str, str], str] = {}

@@ -216,3 +216,81 @@ def test_a_second_run_on_the_same_repository_refuses_at_start(
     assert answers(service)["_commit"] == "v1.0.0"
     assert status(monorepo) == []
     assert cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve"]) == 0
+
+
+# --- the record is trusted only while it describes the work tree -----------------------------------
+
+
+def test_abort_leaves_a_file_written_by_the_update_and_changed_since(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "alpha", "v1.0.0")
+    history.write("template/.env", "# local settings (ignored by git)\n")  # a release starts generating .env
+    git(history.path, "add", "--force", "template/.env")  # the template repository ignores .env too
+    history.release("v1.1.0")
+    assert cli(["update", str(service), "--no-resolve"]) == 0
+    append_line(service / ".env", "OPENAI_API_KEY=sk-typed-after-the-update")  # ignored: git keeps no copy
+    capsys.readouterr()
+
+    assert cli(["update", "--abort", str(service)]) == 0
+
+    assert (service / ".env").read_text().endswith("OPENAI_API_KEY=sk-typed-after-the-update\n")
+    assert answers(service)["_commit"] == "v1.0.0"
+    assert "written by the update but changed since, left as they are: .env" in capsys.readouterr().out
+
+
+def test_a_record_left_by_an_update_backed_out_with_git_is_not_used(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "alpha", "v1.0.0")
+    release_a_change(history, "v1.1.0")
+    assert cli(["update", str(service), "--no-resolve"]) == 0  # leaves a record
+    git(monorepo, "restore", "--source=HEAD", "--staged", "--worktree", "--", "services/alpha")
+    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, committed after."""'))
+    commit_all(monorepo, "alpha: its own docstring")
+    capsys.readouterr()
+
+    assert cli(["update", "--abort", str(service)]) == 1
+
+    assert "no update of" in capsys.readouterr().err
+    assert "Checks, committed after." in (service / "app/nexus/_checks.py").read_text()
+    assert status(monorepo) == []
+
+
+def test_each_worktree_has_its_own_record(
+    history: TemplateHistory, monorepo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "alpha", "v1.0.0")
+    git(monorepo, "checkout", "--quiet", "-b", "feature")
+    append_line(service / "app/nexus/_metadata.py", "# the feature branch's edit")
+    commit_all(monorepo, "feature edit")
+    git(monorepo, "checkout", "--quiet", "main")
+    git(monorepo, "worktree", "add", "--quiet", str(tmp_path / "feature"), "feature")
+    release_a_change(history, "v1.1.0")
+    assert cli(["update", str(service), "--no-resolve"]) == 0
+    assert cli(["update", str(tmp_path / "feature/services/alpha"), "--no-resolve"]) == 0
+    capsys.readouterr()
+
+    assert cli(["update", "--abort", str(service)]) == 0
+
+    assert "the feature branch's edit" not in (service / "app/nexus/_metadata.py").read_text()
+    assert answers(service)["_commit"] == "v1.0.0"
+    assert status(monorepo) == []
+    assert answers(tmp_path / "feature/services/alpha")["_commit"] == "v1.1.0"  # the other worktree's own
+
+
+def test_files_whose_changes_git_hides_stop_the_update(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "alpha", "v1.0.0")
+    append_line(service / "app/nexus/_checks.py", "# a local-only tweak")
+    git(monorepo, "update-index", "--skip-worktree", "services/alpha/app/nexus/_checks.py")
+    release_a_change(history, "v1.1.0")
+
+    code = cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve", "--json"])
+
+    (result,) = json.loads(capsys.readouterr().out)["services"]
+    assert (code, result["status"]) == (1, "skipped")
+    assert "skip-worktree or assume-unchanged: app/nexus/_checks.py" in result["detail"]
+    assert (service / "app/nexus/_checks.py").read_text().endswith("# a local-only tweak\n")
+    assert answers(service)["_commit"] == "v1.0.0"

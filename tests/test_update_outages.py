@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -232,3 +234,54 @@ def test_tests_asked_for_during_an_outage_are_not_run_and_say_why(
     assert result["tests_problem"].startswith("the tests were not run: package index unreachable (pip: ")
     (note,) = result["notes"]
     assert note.startswith("requirements.lock not refreshed: package index unreachable (uv: ")
+
+
+@contextmanager
+def index_answering(status_code: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """An index that answers every request with `status_code` (a wrong URL: 404; an expired login: 403)."""
+
+    class Refusing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # the name http.server calls
+            self.send_error(status_code)
+
+        def log_message(self, *args: object) -> None:
+            del args  # quiet: pytest shows stderr of failures only
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    try:
+        with index_at(f"http://127.0.0.1:{server.server_address[1]}/simple", monkeypatch):
+            yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        serving.join(timeout=10)
+
+
+@pytest.mark.parametrize("status_code", [403, 404])
+def test_an_index_that_knows_no_package_is_not_remembered_for_another_index(
+    history: TemplateHistory,
+    monorepo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    status_code: int,
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    release_without_requirement_changes(history)
+
+    with index_answering(status_code, monkeypatch):
+        code, result = update_json(capsys, "update", str(service), "--plan")
+
+    assert (code, result["status"]) == (1, "failed")
+    (clash,) = result["dependency_clashes"]
+    assert clash.endswith("(the package index has no version of it at all: check the name and PIP_INDEX_URL)")
+    assert not (Path(os.environ["NEXUS_TEMPLATE_CACHE"]) / "resolved").exists()  # own_cache's folder
+
+    # another index (here one that is down) is asked afresh: no answer of the first one is reused
+    with refusing_index(monkeypatch):
+        code, result = update_json(capsys, "update", str(service), "--plan")
+
+    assert (code, result["status"], result["dependency_clashes"]) == (1, "review", [])
+    assert "package index unreachable" in result["notes"][0]
+    assert status(monorepo) == []

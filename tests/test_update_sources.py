@@ -194,3 +194,46 @@ def test_a_service_made_between_releases_waits_for_the_next_release_then_takes_i
     assert (code, result["status"], result["after"]) == (0, "ok", "v1.1.0"), result
     assert answers(service)["_commit"] == "v1.1.0"
     assert "Made after v1.0.0." in (service / "README.md").read_text()
+
+
+def test_a_service_whose_recorded_version_is_gone_updates_from_a_named_base(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What teams reach for `copier recopy --overwrite` for (it would drop the edit below), done safely."""
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    append_line(service / "app/nexus/_checks.py", "# tuned by the greeting team")
+    recorded = (service / ".copier-answers.yml").read_text()
+    (service / ".copier-answers.yml").write_text(recorded.replace("_commit: v1.0.0", "_commit: v0.9.0"))
+    commit_all(monorepo, "a template version the template no longer has, and an edit")
+    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.release("v1.1.0")
+
+    code, result = update_json(capsys, "update", str(service), "--no-resolve")
+    assert (code, result["status"]) == (1, "failed")
+    assert result["detail"].startswith("copier update failed, service left unchanged")
+    assert status(monorepo) == []
+
+    code, result = update_json(capsys, "update", str(service), "--no-resolve", "--base", "v1.0.0")
+
+    assert (code, result["status"], result["before"], result["after"]) == (0, "ok", "v0.9.0", "v1.1.0")
+    assert (service / "app/nexus/_checks.py").read_text().endswith("# tuned by the greeting team\n")
+    assert "IN_V1_1 = True" in (service / "app/nexus/_metadata.py").read_text()
+    assert answers(service)["_commit"] == "v1.1.0"
+
+
+def test_base_is_refused_where_the_recorded_version_still_exists(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base newer than the service would pass the releases in between off as the service's own edits."""
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.release("v1.1.0")
+
+    code, result = update_json(capsys, "update", str(service), "--no-resolve", "--base", "v1.1.0")
+
+    assert (code, result["status"]) == (1, "failed")
+    assert result["detail"] == (
+        "--base: the template still has v1.0.0, the version the service records: update without --base"
+    )
+    assert answers(service)["_commit"] == "v1.0.0"
+    assert status(monorepo) == []

@@ -1,12 +1,14 @@
 """`update --abort`: undo exactly what an update wrote, and nothing else.
 
-An update that writes into a service leaves a record in the repository's git folder (never in the work
-tree, so it is never committed): the paths it wrote, the content each had before (stored as git blobs,
-byte for byte) or that it did not exist. `--abort` puts back those paths only, so work the update did not
-touch (other files, untracked files, other services) stays as it is. Where no record exists, a plain
-`copier update` left uncommitted is recognised by its answers file, and only the paths copier's update
-writes (those whose render differs between the two template versions) are put back. Anywhere else it
-refuses and changes nothing.
+An update that writes into a service leaves a record in the work tree's git folder (never in the work
+tree itself, so it is never committed; one per git worktree): the service's committed tree it started
+from, and for each path it wrote the content before (stored as a git blob, byte for byte, or "absent")
+and a hash of what it wrote. `--abort` puts back each path that still holds what the update wrote; a path
+changed since (a conflict being resolved, a secret typed into a new `.env`) is left as it is and named,
+and nothing the update did not write is touched. A record whose service was committed since is stale
+and ignored. Without a record, a plain `copier update` left uncommitted is recognised by its answers file,
+and only the paths copier's update writes (those whose render differs between the two template
+versions) are put back. Anywhere else it refuses and changes nothing.
 """
 
 from __future__ import annotations
@@ -14,14 +16,16 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nexus_template.updating._answers import ANSWERS_FILE, read_answers
 from nexus_template.updating._git import changed_paths, git, repository_prefix, top_level
 from nexus_template.updating._guard import OldRender
 
-__all__ = ["AbortRefused", "Undo", "abort_update", "forget_update", "record_update"]
+__all__ = ["AbortRefused", "Undo", "abort_update", "forget_update", "recorded_update"]
 
 
 class AbortRefused(ValueError):
@@ -29,16 +33,22 @@ class AbortRefused(ValueError):
 
 
 def _record_path(service: Path) -> Path:
-    """Where the record of the last uncommitted update of `service` lives (inside the git folder)."""
+    """Where the record of the last uncommitted update of `service` lives: this work tree's git folder (a
+    second worktree of the repository has its own files, and its own record)."""
     prefix = repository_prefix(service) or "."
     key = hashlib.sha256(prefix.encode()).hexdigest()[:16]
-    git_folder = git(service, "rev-parse", "--path-format=absolute", "--git-common-dir").stdout.strip()
+    git_folder = git(service, "rev-parse", "--absolute-git-dir").stdout.strip()
     return Path(git_folder) / "nexus-template" / "updates" / f"{key}.json"
+
+
+def _committed_tree(service: Path) -> str:
+    """The id of the service folder's tree in HEAD: it changes exactly when a commit changes the service."""
+    return git(service, "rev-parse", f"HEAD:{repository_prefix(service)}", check=False).stdout.strip()
 
 
 def _store_blobs(service: Path, paths: list[str]) -> dict[str, str]:
     """Store the current bytes of each existing file as a git blob (no filters); path -> blob id."""
-    existing = [path for path in paths if (service / path).is_file() and not (service / path).is_symlink()]
+    existing = [path for path in paths if _content(service / path) is not None]
     if not existing:
         return {}
     stored = subprocess.run(
@@ -52,18 +62,32 @@ def _store_blobs(service: Path, paths: list[str]) -> dict[str, str]:
     return dict(zip(existing, stored.stdout.split(), strict=True))
 
 
-def record_update(service: Path, paths: list[str], *, before: str, after: str, answers: bytes) -> None:
-    """Call just before an update writes `paths` into `service` (relative paths, written or removed);
-    `answers` is the answers file the update writes."""
+def _content(path: Path) -> bytes | None:
+    return path.read_bytes() if path.is_file() and not path.is_symlink() else None
+
+
+def _digest(content: bytes | None) -> str | None:
+    return None if content is None else hashlib.sha256(content).hexdigest()
+
+
+@contextmanager
+def recorded_update(service: Path, paths: list[str], *, before: str, after: str) -> Iterator[None]:
+    """Around the block that writes (or removes) `paths` in `service`: what they hold before is stored
+    first, and the record is written once the block has written them (not if it raised)."""
+    tree = _committed_tree(service)
     blobs = _store_blobs(service, paths)
+    modes = {path: (service / path).stat().st_mode for path in blobs}
+    yield
     record = {
         "from": before,
         "to": after,
-        "answers": hashlib.sha256(answers).hexdigest(),
+        "tree": tree,
+        "answers": _digest(_content(service / ANSWERS_FILE)),
         "paths": {
             path: {
                 "blob": blobs.get(path),
-                "mode": (service / path).stat().st_mode if path in blobs else None,
+                "mode": modes.get(path),
+                "written": _digest(_content(service / path)),
             }
             for path in sorted(paths)
         },
@@ -80,14 +104,12 @@ def forget_update(service: Path) -> None:
 
 @dataclass
 class Undo:
-    """An update to undo: path -> (blob id, mode) as before it, or None where it created the file."""
+    """An update to undo: path -> (blob id, mode) as before it, or None where it created the file; and the
+    paths it wrote that were changed since (left as they are)."""
 
     update: str  # "the update v1.0.0 → v1.1.0"
     paths: dict[str, tuple[str, int] | None]
-
-
-def _answers_hash(content: bytes | None) -> str | None:
-    return None if content is None else hashlib.sha256(content).hexdigest()
+    changed_since: list[str] = field(default_factory=list)
 
 
 def _committed_answers(service: Path) -> bytes | None:
@@ -102,20 +124,24 @@ def _from_record(service: Path) -> Undo | None:
     if not record_file.is_file():
         return None
     record = json.loads(record_file.read_text())
-    if _answers_hash(_committed_answers(service)) == record["answers"]:
-        record_file.unlink()  # a stale record: the update is committed
-        raise AbortRefused(
-            f"the update of {service} to {record['to']} is committed: undo it with `git revert`"
-        )
-    answers = service / ANSWERS_FILE
-    if _answers_hash(answers.read_bytes() if answers.is_file() else None) != record["answers"]:
-        record_file.unlink()  # a stale record: the update's answers left the work tree by other means
+    if _committed_tree(service) != record["tree"]:  # the service was committed since: a stale record
+        record_file.unlink()
+        if _digest(_committed_answers(service)) == record["answers"]:
+            raise AbortRefused(
+                f"the update of {service} to {record['to']} is committed: undo it with `git revert`"
+            )
         return None
-    paths = {
-        path: None if entry["blob"] is None else (entry["blob"], entry["mode"])
-        for path, entry in record["paths"].items()
-    }
-    return Undo(f"the update {record['from']} → {record['to']}", paths)
+    undo = Undo(f"the update {record['from']} → {record['to']}", {})
+    for path, entry in record["paths"].items():
+        now = _digest(_content(service / path))
+        if now == entry["written"]:
+            undo.paths[path] = None if entry["blob"] is None else (entry["blob"], entry["mode"])
+        elif now != (None if entry["blob"] is None else _digest(_blob(service, entry["blob"]))):
+            undo.changed_since.append(path)  # neither what the update wrote nor what was there before
+    if not undo.paths and not undo.changed_since:  # everything is back already: undone by other means
+        record_file.unlink()
+        return None
+    return undo
 
 
 def _from_plain_copier_update(service: Path) -> Undo | None:
@@ -148,6 +174,12 @@ def _tree_entries(service: Path) -> list[tuple[str, tuple[str, int]]]:
     return entries
 
 
+def _blob(service: Path, blob: str) -> bytes:
+    return subprocess.run(
+        ["git", "cat-file", "blob", blob], cwd=service, capture_output=True, check=True
+    ).stdout
+
+
 def _put_back(service: Path, undo: Undo) -> None:
     for path, kept in undo.paths.items():
         target = service / path
@@ -160,16 +192,15 @@ def _put_back(service: Path, undo: Undo) -> None:
                 parent.rmdir()
             continue
         blob, mode = kept
-        content = subprocess.run(
-            ["git", "cat-file", "blob", blob], cwd=service, capture_output=True, check=True
-        ).stdout
+        content = _blob(service, blob)
         if target.is_symlink():
             target.unlink()
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(content)
         target.chmod(mode & 0o7777)
     # index entries the update left for these paths (a plain copier update's unmerged files) go back to HEAD
-    git(service, "reset", "--quiet", "--", *undo.paths, check=False)
+    if undo.paths:
+        git(service, "reset", "--quiet", "--", *undo.paths, check=False)
 
 
 def abort_update(service: Path) -> Undo:

@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["TIMEOUT_SETTING", "IndexUnreachable", "pip_options", "pip_outage", "uv_environment", "uv_outage"]
+__all__ = [
+    "TIMEOUT_SETTING",
+    "IndexUnreachable",
+    "index_settings",
+    "pip_options",
+    "pip_outage",
+    "uv_environment",
+    "uv_outage",
+]
 
 TIMEOUT_SETTING = "NEXUS_TEMPLATE_INDEX_TIMEOUT"
 _DEFAULT_TIMEOUT_S = 10
@@ -20,6 +28,29 @@ _DEFAULT_TIMEOUT_S = 10
 _RETRIES = "1"
 _PIP_OUTAGE = "after connection broken by "
 _UV_OUTAGE = "Failed to fetch"
+
+
+# The environment that chooses which index pip and uv ask: a resolution cached for one index is no answer
+# for another (a private mirror, a login that expired and answers 403). A refreshed lock is cached across
+# indexes: it holds the pins and hashes of real files, whichever index served them.
+_INDEX_VARIABLES = (
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_FIND_LINKS",
+    "PIP_NO_INDEX",
+    "PIP_CONFIG_FILE",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+)
+
+
+def index_settings() -> str:
+    """The index settings in force (for cache keys)."""
+    return "\n".join(f"{name}={os.environ.get(name, '')}" for name in _INDEX_VARIABLES)
 
 
 class IndexUnreachable(Exception):

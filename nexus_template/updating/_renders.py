@@ -62,10 +62,10 @@ def lighter_renders() -> Iterator[None]:
         if file_mode_false[root]:
             sync_mode(self, dst_relpath, src_mode)
 
-    Environment.compile = compile_once  # type: ignore[method-assign]  # put back below
-    _main.Worker._sync_git_index_executable_bit = sync_mode_where_needed  # type: ignore[method-assign]
+    Environment.compile = compile_once  # type: ignore[method-assign]  # wrapped for the block, put back below
+    _main.Worker._sync_git_index_executable_bit = sync_mode_where_needed  # type: ignore[method-assign]  # same
     try:
         yield
     finally:
-        Environment.compile = compile_source  # type: ignore[method-assign]
-        _main.Worker._sync_git_index_executable_bit = sync_mode  # type: ignore[method-assign]
+        Environment.compile = compile_source  # type: ignore[method-assign]  # the method Jinja defines
+        _main.Worker._sync_git_index_executable_bit = sync_mode  # type: ignore[method-assign]  # copier's own

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nexus_template.updating._cache import cache_folder, requirements_key, store
 from nexus_template.updating._deps import ENTRY_FILE, pin_clashes
-from nexus_template.updating._index import IndexUnreachable, pip_options, pip_outage
+from nexus_template.updating._index import IndexUnreachable, index_settings, pip_options, pip_outage
 from nexus_template.updating._lock import LockNotRefreshed, refresh_lock
 from nexus_template.updating._result import UpdateResult
 
@@ -23,6 +23,7 @@ __all__ = ["check_requirements", "resolution_problem"]
 _RESOLVE_TIMEOUT_S = 600
 _CANNOT_RESOLVE = ("ResolutionImpossible", "conflicting dependencies", "No matching distribution found")
 _NOT_CHECKED = "requirements not checked"
+_NO_VERSIONS = "(from versions: none)"
 
 
 def check_requirements(copy: Path, result: UpdateResult, *, resolve: bool, offline: bool) -> None:
@@ -59,7 +60,8 @@ def resolution_problem(folder: Path) -> str | None:
     answer). Raises IndexUnreachable when pip could not reach the package index."""
     if not (folder / ENTRY_FILE).is_file():
         return None
-    answer = cache_folder() / "resolved" / requirements_key(folder, sys.version)
+    # another index may answer otherwise (a mirror, a login that expired): its answer is cached apart
+    answer = cache_folder() / "resolved" / requirements_key(folder, sys.version, index_settings())
     if answer.is_file():
         return answer.read_text() or None
     pip = subprocess.run(
@@ -94,5 +96,11 @@ def resolution_problem(folder: Path) -> str | None:
         if not any(marker in stderr for marker in _CANNOT_RESOLVE):
             return f"{_NOT_CHECKED}, pip could not answer: {errors[-1]}"  # not cached: try again
         problem = f"pip cannot resolve {ENTRY_FILE}: {errors[0].removeprefix('ERROR: ')}"
+        if _NO_VERSIONS in stderr:
+            # a name the index does not know, or an index that answers 403/404 to everything (an expired
+            # login, a wrong URL): said, and asked again next time rather than remembered
+            return (
+                f"{problem} (the package index has no version of it at all: check the name and PIP_INDEX_URL)"
+            )
     store(answer, problem.encode())
     return problem or None

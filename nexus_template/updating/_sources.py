@@ -15,7 +15,7 @@ from packaging.version import InvalidVersion, Version
 
 from nexus_template.updating._git import git
 
-__all__ = ["ahead_of", "latest_release", "template_url"]
+__all__ = ["ahead_of", "has_tag", "latest_release", "template_url"]
 
 # `git describe --tags` of a commit after a tag: the tag, the commits since it, "g" and the commit
 _AFTER_A_TAG = re.compile(r"^(?P<tag>.+)-(?P<count>\d+)-g(?P<commit>[0-9a-f]+)$")
@@ -42,6 +42,14 @@ def latest_release(src: str) -> str | None:
         if not version.is_prerelease:
             versions.append((version, tag))
     return max(versions)[1] if versions else None
+
+
+def has_tag(src: str, tag: str) -> bool:
+    """Does the template still have this tag?"""
+    listed = git(
+        Path.cwd(), "ls-remote", "--tags", "--refs", "--", template_url(src), f"refs/tags/{tag}", check=False
+    )
+    return bool(listed.stdout.strip())
 
 
 def ahead_of(recorded: str, release: str) -> bool:
