@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nexus_template.services import SERVICES_HELP, add_services_command, run_services_command
 from nexus_template.updating import (
+    RESTORE,
     AbortRefused,
     RepositoryBusy,
     abort_update,
@@ -100,13 +101,15 @@ def _abort(service: Path) -> int:
         print(f"nexus-template: {error}", file=sys.stderr)
         return 1
     print(f"{service}: {undone.update} is undone; put back: {', '.join(undone.paths) or 'nothing'}")
-    if undone.changed_since:
-        print(
-            f"{service}: written by the update but changed since, left as they are: "
-            f"{', '.join(undone.changed_since)} (`git checkout -- FILE` puts a tracked one back)"
-        )
     if left := [path for path in changed_paths(service) if path not in undone.changed_since]:
         print(f"{service}: left as they are (not written by the update): {', '.join(left)}")
+    if undone.changed_since:  # not all of the update is undone: a person decides about these
+        print(
+            f"{service}: written by the update but changed since, left as they are: "
+            f"{', '.join(undone.changed_since)} (`{RESTORE} FILE` puts one back to its last commit)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

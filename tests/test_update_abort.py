@@ -232,11 +232,11 @@ def test_abort_leaves_a_file_written_by_the_update_and_changed_since(
     append_line(service / ".env", "OPENAI_API_KEY=sk-typed-after-the-update")  # ignored: git keeps no copy
     capsys.readouterr()
 
-    assert cli(["update", "--abort", str(service)]) == 0
+    assert cli(["update", "--abort", str(service)]) == 1  # not all of the update is undone: said, exit 1
 
     assert (service / ".env").read_text().endswith("OPENAI_API_KEY=sk-typed-after-the-update\n")
     assert answers(service)["_commit"] == "v1.0.0"
-    assert "written by the update but changed since, left as they are: .env" in capsys.readouterr().out
+    assert "written by the update but changed since, left as they are: .env" in capsys.readouterr().err
 
 
 def test_a_record_left_by_an_update_backed_out_with_git_is_not_used(
@@ -294,3 +294,45 @@ def test_files_whose_changes_git_hides_stop_the_update(
     assert "skip-worktree or assume-unchanged: app/nexus/_checks.py" in result["detail"]
     assert (service / "app/nexus/_checks.py").read_text().endswith("# a local-only tweak\n")
     assert answers(service)["_commit"] == "v1.0.0"
+
+
+def test_abort_after_part_of_an_open_update_was_committed_refuses(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "alpha", "v1.0.0")
+    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    commit_all(monorepo, "edit a template-owned file")
+    release_a_change(history, "v1.1.0")
+    history.append("template/app/nexus/_metadata.py", "\nIN_V1_2 = True\n")
+    history.release("v1.2.0")
+    assert cli(["update", str(service), "--no-resolve"]) == 1  # a conflict in _checks.py
+    (service / "app/nexus/_checks.py").write_text('"""Half resolved: precious."""\n')
+    git(monorepo, "add", "services/alpha/app/nexus/_metadata.py")
+    git(monorepo, "commit", "--quiet", "-m", "part of the update, committed on its own")
+    capsys.readouterr()
+
+    assert cli(["update", "--abort", str(service)]) == 1
+
+    assert "cannot tell its files from yours any more" in capsys.readouterr().err
+    assert (service / "app/nexus/_checks.py").read_text() == '"""Half resolved: precious."""\n'
+    assert answers(service)["_commit"] == "v1.2.0"
+
+
+def test_abort_after_a_plain_copier_update_keeps_a_conflict_resolved_by_hand(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "alpha", "v1.0.0")
+    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    commit_all(monorepo, "edit a template-owned file")
+    release_a_change(history, "v1.1.0")
+    update(service, conflict="inline")
+    (service / "app/nexus/_checks.py").write_text('"""Resolved by hand."""\n')
+    capsys.readouterr()
+
+    assert cli(["update", "--abort", str(service)]) == 1
+
+    assert (service / "app/nexus/_checks.py").read_text() == '"""Resolved by hand."""\n'
+    assert answers(service)["_commit"] == "v1.0.0"
+    err = capsys.readouterr().err
+    assert "changed since, left as they are: app/nexus/_checks.py" in err
+    assert "git restore --source=HEAD --staged --worktree -- FILE" in err

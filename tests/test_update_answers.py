@@ -259,3 +259,50 @@ def test_an_answer_changed_with_data_then_committed_merges_cleanly_in_the_next_r
     assert (service / "Dockerfile").read_text().count("9100") >= 1
     assert "9000" not in (service / "Dockerfile").read_text()
     assert "IN_V2 = True" in (service / "app/nexus/_checks.py").read_text()
+
+
+def test_following_the_advice_for_a_dropped_answer_settles_it(
+    renamed_then_migration_dropped: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(
+        renamed_then_migration_dropped.path, monorepo, "greeter", "v1.0.0", etcd_registration=True
+    )
+
+    code, result = update_json(capsys, "update", str(service), "--no-resolve", "--data", "registration=true")
+
+    assert (code, result["status"], result["notes"]) == (0, "ok", [])
+    assert answers(service)["registration"] is True
+    assert (service / "app/nexus/_registration.py").is_file()
+
+
+def test_an_answer_a_release_asks_only_under_a_condition_is_not_dropped_silently(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    assert answers(service)["kubernetes"] is True
+    history.replace("copier.yml", "kubernetes:\n", 'kubernetes:\n  when: "{{ gpu }}"\n')
+    history.release("v1.1.0")
+
+    code, result = update_json(capsys, "update", str(service), "--no-resolve")
+
+    assert (code, result["status"]) == (1, "review")
+    (note,) = [
+        note for note in result["notes"] if note.startswith("answer kubernetes: True is no longer recorded")
+    ]
+    assert "only under a condition these answers do not meet" in note
+
+
+@pytest.mark.parametrize("value", ["nein", "flase", "2"])
+def test_data_that_is_no_value_of_the_question_type_is_refused(
+    history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.release("v1.1.0")
+
+    code, result = update_json(capsys, "update", str(service), "--no-resolve", "--data", f"gpu={value}")
+
+    assert (code, result["status"]) == (1, "failed")
+    assert result["detail"].startswith(f"--data gpu={value}: ")
+    assert answers(service)["gpu"] is False
+    assert status(monorepo) == []

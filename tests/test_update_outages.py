@@ -200,6 +200,9 @@ def test_no_resolve_catches_two_pins_of_one_package_in_one_file_without_the_inde
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     append_line(service / "requirements-service.txt", "rich==13.9.4")
     append_line(service / "requirements-service.txt", "Rich==14.0.0  # added later, the first one forgotten")
+    # one pin per Python: no clash (pip installs one of them)
+    append_line(service / "requirements-service.txt", 'numpy==1.26.4 ; python_version < "3.12"')
+    append_line(service / "requirements-service.txt", 'numpy==2.1.0 ; python_version >= "3.12"')
     commit_all(monorepo, "the service pins rich twice")
     release_without_requirement_changes(history)
 

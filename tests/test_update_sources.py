@@ -224,16 +224,23 @@ def test_a_service_whose_recorded_version_is_gone_updates_from_a_named_base(
 def test_base_is_refused_where_the_recorded_version_still_exists(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A base newer than the service would pass the releases in between off as the service's own edits."""
+    """A base in place of a version the template has would pass the releases in between off as the
+    service's own edits; a base that is no release is a typo."""
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
+    history.append("template/README.md.jinja", "\nMade after v1.0.0.\n")
+    commit_all(history.path, "a change after v1.0.0")
+    between = generate(history.path, monorepo, "between", "HEAD")  # records v1.0.0-1-g<commit>
     history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
-    code, result = update_json(capsys, "update", str(service), "--no-resolve", "--base", "v1.1.0")
+    for folder, base, detail in [
+        (service, "v1.1.0", "--base: the template still has v1.0.0, the version the service records"),
+        (between, "v1.0.0", f"--base: the template still has {answers(between)['_commit']}, the version"),
+        (service, "v9.9.9", "--base v9.9.9: the template has no such release tag"),
+    ]:
+        code, result = update_json(capsys, "update", str(folder), "--no-resolve", "--base", base)
 
-    assert (code, result["status"]) == (1, "failed")
-    assert result["detail"] == (
-        "--base: the template still has v1.0.0, the version the service records: update without --base"
-    )
+        assert (code, result["status"]) == (1, "failed")
+        assert result["detail"].startswith(detail)
     assert answers(service)["_commit"] == "v1.0.0"
     assert status(monorepo) == []

@@ -5,7 +5,7 @@ work (`_guard`), checked for conflicts, requirement clashes and answers that no 
 then written back to its folder (or, with `plan`, only reported). See docs/updating.md.
 """
 
-from nexus_template.updating._abort import AbortRefused, Undo, abort_update
+from nexus_template.updating._abort import RESTORE, AbortRefused, Undo, abort_update
 from nexus_template.updating._exclusive import RepositoryBusy, exclusive
 from nexus_template.updating._fleet import commit_update, find_services, update_all
 from nexus_template.updating._git import changed_paths
@@ -14,6 +14,7 @@ from nexus_template.updating._result import UpdateResult
 from nexus_template.updating._service import update_service
 
 __all__ = [
+    "RESTORE",
     "AbortRefused",
     "RepositoryBusy",
     "Undo",

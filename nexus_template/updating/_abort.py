@@ -22,10 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nexus_template.updating._answers import ANSWERS_FILE, read_answers
+from nexus_template.updating._conflicts import has_markers
 from nexus_template.updating._git import changed_paths, git, repository_prefix, top_level
 from nexus_template.updating._guard import OldRender
 
-__all__ = ["AbortRefused", "Undo", "abort_update", "forget_update", "recorded_update"]
+__all__ = ["RESTORE", "AbortRefused", "Undo", "abort_update", "forget_update", "recorded_update"]
+
+# how a person puts one file of the service back to its last commit (index and work tree)
+RESTORE = "git restore --source=HEAD --staged --worktree --"
 
 
 class AbortRefused(ValueError):
@@ -125,11 +129,20 @@ def _from_record(service: Path) -> Undo | None:
         return None
     record = json.loads(record_file.read_text())
     if _committed_tree(service) != record["tree"]:  # the service was committed since: a stale record
-        record_file.unlink()
         if _digest(_committed_answers(service)) == record["answers"]:
+            record_file.unlink()
             raise AbortRefused(
                 f"the update of {service} to {record['to']} is committed: undo it with `git revert`"
             )
+        if _digest(_content(service / ANSWERS_FILE)) == record["answers"]:
+            # the update is still in the work tree, and part of the folder was committed on top of it: what
+            # is the update's and what is yours can no longer be told apart, so nothing is touched
+            raise AbortRefused(
+                f"files of {service} were committed after the update to {record['to']}, which is still in "
+                "the work tree: --abort cannot tell its files from yours any more; put files back one by "
+                f"one with `{RESTORE} FILE`"
+            )
+        record_file.unlink()  # the update left the work tree by other means
         return None
     undo = Undo(f"the update {record['from']} → {record['to']}", {})
     for path, entry in record["paths"].items():
@@ -152,13 +165,24 @@ def _from_plain_copier_update(service: Path) -> Undo | None:
         return None
     before, after = OldRender(old).files, OldRender(new).files
     written = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
-    written |= {f"{path}.rej" for path in written} | {ANSWERS_FILE}
     tree = dict(_tree_entries(service))
-    changed = set(changed_paths(service))
-    return Undo(
-        f"the copier update {old['_commit']} → {new['_commit']}",
-        {path: tree.get(path) for path in sorted(written) if path in changed},
-    )
+    undo = Undo(f"the copier update {old['_commit']} → {new['_commit']}", {})
+    for path in sorted(
+        set(changed_paths(service)) & (written | {f"{path}.rej" for path in written} | {ANSWERS_FILE})
+    ):
+        now = _content(service / path)
+        # as copier writes a path: the new version as it is, its `.rej` or conflict markers, or removed;
+        # anything else there (a conflict resolved by hand, a clean merge with your edits) may be yours
+        if (
+            path == ANSWERS_FILE
+            or path.endswith(".rej")
+            or now == after.get(path)
+            or (now and has_markers(now))
+        ):
+            undo.paths[path] = tree.get(path)
+        else:
+            undo.changed_since.append(path)
+    return undo
 
 
 def _tree_entries(service: Path) -> list[tuple[str, tuple[str, int]]]:

@@ -180,11 +180,15 @@ class Answers:
         source = str(self.recorded.get("_src_path", ""))
         if self.data:
             with _main.Worker(src_path=source, vcs_ref=target, unsafe=True, quiet=True) as worker:
-                valid = sorted(worker.template.questions_data)
+                questions = worker.template.questions_data
                 release = str(target or worker.template.version or "the template")
-            for name in self.data:
-                if name not in valid:
-                    return f"--data {name}: {release} asks no such question; valid names: {', '.join(valid)}"
+                for name, raw in self.data.items():
+                    if name not in questions:
+                        valid = ", ".join(sorted(questions))
+                        return f"--data {name}: {release} asks no such question; valid names: {valid}"
+                    # without copier's casts: `gpu=nein` is no boolean (copier takes it for true)
+                    if error := _rule_broken(worker, name, questions[name], raw, from_command_line=True):
+                        return f"--data {name}={raw}: {error}"
         edits = {name: value for name, value in self.hand_edits.items() if name not in self.data}
         if not edits:
             return None
@@ -231,22 +235,40 @@ class Answers:
         if left_out := [name for name in unasked if name not in after]:
             questions = _questions(after)
             new_questions = sorted(after.keys() - migrated.keys() - set(_TEMPLATE_KEYS))
-            notes.extend(
-                _dropped(
-                    name, migrated[name], release, {question: after[question] for question in new_questions}
-                )
-                for name in left_out
-                if name not in questions
-            )
+            # a new question given a value on purpose is the person's answer to what was dropped
+            replaced = any(question in self.asked for question in new_questions)
+            for name in left_out:
+                if name not in questions and not replaced:
+                    notes.append(
+                        _dropped(
+                            name,
+                            migrated[name],
+                            release,
+                            {question: after[question] for question in new_questions},
+                        )
+                    )
+                elif name in questions and not self.asked and not _asked_only_at_copy(questions[name]):
+                    notes.append(
+                        f"answer {name}: {migrated[name]!r} is no longer recorded: {release} asks {name} only "
+                        "under a condition these answers do not meet (copier.yml's `when`), so what depended "
+                        "on it went too (see the removed files); if that is not wanted, tell the template's "
+                        "maintainers"
+                    )
         return notes
 
 
-def _questions(answers: dict[str, Any]) -> set[str]:
-    """The names of the questions of the template version `answers` record."""
+def _questions(answers: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The questions of the template version `answers` record (name -> copier.yml's settings)."""
     with _main.Worker(
         src_path=str(answers["_src_path"]), vcs_ref=str(answers["_commit"]), unsafe=True, quiet=True
     ) as worker:
-        return set(worker.template.questions_data)
+        return dict(worker.template.questions_data)
+
+
+def _asked_only_at_copy(question: dict[str, Any]) -> bool:
+    """A question the template asks only when a service is created (`when` on copier's operation, as the
+    service facts that release/service.env holds afterwards): the template drops its answer on purpose."""
+    return "_copier_operation" in str(question.get("when", ""))
 
 
 def _dropped(name: str, value: Any, release: str, new_questions: dict[str, Any]) -> str:
@@ -266,9 +288,13 @@ def _as_data(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _rule_broken(worker: _main.Worker, name: str, details: dict[str, Any], value: Any) -> str:
-    """Why copier's question `name` does not accept `value` as read from the file ("" if it does): the
-    question's type (without copier's casts), choices and validator (extensions/rules.py)."""
+def _rule_broken(
+    worker: _main.Worker, name: str, details: dict[str, Any], value: Any, *, from_command_line: bool = False
+) -> str:
+    """Why copier's question `name` does not accept `value` ("" if it does): the question's type (without
+    copier's casts), choices and validator (extensions/rules.py). A value read from the answers file has
+    its YAML type already; one `from_command_line` (`--data`) is a string, read as YAML for a question of
+    a scalar type other than str (true, 9000)."""
     question = Question(
         answers=AnswersMap(),
         context={},
@@ -278,6 +304,11 @@ def _rule_broken(worker: _main.Worker, name: str, details: dict[str, Any], value
         **details,
     )
     kind = question.get_type_name()
+    if from_command_line and kind in _NATIVE_TYPES and kind != "str":
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            return f"{value!r} is no {kind}: {error}"
     native = _NATIVE_TYPES.get(kind)
     if native and (not isinstance(value, native) or (isinstance(value, bool) and kind != "bool")):
         return f"{value!r} is a {type(value).__name__}, not a {kind}"

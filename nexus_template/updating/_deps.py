@@ -13,7 +13,7 @@ from pathlib import Path
 __all__ = ["ENTRY_FILE", "pin_clashes", "requirement_files"]
 
 ENTRY_FILE = "requirements-dev.txt"
-_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*==\s*([^\s;#]+)\s*(?:;([^#]*))?")
 _INCLUDE = re.compile(r"^\s*(?:-r|--requirement)\s*=?\s*(\S+)")
 
 
@@ -40,14 +40,17 @@ def requirement_files(folder: Path, entry: str = ENTRY_FILE) -> list[str]:
 
 def pin_clashes(folder: Path) -> list[str]:
     """One sentence per package pinned to two different versions, in two requirement files or in one."""
-    pins: dict[str, dict[tuple[str, str], None]] = {}  # package -> (file, version) pins, in order, each once
+    # (package, environment marker) -> (file, version) pins, in order, each once: pins under different
+    # markers (`numpy==1.26.4 ; python_version < "3.12"` and one for 3.12) apply to different installs
+    pins: dict[tuple[str, str], dict[tuple[str, str], None]] = {}
     for name in requirement_files(folder):
         for line in (folder / name).read_text(errors="replace").splitlines():
             pin = _PIN.match(line)
             if pin:
-                pins.setdefault(_normalize(pin.group(1)), {})[(name, pin.group(2))] = None
+                marker = " ".join((pin.group(3) or "").split())
+                pins.setdefault((_normalize(pin.group(1)), marker), {})[(name, pin.group(2))] = None
     return [
         f"{package} is pinned to " + " and ".join(f"{version} in {file}" for file, version in found)
-        for package, found in sorted(pins.items())
+        for (package, _), found in sorted(pins.items())
         if len({version for _, version in found}) > 1
     ]

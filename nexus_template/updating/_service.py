@@ -40,7 +40,7 @@ from nexus_template.updating._isolated import (
 from nexus_template.updating._renders import lighter_renders
 from nexus_template.updating._resolve import check_requirements
 from nexus_template.updating._result import UpdateResult
-from nexus_template.updating._sources import ahead_of, has_tag, latest_release
+from nexus_template.updating._sources import ahead_of, has_tag, has_version, latest_release
 from nexus_template.updating._testenv import run_tests as run_service_tests
 
 __all__ = ["update_service"]
@@ -159,7 +159,7 @@ def _what_to_update(
     """The answers asked for and the version to take; no answers when there is nothing to do (up to
     date, ahead of the newest release) or `--base` is refused (the result says which)."""
     if base:
-        if problem := _base_problem(str(recorded.get("_src_path", "")), result.before):
+        if problem := _base_problem(str(recorded.get("_src_path", "")), result.before, base):
             result.status, result.detail = "failed", problem
             return None, _Version(vcs_ref, None)
         recorded["_commit"] = base
@@ -180,10 +180,13 @@ def _what_to_update(
     return asked, _Version(vcs_ref, vcs_ref or target)
 
 
-def _base_problem(src: str, recorded: str) -> str | None:
-    """Why `--base` must not be used here: it stands in for a recorded version the template lost; in place
-    of one it still has, it would pass the releases in between off as the service's own edits."""
-    if has_tag(src, recorded):
+def _base_problem(src: str, recorded: str, base: str) -> str | None:
+    """Why `--base` must not be used here: it names a release of the template and stands in for a recorded
+    version the template lost; in place of one it still has, it would pass the releases in between off as
+    the service's own edits."""
+    if not has_tag(src, base):
+        return f"--base {base}: the template has no such release tag"
+    if has_version(src, recorded):
         return f"--base: the template still has {recorded}, the version the service records: update without --base"
     return None
 

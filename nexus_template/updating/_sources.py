@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 from copier._vcs import get_repo  # copier is pinned (pyproject.toml): its own shortcut expansion
 from packaging.version import InvalidVersion, Version
 
 from nexus_template.updating._git import git
 
-__all__ = ["ahead_of", "has_tag", "latest_release", "template_url"]
+__all__ = ["ahead_of", "has_tag", "has_version", "latest_release", "template_url"]
 
 # `git describe --tags` of a commit after a tag: the tag, the commits since it, "g" and the commit
 _AFTER_A_TAG = re.compile(r"^(?P<tag>.+)-(?P<count>\d+)-g(?P<commit>[0-9a-f]+)$")
@@ -50,6 +51,17 @@ def has_tag(src: str, tag: str) -> bool:
         Path.cwd(), "ls-remote", "--tags", "--refs", "--", template_url(src), f"refs/tags/{tag}", check=False
     )
     return bool(listed.stdout.strip())
+
+
+def has_version(src: str, version: str) -> bool:
+    """Does the template still have this version: a tag, or a commit (`v1.0.0-3-gabc1234`, as copier records
+    a commit after a tag, or a hash)? A commit is looked up in a clone without files (slower: a tag first)."""
+    if has_tag(src, version):
+        return True
+    with TemporaryDirectory(prefix="nexus-template-versions-") as clone:
+        cloned = git(Path.cwd(), "clone", "--quiet", "--bare", "--", template_url(src), clone, check=False)
+        found = git(Path(clone), "rev-parse", "--verify", "--quiet", f"{version}^{{commit}}", check=False)
+        return cloned.returncode == 0 and found.returncode == 0
 
 
 def ahead_of(recorded: str, release: str) -> bool:
