@@ -238,6 +238,16 @@ def test_tests_asked_for_during_an_outage_are_not_run_and_say_why(
     (note,) = result["notes"]
     assert note.startswith("requirements.lock not refreshed: package index unreachable (uv: ")
 
+    # --offline asks no index at all: no environment is built (none was, here), and that is said
+    back_to_last_commit(monorepo)
+    with refusing_index(monkeypatch):
+        code, result = update_json(capsys, "update", str(service), "--test", "--offline")
+
+    assert (code, result["status"]) == (1, "failed")
+    assert result["tests_problem"] == (
+        "the tests were not run: --offline, and no environment for these requirements was built here"
+    )
+
 
 @contextmanager
 def index_answering(status_code: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -259,7 +259,10 @@ def _update_service(
                 apply_to(service, original, files)
     if run_tests and not plan and not (result.conflicts or result.dependency_clashes):
         result.tests, result.tests_problem = run_service_tests(
-            service, str(answers.get("python_version") or "") or None, list(pytest_args or [])
+            service,
+            str(answers.get("python_version") or "") or None,
+            list(pytest_args or []),
+            offline=offline,
         )
     result.settle()
     return result

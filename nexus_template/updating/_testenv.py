@@ -26,12 +26,17 @@ def _python_for(version: str | None) -> str:
     return (version and shutil.which(f"python{version}")) or sys.executable
 
 
-def _environment(service: Path, python_version: str | None) -> tuple[Path | None, str]:
-    """(the environment's python, "") or (None, why it could not be built)."""
+def _environment(service: Path, python_version: str | None, *, offline: bool) -> tuple[Path | None, str]:
+    """(the environment's python, "") or (None, why it could not be built); `offline`: only one built before."""
     python = _python_for(python_version)
     venv = cache_folder() / "venvs" / requirements_key(service, python)
     if (venv / "complete").is_file():
         return venv / "bin" / "python", ""
+    if offline:
+        return (
+            None,
+            "the tests were not run: --offline, and no environment for these requirements was built here",
+        )
     building = venv.with_name(f"{venv.name}.{os.getpid()}")
     shutil.rmtree(building, ignore_errors=True)
     subprocess.run([python, "-m", "venv", str(building)], check=True, capture_output=True)
@@ -64,9 +69,12 @@ def _environment(service: Path, python_version: str | None) -> tuple[Path | None
     return venv / "bin" / "python", ""
 
 
-def run_tests(service: Path, python_version: str | None, pytest_args: list[str]) -> tuple[str, str]:
-    """("passed" | "failed", what went wrong) after running the service's tests in its environment."""
-    python, problem = _environment(service, python_version)
+def run_tests(
+    service: Path, python_version: str | None, pytest_args: list[str], *, offline: bool = False
+) -> tuple[str, str]:
+    """("passed" | "failed", what went wrong) after running the service's tests in its environment
+    (`offline`: only in one built before, the package index is not asked)."""
+    python, problem = _environment(service, python_version, offline=offline)
     if python is None:
         return "failed", problem
     result = subprocess.run(
