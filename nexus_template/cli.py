@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "update-all" and not target.is_dir():
         parser.error(f"{target} is not a folder")
     try:
-        with nullcontext() if args.plan else exclusive(target):
+        # only a run that writes takes the repository's lock (--abort writes, with or without --plan)
+        writes = not args.plan or (args.command == "update" and args.abort)
+        with exclusive(target) if writes else nullcontext():
             if args.command == "update" and args.abort:
                 return _abort(target)
             if args.command == "update":
