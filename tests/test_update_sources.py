@@ -91,7 +91,7 @@ def test_a_big_file_is_compared_by_its_real_similarity_within_a_second() -> None
 
     assert renamed_to(lock, {"requirements.lock": lock + b"extra==1.0\n"}, "old.lock") == "requirements.lock"
     assert renamed_to(lock, {"requirements.lock": reordered}, "old.lock") is None
-    assert time.monotonic() - began < 1  # 0.1 s here: a generous bound on a loaded 2-core machine
+    assert time.monotonic() - began < 2.5  # 0.1 s here (the character-by-character ratio: 3 to 5 s)
 
 
 # --- deleted on purpose stays deleted ----------------------------------------------------------------
