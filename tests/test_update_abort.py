@@ -44,6 +44,13 @@ def release_a_change(history: TemplateHistory, version: str) -> None:
     history.release(version)
 
 
+def edit_where_the_release_changes(history: TemplateHistory, monorepo: Path, service: Path) -> None:
+    """A committed service edit of the lines release v1.1.0 changes: its update conflicts."""
+    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    commit_all(monorepo, "edit a template-owned file")
+    release_a_change(history, "v1.1.0")
+
+
 @pytest.mark.parametrize("where", ["root", "services", "service"])
 def test_abort_where_no_update_is_in_progress_changes_nothing(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str], where: str
@@ -74,9 +81,7 @@ def test_abort_undoes_only_what_the_update_wrote(
 ) -> None:
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
     other = generate(history.path, monorepo, "beta", "v1.0.0")
-    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
-    commit_all(monorepo, "edit a template-owned file")
-    release_a_change(history, "v1.1.0")
+    edit_where_the_release_changes(history, monorepo, service)
     assert cli(["update", str(service), "--no-resolve"]) == 1  # a conflict in _checks.py
     # work done after the update, before backing out of it: none of it is the update's
     append_line(service / "app/service.py", "# written while the update was open")
@@ -300,9 +305,7 @@ def test_abort_after_part_of_an_open_update_was_committed_refuses(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
-    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
-    commit_all(monorepo, "edit a template-owned file")
-    release_a_change(history, "v1.1.0")
+    edit_where_the_release_changes(history, monorepo, service)
     history.append("template/app/nexus/_metadata.py", "\nIN_V1_2 = True\n")
     history.release("v1.2.0")
     assert cli(["update", str(service), "--no-resolve"]) == 1  # a conflict in _checks.py
@@ -322,9 +325,7 @@ def test_abort_after_a_plain_copier_update_keeps_a_conflict_resolved_by_hand(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
-    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
-    commit_all(monorepo, "edit a template-owned file")
-    release_a_change(history, "v1.1.0")
+    edit_where_the_release_changes(history, monorepo, service)
     update(service, conflict="inline")
     (service / "app/nexus/_checks.py").write_text('"""Resolved by hand."""\n')
     capsys.readouterr()

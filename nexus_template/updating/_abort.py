@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nexus_template.updating._answers import ANSWERS_FILE, read_answers
 from nexus_template.updating._conflicts import has_markers
-from nexus_template.updating._git import changed_paths, git, repository_prefix, top_level
+from nexus_template.updating._git import changed_paths, committed_files, git, repository_prefix, top_level
 from nexus_template.updating._guard import OldRender
 
 __all__ = ["RESTORE", "AbortRefused", "Undo", "abort_update", "forget_update", "recorded_update"]
@@ -165,7 +165,7 @@ def _from_plain_copier_update(service: Path) -> Undo | None:
         return None
     before, after = OldRender(old).files, OldRender(new).files
     written = {path for path in before.keys() | after.keys() if before.get(path) != after.get(path)}
-    tree = dict(_tree_entries(service))
+    tree = {path: (oid, int(mode, 8)) for path, (mode, oid) in committed_files(service).items()}
     undo = Undo(f"the copier update {old['_commit']} → {new['_commit']}", {})
     for path in sorted(
         set(changed_paths(service)) & (written | {f"{path}.rej" for path in written} | {ANSWERS_FILE})
@@ -183,19 +183,6 @@ def _from_plain_copier_update(service: Path) -> Undo | None:
         else:
             undo.changed_since.append(path)
     return undo
-
-
-def _tree_entries(service: Path) -> list[tuple[str, tuple[str, int]]]:
-    """(path, (blob id, mode)) of every file of the service in HEAD."""
-    listed = git(service, "ls-tree", "-r", "-z", "--full-name", "HEAD", "--", ".").stdout
-    prefix = repository_prefix(service)
-    entries = []
-    for line in filter(None, listed.split("\0")):
-        meta, path = line.split("\t", 1)
-        mode, kind, blob = meta.split()
-        if kind == "blob":
-            entries.append((path.removeprefix(prefix), (blob, int(mode, 8))))
-    return entries
 
 
 def _blob(service: Path, blob: str) -> bytes:

@@ -11,7 +11,16 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["changed_paths", "git", "git_bytes", "repository_prefix", "scratch_git", "top_level"]
+__all__ = [
+    "REGULAR_FILE_MODES",
+    "changed_paths",
+    "committed_files",
+    "git",
+    "git_bytes",
+    "repository_prefix",
+    "scratch_git",
+    "top_level",
+]
 
 _SCRATCH_IDENTITY = {
     "GIT_AUTHOR_NAME": "nexus-template",
@@ -19,6 +28,10 @@ _SCRATCH_IDENTITY = {
     "GIT_COMMITTER_NAME": "nexus-template",
     "GIT_COMMITTER_EMAIL": "nexus-template@localhost.invalid",
 }
+
+
+# git's modes of regular files (not symlinks, 120000, nor submodules, 160000)
+REGULAR_FILE_MODES = ("100644", "100755")
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -65,3 +78,18 @@ def changed_paths(folder: Path) -> list[str]:
             paths.append(entry[3:].removeprefix(prefix))
             skip_next = entry[0] in "RC"
     return paths
+
+
+def committed_files(folder: Path) -> dict[str, tuple[str, str]]:
+    """The regular files of `folder` in HEAD: path relative to it -> (git mode, blob id)."""
+    prefix = repository_prefix(folder)
+    top = folder.parents[len(Path(prefix).parts) - 1] if prefix else folder
+    # from the top: inside a subfolder, ls-tree would also filter the tree's paths by that subfolder
+    listing = git(top, "ls-tree", "-r", "-z", f"HEAD:{prefix}" if prefix else "HEAD").stdout
+    files = {}
+    for entry in filter(None, listing.split("\0")):
+        meta, _, path = entry.partition("\t")
+        mode, kind, oid = meta.split()
+        if kind == "blob" and mode in REGULAR_FILE_MODES:
+            files[path] = (mode, oid)
+    return files

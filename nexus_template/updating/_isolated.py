@@ -29,7 +29,7 @@ from typing import Any
 
 from copier import run_update
 
-from nexus_template.updating._git import git, repository_prefix, scratch_git
+from nexus_template.updating._git import committed_files, git, scratch_git
 
 __all__ = [
     "Snapshot",
@@ -69,19 +69,13 @@ def snapshot(folder: Path) -> Snapshot:
     return taken
 
 
-def _committed_files(top: Path, tree: str) -> dict[str, tuple[str, bytes]]:
-    """The regular files of a committed tree: relative path -> (git mode, content), read by one
+def _committed_contents(service: Path) -> dict[str, tuple[str, bytes]]:
+    """The regular files of the service in HEAD: relative path -> (git mode, content), read by one
     `git cat-file --batch`. Symlinks (120000) and submodules (160000) are not regular files."""
-    listing = git(top, "ls-tree", "-r", "-z", tree).stdout
-    entries = []  # (mode, object id, path)
-    for entry in filter(None, listing.split("\0")):
-        meta, _, path = entry.partition("\t")
-        mode, kind, oid = meta.split()
-        if kind == "blob" and mode in {"100644", _EXECUTABLE}:
-            entries.append((mode, oid, path))
+    entries = [(mode, oid, path) for path, (mode, oid) in committed_files(service).items()]
     batch = subprocess.run(
         ["git", "cat-file", "--batch"],
-        cwd=top,
+        cwd=service,
         input="".join(f"{oid}\n" for _, oid, _ in entries).encode(),
         capture_output=True,
         check=True,
@@ -102,9 +96,7 @@ def _committed_files(top: Path, tree: str) -> dict[str, tuple[str, bytes]]:
 @contextmanager
 def isolated_copy(service: Path) -> Iterator[Path]:
     """A temporary git repository holding the service's committed regular files, byte for byte."""
-    prefix = repository_prefix(service)
-    top = service.parents[len(Path(prefix).parts) - 1] if prefix else service
-    committed = _committed_files(top, f"HEAD:{prefix}" if prefix else "HEAD")
+    committed = _committed_contents(service)
     with TemporaryDirectory(prefix="nexus-update-") as temp:
         copy = Path(temp) / service.name
         copy.mkdir()
