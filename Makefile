@@ -7,11 +7,12 @@ PYTEST_WORKERS ?= auto
 .PHONY: setup test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
 
 # Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
-$(VENV)/.installed: pyproject.toml requirements-dev.lock
+$(VENV)/.installed: pyproject.toml requirements-dev.lock nexus-platform/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(PYTHON) -m pip install --quiet --no-deps -e .
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e nexus-platform
 	touch $@
 
 setup: $(VENV)/.installed

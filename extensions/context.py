@@ -10,6 +10,7 @@ exists), hence `.get`.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from copier_template_extensions import ContextHook
@@ -25,6 +26,18 @@ def template_docs(commit: str | None) -> str:
     between = _BETWEEN_RELEASES.search(commit or "")
     ref = between.group(1) if between else commit or "HEAD"
     return f"{TEMPLATE_REPOSITORY}/blob/{ref}/docs"
+
+
+
+
+def platform_version() -> str:
+    """The release of the nexus-platform library that services of this template pin: the version in its
+    source, next to this file (the template and the library are released together)."""
+    source = Path(__file__).resolve().parents[1] / "nexus-platform" / "src" / "nexus_platform" / "_version.py"
+    found = re.search(r'^__version__ = "([^"]+)"$', source.read_text(encoding="utf-8"), re.MULTILINE)
+    if found is None:
+        raise LookupError(f"no __version__ in {source}")
+    return found.group(1)
 
 
 # The answer that means "derive me" (copier.yml's default for every derived answer).
@@ -43,7 +56,7 @@ def derived_answers(gpu: Any, python_version: Any) -> dict[str, str]:
     }
 
 
-# The capabilities the platform serves as OpenAI routes (app/nexus/openai/_routes.py), each with the name
+# The capabilities the platform serves as OpenAI routes (nexus_platform/openai/_routes.py), each with the name
 # of the module that implements it in a rendered service (app/capabilities/<module>.py).
 OPENAI_CAPABILITIES = {
     "chat.completions": "chat_completions",
@@ -74,7 +87,7 @@ def derived_names(service_name: str) -> dict[str, str]:
 
 
 # The shutdown budget, computed once: the app's defaults (DRAIN_SECONDS, SHUTDOWN_GRACE_SECONDS in
-# config.py and .env.example), compose's stop_grace_period and Kubernetes' preStop and
+# nexus_platform's settings and .env.example), compose's stop_grace_period and Kubernetes' preStop and
 # terminationGracePeriodSeconds are all rendered from here, so they cannot disagree.
 DRAIN_SECONDS = 5
 SHUTDOWN_GRACE_SECONDS = 20
@@ -104,6 +117,7 @@ def derive(context: dict[str, Any]) -> None:
     answers = context.get("_copier_answers") or {}
     context["template_docs"] = template_docs(answers.get("_commit"))
     context.update(deployment_facts())
+    context["platform_version"] = platform_version()
     context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
     # a wrapper of an OpenAI-compatible backend checks the backend's model list for readiness
     context["backend_health_path"] = "/v1/models" if context.get("backend") == "openai" else "/"

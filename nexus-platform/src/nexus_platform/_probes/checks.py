@@ -1,0 +1,49 @@
+"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""
+
+import time
+
+from nexus_platform._context import NexusContext
+from nexus_platform._probes.readiness import CheckResult, ReadinessCheck
+
+
+def http_dependency(url: str, *, name: str = "backend") -> ReadinessCheck:
+    """Pass when GET `url` answers 2xx through the shared client; the latency is the observed value.
+
+    The URL never appears in the output: /readyz is public, the backend address is not.
+    """
+
+    async def check(context: NexusContext) -> CheckResult:
+        import httpx
+
+        started = time.perf_counter()
+        try:
+            response = await context.http.get(url)
+        except httpx.TimeoutException:
+            return CheckResult("fail", output=f"{name} did not answer in time")
+        except httpx.HTTPError as error:
+            return CheckResult("fail", output=f"cannot reach {name} ({type(error).__name__})")
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        if response.is_success:
+            return CheckResult("pass", observed_value=elapsed_ms, observed_unit="ms")
+        return CheckResult(
+            "fail",
+            observed_value=elapsed_ms,
+            observed_unit="ms",
+            output=f"{name} answered HTTP {response.status_code}",
+        )
+
+    return check
+
+
+def platform_checks(context: NexusContext) -> dict[str, ReadinessCheck]:
+    """The checks that settings and answers switch on: the wrapped backend, the GPUs."""
+    settings = context.settings
+    checks: dict[str, ReadinessCheck] = {}
+    if settings.backend_url:
+        url = settings.backend_url.rstrip("/") + settings.backend_health_path
+        checks["backend:responseTime"] = http_dependency(url)
+    if context.identity.gpu and settings.gpu_min_count > 0:  # GPU_MIN_COUNT=0: readiness ignores GPUs
+        from nexus_platform._gpu import gpu_count_check  # NVML: the gpu extra
+
+        checks["gpu:count"] = gpu_count_check(settings.gpu_min_count)
+    return checks
