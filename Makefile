@@ -4,18 +4,24 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
+.PHONY: setup wheel check test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
 
 # Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
-$(VENV)/.installed: pyproject.toml requirements-dev.lock nexus-platform/pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements-dev.lock nexus-ai-platform/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(PYTHON) -m pip install --quiet --no-deps -e .
-	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e nexus-platform
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e nexus-ai-platform
 	touch $@
 
+# setup also builds the platform wheel (dist/), which rendered services install where no index has it
 setup: $(VENV)/.installed
+	$(PYTHON) -m devtools.wheel
+
+# The nexus-ai-platform wheel, reproducibly into dist/ (the same commit gives the same bytes)
+wheel: $(VENV)/.installed
+	$(PYTHON) -m devtools.wheel
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -28,6 +34,11 @@ format: setup
 	$(VENV)/bin/ruff format .
 	$(PYTHON) -m devtools.format_template
 
+# The inner loop (about a minute): lint, types, the platform library's tests in process, one render.
+check: lint
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -m "not slow and (platform or check)" $(PYTEST_ARGS)
+
+# Everything, what CI runs (tests/README.md lists the tiers)
 test: lint
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
@@ -50,7 +61,7 @@ lock: setup
 	$(PYTHON) -m tests.locks
 
 # Rewrite the generated settings documentation (.env.example, README, docs tables) from the descriptions in
-# template/app/nexus/_config.py.jinja; see docs/settings.md.
+# nexus_platform's PlatformSettings; see docs/settings.md.
 settings-docs: setup
 	$(PYTHON) -m tests.settings_docs
 
@@ -63,4 +74,4 @@ fuzz: setup
 	$(PYTHON) -m devtools.fuzz $(FUZZ_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .demo .pytest_cache .ruff_cache .mypy_cache dist

@@ -13,6 +13,7 @@ each round and the median over rounds is reported, so that noise on this shared 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -36,6 +37,7 @@ from devtools.render import GIT_IDENTITY, PYTHON, ROOT, copy_working_tree, git, 
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 VENVS = BENCH / ".venvs"
+PLATFORM = ROOT / "nexus-ai-platform"
 # measured endpoints; a label with a suffix is a variant of its path (another request body)
 ENDPOINTS = [
     "/health",
@@ -155,14 +157,14 @@ def venv(name: str, requirements: str) -> str:
 
 
 def service_requirements(service: Path) -> str:
-    lines = []
-    for name in ("requirements.txt", "requirements-service.txt"):
-        lines += [
-            line
-            for line in (service / name).read_text().splitlines()
-            if line and not line.startswith(("#", "-r"))
-        ]
-    return "\n".join(lines) + "\n"
+    """What the service's image installs: its lock's pins (without the hashes), and the platform library
+    from this repository (not yet on an index), identified by its source so that a change reinstalls it."""
+    lock = re.sub(r"\s*\\\n\s*--hash=\S+", "", (service / "requirements.lock").read_text())
+    pins = [line for line in lock.splitlines() if line and not line.startswith(("#", "nexus-ai-platform"))]
+    source = hashlib.sha256()
+    for path in sorted(PLATFORM.rglob("*.py")):
+        source.update(path.read_bytes())
+    return "\n".join([*pins, f"nexus-ai-platform @ {PLATFORM.as_uri()}  # {source.hexdigest()[:16]}"]) + "\n"
 
 
 def fastapi_requirements() -> str:
@@ -292,9 +294,8 @@ def copier_timings(workdir: Path, times: int) -> dict[str, float]:
     """Wall time of `copier copy` and `copier update` (CLI, default answers), medians."""
     template = copy_working_tree(workdir / "template-bench")
     git(template, "tag", "v1.0.0")
-    (template / "template" / "app" / "nexus" / "_checks.py").write_text(
-        (template / "template" / "app" / "nexus" / "_checks.py").read_text() + "\n# a change of v1.0.1\n"
-    )
+    changed = template / "template" / "app" / "healthcheck.py.jinja"
+    changed.write_text(changed.read_text() + "\n# a change of v1.0.1\n")
     git(template, "commit", "--quiet", "-am", "v1.0.1")
     git(template, "tag", "v1.0.1")
     copier = [PYTHON, "-m", "copier"]
@@ -422,21 +423,29 @@ def run(rounds: int, seconds: float, starts: int, copier_runs: int, only: list[s
         }
 
 
+# the floors of v0.4.0 ("simpler while moving"), each against a peer measured in the same run
 TARGETS = [
-    ("production/raw /health", ">=", 0.6),
-    ("production/raw /readyz", ">=", 0.6),
-    ("production/raw /v1/metadata", ">=", 0.6),
-    ("production/fastapi-access-log /v1/echo", ">=", 1.5),
-    ("production/fastapi /v1/echo", ">=", 1.2),
-    ("production/bare-litestar /v1/echo", ">=", 0.85),
-    ("production/fastapi-access-log /v1/chat/completions", ">=", 1.5),
-    ("production/bare-litestar /v1/chat/completions stream", ">=", 0.9),
+    # probes from the outer layer's fast path, against the ceiling of uvicorn here
+    ("production/raw /health", ">=", 0.7),
+    ("production/raw /readyz", ">=", 0.7),
+    ("production/raw /v1/metadata", ">=", 0.7),
+    # a JSON POST, with the platform's access log, against FastAPI with its own
+    ("production/fastapi-access-log /v1/echo", ">=", 1.3),
+    ("production/fastapi-access-log /v1/chat/completions", ">=", 1.3),
+    # a server-sent event stream through the platform's ASGI layer, against bare Litestar
+    ("production/bare-litestar /v1/chat/completions stream", ">=", 0.8),
     # metrics and tracing cost at most 5% on the example endpoint and 2% on the probe fast paths
     ("production/production-no-obs /v1/echo", ">=", 0.95),
     ("production/production-no-obs /health", ">=", 0.98),
     ("production/production-no-obs /readyz", ">=", 0.98),
     ("production/production-no-obs /v1/metadata", ">=", 0.98),
 ]
+# measured on the commit v0.4.0's simplification started from (docs/performance.md, "v0.4.0"): cold start
+# and RSS may be at most 10% worse. Cold start as a ratio to FastAPI's in the same run (the machine's
+# speed cancels out); RSS in MiB after load.
+BASELINE_COLD_START_VS_FASTAPI = 0.817
+BASELINE_RSS_MIB = 48.1
+WORSE_AT_MOST = 1.10
 
 
 def targets(results: dict) -> list[tuple[str, str, bool]]:
@@ -449,15 +458,19 @@ def targets(results: dict) -> list[tuple[str, str, bool]]:
     ]
     cold, rss, copier = results["cold_start_seconds"], results["rss_mib_after_load"], results["copier"]
     if cold:
+        limit = BASELINE_COLD_START_VS_FASTAPI * WORSE_AT_MOST
         checks.append(
             (
-                "cold start <= FastAPI's",
+                f"cold start <= {limit:.2f}x FastAPI's",
                 f"{cold['production']:.2f} s vs {cold['fastapi']:.2f} s",
-                cold["production"] <= cold["fastapi"],
+                cold["production"] <= limit * cold["fastapi"],
             )
         )
     if "production" in rss:
-        checks.append(("RSS after load <= 60 MiB", f"{rss['production']:.1f} MiB", rss["production"] <= 60))
+        limit = BASELINE_RSS_MIB * WORSE_AT_MOST
+        checks.append(
+            (f"RSS after load <= {limit:.1f} MiB", f"{rss['production']:.1f} MiB", rss["production"] <= limit)
+        )
     if copier:
         checks += [
             ("copier copy < 2 s", f"{copier['copy_seconds']:.2f} s", copier["copy_seconds"] < 2),

@@ -40,16 +40,16 @@ def _cpu_seconds() -> float:
 def build_fleet(folder: Path, count: int) -> Path:
     """A monorepo of `count` services at v1.0.0/v1.1.0, edited and committed; the template at v1.2.0."""
     history = new_history(folder / "template")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
     monorepo = new_monorepo(folder / "platform")
     for index in range(count):
         service = generate(history.path, monorepo, f"svc-{index:02d}", ("v1.0.0", "v1.1.0")[index % 2])
         append_line(service / "app/service.py", f"# service {index}'s own code")
     commit_all(monorepo, "service edits")
-    history.append("template/app/nexus/_checks.py", "\nIN_V1_2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V1_2 = True\n")
     history.rename(f"{K8S}/service.yaml.jinja", f"{K8S}/svc.yaml.jinja")
-    history.remove("template/app/nexus/_legacy.py")
+    history.remove("template/app/_legacy.py")
     history.release("v1.2.0")
     return monorepo
 

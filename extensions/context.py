@@ -9,7 +9,11 @@ exists), hence `.get`.
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
+import types
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +32,6 @@ def template_docs(commit: str | None) -> str:
     return f"{TEMPLATE_REPOSITORY}/blob/{ref}/docs"
 
 
-
-
-def platform_version() -> str:
-    """The release of the nexus-platform library that services of this template pin: the version in its
-    source, next to this file (the template and the library are released together)."""
-    source = Path(__file__).resolve().parents[1] / "nexus-platform" / "src" / "nexus_platform" / "_version.py"
-    found = re.search(r'^__version__ = "([^"]+)"$', source.read_text(encoding="utf-8"), re.MULTILINE)
-    if found is None:
-        raise LookupError(f"no __version__ in {source}")
-    return found.group(1)
-
-
 # The answer that means "derive me" (copier.yml's default for every derived answer).
 AUTO = "auto"
 # The CUDA runtime image used when `gpu` is on. It has no Python 3.11+; the Dockerfile installs the
@@ -56,13 +48,26 @@ def derived_answers(gpu: Any, python_version: Any) -> dict[str, str]:
     }
 
 
-# The capabilities the platform serves as OpenAI routes (nexus_platform/openai/_routes.py), each with the name
-# of the module that implements it in a rendered service (app/capabilities/<module>.py).
-OPENAI_CAPABILITIES = {
-    "chat.completions": "chat_completions",
-    "embeddings": "embeddings",
-    "audio.speech": "audio_speech",
-    "images.generations": "images_generations",
+def _load_platform() -> types.ModuleType:
+    """extensions/_platform.py (copier loads extensions by path, so a sibling is not importable by name), once
+    per template checkout: one process may render from several (copier's clones are temporary)."""
+    path = Path(__file__).resolve().with_name("_platform.py")
+    name = f"nexus_template_extensions_platform_{zlib.crc32(str(path).encode()):08x}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
+
+
+_platform = _load_platform()
+# The capabilities the platform serves as OpenAI routes (nexus_platform/_rules.py), each with the name of
+# the module that implements it in a rendered service (app/capabilities/<module>.py).
+OPENAI_CAPABILITIES: dict[str, str] = {
+    name: capability.module for name, capability in _platform.platform_rules().OPENAI_CAPABILITIES.items()
 }
 
 
@@ -117,7 +122,7 @@ def derive(context: dict[str, Any]) -> None:
     answers = context.get("_copier_answers") or {}
     context["template_docs"] = template_docs(answers.get("_commit"))
     context.update(deployment_facts())
-    context["platform_version"] = platform_version()
+    context["platform_version"] = _platform.platform_version()
     context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))
     # a wrapper of an OpenAI-compatible backend checks the backend's model list for readiness
     context["backend_health_path"] = "/v1/models" if context.get("backend") == "openai" else "/"

@@ -15,6 +15,7 @@ import importlib.util
 import re
 import sys
 import types
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,31 @@ from typing import Any
 from jinja2 import Environment
 from jinja2.ext import Extension
 
-SERVICE_NAME_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
-SEMVER_RE = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?"
-)
-OWNER_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
-CAPABILITY_RE = re.compile(r"[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*")
+
+def _load_sibling(name: str) -> types.ModuleType:
+    """extensions/<name>.py (copier loads extensions by path, so a sibling is not importable by name), once
+    per template checkout: one process may render from several (copier's clones are temporary)."""
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    module_name = f"nexus_template_extensions{name}_{zlib.crc32(str(path).encode()):08x}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    return sys.modules[module_name]
+
+
+_compat = _load_sibling("_compat")
+
+
+# the rules a service's platform enforces at start-up too (nexus_platform/_rules.py, loaded from its file)
+_rules = _load_sibling("_platform").platform_rules()
+SERVICE_NAME_RE = re.compile(_rules.KEBAB_CASE)
+SEMVER_RE = re.compile(_rules.SEMVER)
+OWNER_RE = SERVICE_NAME_RE
+CAPABILITY_RE = re.compile(_rules.CAPABILITY)
 # The grammar of github.com/distribution/reference: [domain/]path[:tag][@digest]
 _DOMAIN = r"(?:localhost|[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)+)(?::[0-9]+)?"
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -40,7 +59,7 @@ IMAGE_REFERENCE_RE = re.compile(
 CPU_RE = re.compile(r"\d+(\.\d+)?")
 MEMORY_RE = re.compile(r"([1-9][0-9]*)(Mi|Gi)")
 
-SERVICE_NAME_LENGTH = (2, 40)
+SERVICE_NAME_LENGTH = (2, _rules.SERVICE_NAME_MAX)
 PORT_RANGE = (1024, 65535)
 GPU_COUNT_RANGE = (1, 16)
 MEMORY_MIB_RANGE = (64, 1024 * 1024)
@@ -195,22 +214,6 @@ FILTERS: dict[str, Callable[..., Any]] = {
         suggested_capabilities,
     )
 }
-
-
-def _load_compat() -> types.ModuleType:
-    """extensions/_compat.py (copier loads extensions by path, so a sibling is not importable by name)."""
-    name = "nexus_template_extensions_compat"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_compat.py"))
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
-
-
-_compat = _load_compat()
 
 
 def answer_error_message(error: BaseException, trace: types.TracebackType | None) -> str | None:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devtools.render import copy_working_tree, load_answers, render
+from devtools.wheel import build_wheel
 from tests.etcd_server import ETCD, Etcd
 from tests.histories import TemplateHistory, new_history, new_monorepo
+
+PLATFORM_TESTS = Path(__file__).parent / "platform"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The library's tests carry the `platform` marker (the inner loop selects by it)."""
+    for item in items:
+        if PLATFORM_TESTS in item.path.parents:
+            item.add_marker(pytest.mark.platform)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +41,22 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory):
         return cache[name]
 
     return get
+
+
+@pytest.fixture(scope="session", autouse=True)
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A folder with this checkout's nexus-ai-platform wheel, in PIP_FIND_LINKS for the whole session: no
+    index has this release, so the suite runs as the docs tell a team in that situation to (pip, uv and
+    the updater's resolve check all read it)."""
+    folder = tmp_path_factory.mktemp("wheelhouse")
+    build_wheel(folder)
+    previous = os.environ.get("PIP_FIND_LINKS")
+    os.environ["PIP_FIND_LINKS"] = " ".join(filter(None, [str(folder), previous]))
+    yield folder
+    if previous is None:
+        os.environ.pop("PIP_FIND_LINKS", None)
+    else:
+        os.environ["PIP_FIND_LINKS"] = previous
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from pathlib import Path
 
 __all__ = ["PLATFORM_DOCSTRING", "edit_file", "edit_file_lines", "replaced"]
 
-# the first line of the template-owned app/nexus/_checks.py, which update stories edit to make conflicts
+# the docstring of the template-owned app/__main__.py, which update stories edit to make conflicts
 PLATFORM_DOCSTRING = (
-    '"""Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""'
+    '"""Production entrypoint: `python -m app` serves the app on SERVICE_PORT, draining on SIGTERM."""'
 )
 
 

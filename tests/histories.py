@@ -57,7 +57,7 @@ def new_history(folder: Path) -> TemplateHistory:
     """The working tree as release v1.0.0, plus a template-owned file a later release can remove."""
     template = TemplateHistory(copy_working_tree(folder))
     template.write(
-        "template/app/nexus/_legacy.py", "# Managed by nexus-template: `copier update` replaces this file.\n"
+        "template/app/_legacy.py", "# Managed by nexus-template: `copier update` replaces this file.\n"
     )
     template.release("v1.0.0")
     return template

@@ -1,20 +1,23 @@
 """Refresh the lock files: template/requirements.lock.jinja (the lock a new service starts with, for
 every answer set) and requirements-dev.lock (the maintainers' environment). `make lock`; needs PyPI.
 
-A service's lock is its own (created once, refreshed by `python -m app.nexus lock` in the service). The
-template's copy is built from real renders: each canonical answer set is rendered and locked with that
+A service's lock is its own (created once, refreshed by `python -m nexus_platform lock` in the service).
+The template's copy is built from real renders: each canonical answer set is rendered and locked with that
 command, and the locks are merged into one Jinja file where entries only some answer sets need are
-wrapped in the same conditions as in requirements.txt.jinja.
+wrapped in the same conditions as in requirements.txt.jinja. The nexus-ai-platform entry is the wheel that
+`make wheel` builds from this checkout (dist/), so its hash is the one a release publishes.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
 from devtools.render import PYTHON, ROOT, copy_working_tree, load_answers, render
+from devtools.wheel import DIST, build_wheel
 from tests.variants import appended_if
 
 TEMPLATE_LOCK = ROOT / "template" / "requirements.lock.jinja"
@@ -22,10 +25,11 @@ DEV_LOCK = ROOT / "requirements-dev.lock"
 # answer set -> the Jinja condition under which its extra entries render
 VARIANTS = {"default": None, "gpu": "gpu"}
 _ENTRY_START = re.compile(r"^[A-Za-z0-9]")
+PLATFORM_DISTRIBUTION = "nexus-ai-platform"
 
 
 def entries(lock: str) -> tuple[str, dict[str, str]]:
-    """(header, name -> the entry's lines) of a lock written by `python -m app.nexus lock`."""
+    """(header, name -> the entry's lines) of a lock written by `python -m nexus_platform lock`."""
     header, blocks, name = [], {}, None
     for line in lock.splitlines(keepends=True):
         if _ENTRY_START.match(line):
@@ -59,13 +63,24 @@ def merged_template(locks: dict[str, str]) -> str:
     return text
 
 
+def _forget_platform(lock: Path) -> None:
+    """Drop the library's entry from `lock`: uv keeps the hashes of an entry whose version still fits, and
+    between releases the library changes under one version (a release's wheel never does)."""
+    header, blocks = entries(lock.read_text())
+    blocks.pop(PLATFORM_DISTRIBUTION, None)
+    lock.write_text(header + "".join(blocks.values()))
+
+
 def lock_template() -> None:
+    build_wheel()
+    environment = {**os.environ, "PIP_FIND_LINKS": str(DIST)}
     with tempfile.TemporaryDirectory() as scratch:
         template = copy_working_tree(Path(scratch) / "template")
         locks = {}
         for name in VARIANTS:
             service = render(template, Path(scratch) / name, load_answers(name))
-            subprocess.run([PYTHON, "-m", "app.nexus", "lock"], cwd=service, check=True)
+            _forget_platform(service / "requirements.lock")
+            subprocess.run([PYTHON, "-m", "nexus_platform", "lock"], cwd=service, env=environment, check=True)
             locks[name] = (service / "requirements.lock").read_text()
     TEMPLATE_LOCK.write_text(merged_template(locks))
     print(f"refreshed {TEMPLATE_LOCK.relative_to(ROOT)}")

@@ -37,7 +37,8 @@ ROUTES = {
 
 def test_the_template_serves_exactly_the_capabilities_the_extension_knows(rendered) -> None:
     script = (
-        "from app.nexus._capabilities import REQUIRED_NAMES, module_path; from app.nexus.openai._routes import ROUTES;"
+        "from nexus_platform.openai._capabilities import REQUIRED_NAMES, module_path;"
+        "from nexus_platform.openai._routes import ROUTES;"
         "print(sorted(ROUTES)); print(sorted(REQUIRED_NAMES)); print(sorted(map(module_path, ROUTES)))"
     )
     result = run_python(rendered("ai-local"), "-c", script)
@@ -62,10 +63,8 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
         assert implementation.is_file() is (capability in chosen and not wrapper), implementation
         if implementation.is_file():
             assert not implementation.read_text().startswith("# Managed by nexus-template")
-    assert (service / "tests" / "test_openai_sdk.py").is_file()  # its tests follow release/service.env
-    assert (service / "tests" / "fake_backend.py").is_file() is wrapper
     script = (
-        "import json; from app.main import app; from app.nexus.openai._routes import ROUTES;"
+        "import json; from app.main import app;"
         "print(json.dumps(sorted(r.path for r in app.app.routes)))"  # NexusASGI > Litestar
     )
     result = run_python(service, "-c", script, GPU_MIN_COUNT="0")
@@ -180,25 +179,36 @@ def test_a_wrapper_whose_backend_is_down_says_so(rendered, tmp_path: Path) -> No
         wrapper.stop()
 
 
-OWN_ROUTE = """
-from litestar import post
-from litestar.testing import TestClient
-from app.nexus import ServiceSpec
-from app.nexus._factory import create_app
+OWN_ROUTE_HANDLER = """
 
 @post("/v1/chat/completions", status_code=200)
-async def own(data: dict) -> dict:
+async def own_chat(data: dict) -> dict:
     return {"own": True}
+"""
+CALL_OWN_ROUTE = """
+from litestar.testing import TestClient
+from app.main import app
 
-with TestClient(create_app(ServiceSpec(route_handlers=[own]), environ={"LOG_LEVEL": "INFO"})) as client:
+with TestClient(app) as client:
     print(client.post("/v1/chat/completions", json={}).json(), client.post("/v1/embeddings", json={}).status_code)
 """
 
 
-def test_a_service_that_already_serves_a_capability_route_keeps_it(rendered) -> None:
+def serve_own_chat_route(service: Path) -> None:
+    """app/service.py gets a /v1/chat/completions handler of its own, in its route_handlers."""
+    edit_file(
+        service / "app" / "service.py",
+        ("\n\nservice = ServiceSpec(", OWN_ROUTE_HANDLER + "\n\nservice = ServiceSpec("),
+        ("route_handlers=[echo],", "route_handlers=[echo, own_chat],"),
+    )
+
+
+def test_a_service_that_already_serves_a_capability_route_keeps_it(rendered, tmp_path: Path) -> None:
     """A service written before capabilities rendered routes (its own /v1/chat/completions in
     app/service.py) still starts after the update, and its route answers."""
-    result = run_python(rendered("ai-local"), "-c", OWN_ROUTE)
+    service = shutil.copytree(rendered("ai-local"), tmp_path / "service")
+    serve_own_chat_route(service)
+    result = run_python(service, "-c", CALL_OWN_ROUTE)
     assert result.returncode == 0, result.stderr
     assert "{'own': True} 400" in result.stdout  # its own chat route; the platform's embeddings route
     assert "app/service.py serves /v1/chat/completions itself" in result.stdout
@@ -226,6 +236,7 @@ def test_an_offered_capability_without_its_module_stops_start_up_with_one_line(
         in missing.stdout + missing.stderr
     )
     assert "Traceback" not in missing.stderr
-    own = run_python(service, "-c", OWN_ROUTE)
+    serve_own_chat_route(service)
+    own = run_python(service, "-c", CALL_OWN_ROUTE)
     assert own.returncode == 0, own.stderr
     assert "{'own': True} 400" in own.stdout

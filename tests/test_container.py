@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from devtools.live import free_port, wait_for_health
+from devtools.wheel import add_to_image_context
 
 pytestmark = pytest.mark.xdist_group("container")
 
@@ -51,7 +52,7 @@ def stop_with_sigterm(tool: str, name: str) -> dict[str, float | int]:
     }
 
 
-def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered) -> None:
+def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered, tmp_path: Path) -> None:
     tool = engine()
     if tool is None:
         pytest.skip(
@@ -61,7 +62,8 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered) -> No
         pytest.skip(
             "base image python:3.11-slim is not available locally (oci-sandbox base python:3.11-slim)"
         )
-    service: Path = rendered("default")
+    service = shutil.copytree(rendered("default"), tmp_path / "service")
+    add_to_image_context(service)  # no index has this checkout's nexus-ai-platform
     tag = f"localhost/nexus-test-{uuid.uuid4().hex[:8]}:latest"
     name = f"nexus-test-{uuid.uuid4().hex[:8]}"
     port = free_port()

@@ -13,6 +13,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from nexus_platform._probes.metadata import Links
 
 from devtools.render import ROOT, answer_sets, load_answers
 
@@ -169,9 +170,8 @@ def test_kubernetes_manifests_validate_and_agree(rendered, name: str) -> None:
 def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:
     """The probe paths used by Dockerfile, compose and Kubernetes are the app's own links."""
     service = rendered(name)
-    text = (service / "app" / "nexus" / "_metadata.py").read_text()
-    assert 'health: str = "/health"' in text
-    assert 'readiness: str = "/readyz"' in text
+    links = Links()  # the metadata's links: the platform's probe paths
+    assert (links.health, links.readiness) == ("/health", "/readyz")
     assert "/health" in (service / "app" / "healthcheck.py").read_text()
 
 

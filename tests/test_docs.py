@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import re
+import typing
 from pathlib import Path
 
 import jinja2
 import pytest
 import yaml
+from nexus_platform._http.exchange import Outcome
+from nexus_platform._probes.metadata import json_schema
 
-from devtools.render import ROOT, answer_sets, render, run_python
+from devtools.render import ROOT, render
 from extensions.context import deployment_facts
 from tests import settings_docs
 from tests.extension_modules import load_extension
@@ -54,23 +56,17 @@ def test_readme_lists_every_question() -> None:
     assert not missing
 
 
-@pytest.mark.parametrize("name", answer_sets())
-def test_published_metadata_schema_is_what_the_code_produces(rendered, name: str) -> None:
-    result = run_python(rendered(name), "-m", "app.nexus", "metadata-schema")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == (ROOT / "docs" / "metadata.schema.json").read_text(), (
-        "refresh docs/metadata.schema.json with `python -m app.nexus metadata-schema` in a rendered service"
+def test_published_metadata_schema_is_what_the_code_produces() -> None:
+    assert json_schema() == (ROOT / "docs" / "metadata.schema.json").read_text(), (
+        "refresh docs/metadata.schema.json: .venv/bin/python -m nexus_platform metadata-schema > docs/metadata.schema.json"
     )
 
 
-def test_the_documented_outcomes_of_an_access_line_are_the_codes(rendered) -> None:
+def test_the_documented_outcomes_of_an_access_line_are_the_codes() -> None:
     """docs/service-api.md names every `outcome` an access line can carry, and no other."""
-    code = "import json, typing; from app.nexus._exchange import Outcome; print(json.dumps(typing.get_args(Outcome)))"
-    result = run_python(rendered("default"), "-c", code)
-    assert result.returncode == 0, result.stderr
     text = (ROOT / "docs" / "service-api.md").read_text()
     paragraph = text[text.index("`outcome` says why:") :].split("\n\n", 1)[0]
-    assert set(re.findall(r"`([a-z_]+)`", paragraph)) - {"outcome"} == set(json.loads(result.stdout))
+    assert set(re.findall(r"`([a-z_]+)`", paragraph)) - {"outcome"} == set(typing.get_args(Outcome))
 
 
 def test_every_variable_of_a_full_featured_service_is_in_the_docs(rendered) -> None:
@@ -108,10 +104,10 @@ def full_service(template_repo, tmp_path_factory) -> Path:
 
 
 def test_published_settings_tables_are_what_the_code_produces(full_service: Path) -> None:
-    """Each generated table of docs/*.md is `python -m app.nexus settings` of a service with every feature."""
-    full = full_service
+    """Each generated table of docs/*.md is `python -m nexus_platform settings` for a service with every
+    feature."""
     pages = {page.name: page.read_text() for page in sorted((ROOT / "docs").glob("*.md"))}
-    tables = {name: settings_docs.docs_blocks(text, full) for name, text in pages.items()}
+    tables = {name: settings_docs.docs_blocks(text) for name, text in pages.items()}
     assert {name for name, blocks in tables.items() if blocks} >= {
         "operations.md", "registration.md", "service-api.md"
     }  # fmt: skip
@@ -132,15 +128,14 @@ def test_the_merged_settings_render_a_combination_no_variant_has(full_service: P
     )
     for path, start, end, kind in settings_docs.TEMPLATE_BLOCKS:
         merged = settings_docs.current_block(path.read_text(), start, end, path.name)
-        expected = settings_docs.settings_output(full_service, "--format", kind)
+        expected = settings_docs.run_settings(full_service, kind)
         assert environment.from_string(merged).render(answers) == expected, path.name
 
 
-def test_template_settings_blocks_are_what_the_code_produces(rendered, full_service: Path) -> None:
-    """The platform parts of .env.example.jinja and README.md.jinja are the merged output of the renders."""
-    generated = settings_docs.template_blocks(
-        {name: rendered(name) for name in settings_docs.VARIANTS}, full_service
-    )
+def test_template_settings_blocks_are_what_the_code_produces() -> None:
+    """The platform parts of .env.example.jinja and README.md.jinja are the merged outputs for each
+    feature set."""
+    generated = settings_docs.template_blocks()
     for path, start, end, kind in settings_docs.TEMPLATE_BLOCKS:
         published = settings_docs.current_block(path.read_text(), start, end, path.name)
         assert published == generated[kind], (

@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from devtools.live import free_port, wait_for_health
+from devtools.wheel import add_to_image_context
 from nexus_template.registry import list_instances
 from tests.edits import edit_file_lines
 from tests.etcd_server import ETCD, wait_for
@@ -111,6 +112,7 @@ def test_compose_builds_starts_healthy_reads_env_registers_and_stops_with_sigter
 ) -> None:
     service = tmp_path / SERVICE
     shutil.copytree(rendered("registry"), service)
+    add_to_image_context(service)  # no index has this checkout's nexus-ai-platform
     rendered_file = service / f"docker-compose.{SERVICE}.yml"
     compose = yaml.safe_load(rendered_file.read_text())
     suffix = uuid.uuid4().hex[:8]
@@ -207,7 +209,8 @@ def test_kube_play_runs_the_manifests_under_their_security_context_and_stops_wit
         pytest.skip(
             "no catatonit: podman kube play builds the pod's pause image from it (apt install catatonit)"
         )
-    service = rendered("default")
+    service = shutil.copytree(rendered("default"), tmp_path / "service")
+    add_to_image_context(service)
     suffix = uuid.uuid4().hex[:8]
     image = f"localhost/nexus-kube-{suffix}:test"
     port = free_port()

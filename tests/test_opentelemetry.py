@@ -26,9 +26,10 @@ SCRIPT = textwrap.dedent(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from app.nexus import ServiceSpec, nexus_of
-    from app.nexus._factory import create_app
-    from app.nexus._logs import flush_logs
+    from nexus_platform import ServiceSpec, create_app, nexus_of
+    from nexus_platform._observability.logs import flush_logs
+
+    from app.main import IDENTITY
     from app.service import service
 
     seen = []
@@ -61,7 +62,7 @@ SCRIPT = textwrap.dedent(
         settings=service.settings,
         middleware=[OpenTelemetryConfig().middleware],
     )
-    with TestClient(create_app(spec, environ={"LOG_LEVEL": "INFO"})) as client:
+    with TestClient(create_app(spec, IDENTITY, environ={"LOG_LEVEL": "INFO"})) as client:
         client.get("/v1/call", headers={"x-request-id": "started"})
         client.get("/v1/call", headers={"x-request-id": "continued", "traceparent": "PARENT"})
     flush_logs()  # the JSON log lines go first on stdout, then the result

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from devtools.render import ROOT, copy_working_tree_files, git, render, run_python
+from devtools.wheel import add_to_image_context
 from nexus_template.cli import main as cli
 from nexus_template.updating import update_service
 from tests.edits import edit_file, edit_file_lines
@@ -72,7 +73,7 @@ from pathlib import Path
 from litestar import get
 from litestar.config.app import AppConfig
 
-from app.nexus import Model, NexusContext
+from nexus_platform import Model, NexusContext
 
 """
 CONFTEST_FIXTURE = '''
@@ -186,13 +187,9 @@ def change_the_same_places(template: TemplateHistory) -> None:
     template.replace("template/pyproject.toml.jinja", '"UP047"]', '"UP047", "S108"]')
     template.replace("template/pyproject.toml.jinja", 'addopts = "-ra ', 'addopts = "-ra --durations=5 ')
     template.append(
-        "template/tests/nexus_fixtures.py",
-        '\n\n@pytest.fixture\ndef template_release() -> str:\n    return "v1.1.0"\n',
-    )
-    template.append(
         "template/tests/test_contract.py",
-        "\n\ndef test_the_fixtures_of_v1_1_0_are_there(template_release: str) -> None:\n"
-        '    assert template_release == "v1.1.0"\n',
+        '\n\nRELEASE = "v1.1.0"\n\n\ndef test_the_contract_file_of_v1_1_0_runs() -> None:\n'
+        '    assert RELEASE.startswith("v1.")\n',
     )
 
 
@@ -304,6 +301,7 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
         )
     service = render(template_repo, tmp_path / NAME, {"service_name": NAME})
     use_every_seam(service)
+    add_to_image_context(service)  # no index has this checkout's nexus-ai-platform
     env = service / "release/service.env"
     edit_file(env, ("SERVICE_VERSION=0.1.0\n", "SERVICE_VERSION=1.2.0\n"))
     tag = f"nexus/{NAME}:1.2.0"
@@ -329,7 +327,7 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
         inside = subprocess.run(
             [tool, "run", "--rm", "--network", "host", tag, "sh", "-c",
              "id -u; jq -r .name /srv/models/tiny/config.json; cat /srv/models/tiny/BUILT; "
-             "python -c 'from app.nexus import _identity as identity; print(identity.SERVICE_VERSION)'"],
+             "python -c 'from app.main import app; print(app.context.facts.service_version)'"],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert inside.returncode == 0, inside.stderr
@@ -387,7 +385,7 @@ def test_existing_services_move_their_facts_and_conftest(
     # the next update finds nothing more to move
     git(monorepo, "add", "--all")
     git(monorepo, "commit", "--quiet", "--message", "update")
-    template.append("template/app/nexus/_checks.py", "\nIN_V9_1 = True\n")
+    template.append("template/app/healthcheck.py.jinja", "\nIN_V9_1 = True\n")
     template.release("v9.1.0")
     again = update_service(service)
     assert (again.status, again.conflicts) == ("ok", [])

@@ -1,6 +1,6 @@
 """Streaming responses under real uvicorn (`python -m app`): long streams, stalls, shutdown, disconnects.
 
-The service gets a stream endpoint the way an author writes one (app.nexus's event_stream in
+The service gets a stream endpoint the way an author writes one (nexus_platform's event_stream in
 app/service.py), whose producer counts its starts and clean-ups and checks, in its clean-up, that the
 platform's HTTP client is still open. Every test ends the processes it started.
 """
@@ -118,8 +118,8 @@ def service(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("import time\n", "import asyncio\nimport logging\nimport threading\nimport time\n"),
         ("from litestar.params import JSONBody", "from litestar.params import JSONBody, Parameter"),
         (
-            "from app.nexus import ServiceSpec, current_request_id, nexus_of",
-            "from app.nexus import (ServiceSpec, byte_stream, cancelled, current_request_id, event_stream,"
+            "from nexus_platform import ServiceSpec, current_request_id, nexus_of",
+            "from nexus_platform import (ServiceSpec, byte_stream, cancelled, current_request_id, event_stream,"
             " nexus_of, run_blocking)",
         ),
         ("\n\nservice = ServiceSpec(", STREAM_ENDPOINTS + "\n\nservice = ServiceSpec("),

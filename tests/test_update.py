@@ -27,7 +27,7 @@ pytestmark = pytest.mark.xdist_group("update")
 NEW_IMPORTS = """from litestar import get
 from litestar.di import NamedDependency
 
-from app.nexus import CheckResult, NexusContext
+from {platform} import CheckResult, NexusContext
 
 """
 NEW_ROUTE = """
@@ -50,13 +50,19 @@ def test_hello(client) -> None:
 '''
 
 
+def platform_package(service: Path) -> str:
+    """What the service imports the platform from: its vendored app.nexus up to v0.3.0, then the library."""
+    return "app.nexus" if (service / "app" / "nexus").is_dir() else "nexus_platform"
+
+
 def make_service_edits(service: Path) -> dict[str, str]:
     """Edit the service the way its authors do; return the files whose content must survive byte for byte."""
     module = service / "app" / "service.py"
+    platform = platform_package(service)
     # anchors that the service of every release these stories start from has (v0.1.0 on)
     edit_file(
         module,
-        ("\nimport time\n", "\n" + NEW_IMPORTS + "import time\n"),
+        ("\nimport time\n", "\n" + NEW_IMPORTS.format(platform=platform) + "import time\n"),
         (
             '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""',
             '    example_prefix: Annotated[str, msgspec.Meta(max_length=32)] = ""\n    greeting: str = "hello"',
@@ -69,7 +75,7 @@ def make_service_edits(service: Path) -> dict[str, str]:
         (service / "requirements-service.txt").read_text() + "rich==13.9.4\n"
     )
     if (service / "requirements.lock").is_file():  # a service of a release with locks: relock, as authors do
-        assert run_python(service, "-m", "app.nexus", "lock").returncode == 0
+        assert run_python(service, "-m", platform, "lock").returncode == 0
     (service / "app" / "extra.py").write_text('"""A module of the service\'s own."""\n\nANSWER = 42\n')
     (service / "tests" / "test_hello.py").write_text(SERVICE_TEST)
     env = service / ".env.example"
@@ -91,30 +97,31 @@ def make_service_edits(service: Path) -> dict[str, str]:
 
 
 def change_template(template: TemplateHistory) -> None:
-    template.append("template/app/nexus/_checks.py", "\n\nPLATFORM_CHANGE = 'changed in v1.1.0'\n")
+    template.append("template/app/__main__.py", "\n\nPLATFORM_CHANGE = 'changed in v1.1.0'\n")
     template.write(
-        "template/app/nexus/_added.py",
+        "template/app/_added.py",
         "# Managed by nexus-template: `copier update` replaces this file.\nADDED = True\n",
     )
-    template.remove("template/app/nexus/_legacy.py")
-    template.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.0")
+    template.remove("template/app/_legacy.py")
+    # a pin the release adds: the update relocks
+    template.replace(
+        "template/requirements.txt.jinja",
+        "-r requirements-service.txt",
+        "httpx==0.28.0\n-r requirements-service.txt",
+    )
     template.append("copier.yml", "\nnew_question:\n  type: str\n  help: Added in v1.1.0\n  default: fresh\n")
-    template.append("template/app/nexus/_identity.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
+    template.append("template/app/main.py.jinja", 'NEW_QUESTION = "{{ new_question }}"\n')
     template.replace(
         "template/README.md.jinja",
         "| `GET /v1/models` | OpenAI model list |",
         "| `GET /v1/models` | OpenAI model list (changed in v1.1.0) |",
     )
-    # a setting's description, changed in the code and in the files `make settings-docs` writes from it
-    for path in (
-        "template/app/nexus/_config.py.jinja",
-        "template/.env.example.jinja",
-        "template/README.md.jinja",
-    ):
-        template.replace(path, _LOG_LEVEL_DESCRIPTION, f"{_LOG_LEVEL_DESCRIPTION} (changed in v1.1.0)")
+    # the template's part of .env.example outside the settings (those come from the library's code, and
+    # change with its pin)
+    template.replace("template/.env.example.jinja", _ENV_HEADER, f"{_ENV_HEADER} (changed in v1.1.0)")
 
 
-_LOG_LEVEL_DESCRIPTION = "DEBUG, INFO (one JSON access line per request), WARNING, ERROR or CRITICAL"
+_ENV_HEADER = "# you need: every variable is optional and shows its default."
 
 
 def assert_tests_pass(service: Path) -> None:
@@ -145,13 +152,13 @@ def test_update_keeps_every_service_edit_and_brings_every_template_change(
     assert "OpenAI model list (changed in v1.1.0)" in readme
     env = (service / ".env.example").read_text()
     assert "GREETING=hello\n" in env
-    assert f"# {_LOG_LEVEL_DESCRIPTION} (changed in v1.1.0)\nLOG_LEVEL=INFO\n" in env
-    assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/nexus/_checks.py").read_text()
-    assert (service / "app/nexus/_added.py").is_file()
-    assert not (service / "app/nexus/_legacy.py").exists()
+    assert f"{_ENV_HEADER} (changed in v1.1.0)" in env
+    assert "PLATFORM_CHANGE = 'changed in v1.1.0'" in (service / "app/__main__.py").read_text()
+    assert (service / "app/_added.py").is_file()
+    assert not (service / "app/_legacy.py").exists()
     assert "httpx==0.28.0\n" in (service / "requirements.txt").read_text()
     assert "\nhttpx==0.28.0 \\\n" in (service / "requirements.lock").read_text()  # the update relocked it
-    assert 'NEW_QUESTION = "fresh"' in (service / "app/nexus/_identity.py").read_text()
+    assert 'NEW_QUESTION = "fresh"' in (service / "app/main.py").read_text()
     assert answers(service)["_commit"] == "v1.1.0"
     assert answers(service)["new_question"] == "fresh"
 
@@ -160,40 +167,40 @@ def test_a_service_edit_inside_a_template_file_is_reported_as_a_conflict(
     history: TemplateHistory, monorepo: Path
 ) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    checks = service / "app/nexus/_checks.py"
-    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""'))
+    checks = service / "app/__main__.py"
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for our Ollama backend."""'))
     commit_all(monorepo, "edit a template-owned file (the wrong thing to do)")
     history.replace(
-        "template/app/nexus/_checks.py",
+        "template/app/__main__.py",
         PLATFORM_DOCSTRING,
-        '"""Readiness checks of the platform (changed in v1.1.0)."""',
+        '"""Production entrypoint of the platform (changed in v1.1.0)."""',
     )
     history.release("v1.1.0")
 
     result = update_service(service)
 
-    assert (result.status, result.conflicts) == ("conflict", ["app/nexus/_checks.py"])
+    assert (result.status, result.conflicts) == ("conflict", ["app/__main__.py"])
     text = checks.read_text()
     assert re.search(r"^<<<<<<< ", text, re.MULTILINE)
     assert "tuned for our Ollama backend" in text  # the service's edit is kept, between the markers
     # and the service's own test suite refuses to pass with the markers left in
     suite = run_python(service, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "conflict_markers")
     assert suite.returncode != 0
-    assert "app/nexus/_checks.py" in suite.stdout + suite.stderr
+    assert "app/__main__.py" in suite.stdout + suite.stderr
 
 
 def test_skipping_a_version(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V2 = True\n")
     history.release("v2.0.0")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V3 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V3 = True\n")
     history.release("v3.0.0")
 
     result = update_service(service)
 
     assert (result.before, result.after, result.conflicts) == ("v1.0.0", "v3.0.0", [])
-    assert "IN_V2 = True" in (service / "app/nexus/_checks.py").read_text()
-    assert "IN_V3 = True" in (service / "app/nexus/_metadata.py").read_text()
+    assert "IN_V2 = True" in (service / "app/__main__.py").read_text()
+    assert "IN_V3 = True" in (service / "app/healthcheck.py").read_text()
     assert_tests_pass(service)
 
 
@@ -207,7 +214,7 @@ def test_an_answer_can_be_changed_by_an_update(history: TemplateHistory, monorep
 
 def test_a_dirty_service_is_not_updated(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V2 = True\n")
     history.release("v2.0.0")
     (service / "app" / "service.py").write_text(
         (service / "app" / "service.py").read_text() + "\n# work in progress\n"
@@ -217,7 +224,7 @@ def test_a_dirty_service_is_not_updated(history: TemplateHistory, monorepo: Path
 
     assert result.status == "skipped"
     assert "uncommitted" in result.detail
-    assert "IN_V2" not in (service / "app/nexus/_checks.py").read_text()
+    assert "IN_V2" not in (service / "app/__main__.py").read_text()
 
 
 def test_fleet_update_reports_every_service(
@@ -226,14 +233,14 @@ def test_fleet_update_reports_every_service(
     clean = generate(history.path, monorepo, "alpha", "v1.0.0")
     conflicting = generate(history.path, monorepo, "beta", "v1.0.0", port=9101)
     dirty = generate(history.path, monorepo, "gamma", "v1.0.0", gpu=True)
-    checks = conflicting / "app/nexus/_checks.py"
-    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our Ollama backend."""'))
+    checks = conflicting / "app/__main__.py"
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for our Ollama backend."""'))
     commit_all(monorepo, "beta edits a template file")
     (dirty / "README.md").write_text("uncommitted\n")
     history.replace(
-        "template/app/nexus/_checks.py",
+        "template/app/__main__.py",
         PLATFORM_DOCSTRING,
-        '"""Readiness checks of the platform (changed in v1.1.0)."""',
+        '"""Production entrypoint of the platform (changed in v1.1.0)."""',
     )
     history.release("v1.1.0")
 
@@ -250,7 +257,7 @@ def test_fleet_update_reports_every_service(
     assert rows["alpha"][1:] == ["v1.0.0 → v1.1.0", rows["alpha"][2], "-", "passed", "ok (committed)"], (
         captured.err
     )
-    assert rows["beta"][3] == "app/nexus/_checks.py"
+    assert rows["beta"][3] == "app/__main__.py"
     assert rows["beta"][5].startswith("conflict")
     assert rows["gamma"][5].startswith("skipped: uncommitted changes")
     # alpha's update was committed on its own; gamma was not touched
@@ -311,8 +318,12 @@ def test_update_from_the_previous_release_of_this_repository(tmp_path: Path, mon
     assert result.status == "ok", result.detail
     assert result.conflicts == []
     assert result.tests == "passed"
+    moved = platform_package(service) != "app.nexus"  # the v0.4.0 migration rewrote the service's imports
     for path, content in kept.items():
-        assert (service / path).read_text() == content
+        expected = (
+            content.replace("from app.nexus import ", "from nexus_platform import ") if moved else content
+        )
+        assert (service / path).read_text() == expected, f"{path} changed"
     after = answers(service)
     assert after["_commit"] == upcoming
     if "memory_limit_mib" in before:  # the v0.2.0 migration: answer renamed, and derived answers follow

@@ -39,14 +39,14 @@ def snapshot_of(monorepo: Path) -> dict[str, str]:
 
 def release_a_change(history: TemplateHistory, version: str) -> None:
     history.replace(
-        "template/app/nexus/_checks.py", PLATFORM_DOCSTRING, f'"""Readiness checks ({version})."""'
+        "template/app/__main__.py", PLATFORM_DOCSTRING, f'"""Production entrypoint ({version})."""'
     )
     history.release(version)
 
 
 def edit_where_the_release_changes(history: TemplateHistory, monorepo: Path, service: Path) -> None:
     """A committed service edit of the lines release v1.1.0 changes: its update conflicts."""
-    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    edit_file(service / "app/__main__.py", (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for our backend."""'))
     commit_all(monorepo, "edit a template-owned file")
     release_a_change(history, "v1.1.0")
 
@@ -92,8 +92,8 @@ def test_abort_undoes_only_what_the_update_wrote(
     assert cli(["update", "--abort", str(service)]) == 0
 
     assert answers(service)["_commit"] == "v1.0.0"
-    assert "tuned for our backend" in (service / "app/nexus/_checks.py").read_text()
-    assert "<<<<<<<" not in (service / "app/nexus/_checks.py").read_text()
+    assert "tuned for our backend" in (service / "app/__main__.py").read_text()
+    assert "<<<<<<<" not in (service / "app/__main__.py").read_text()
     assert (service / "app/service.py").read_text().endswith("# written while the update was open\n")
     assert (service / "app/scratch.py").read_text() == "SCRATCH = 1\n"
     assert (other / "app/service.py").read_text().endswith("# another service's work\n")
@@ -104,7 +104,7 @@ def test_abort_undoes_only_what_the_update_wrote(
     ]
     out = capsys.readouterr().out
     assert "the update v1.0.0 → v1.1.0 is undone" in out
-    assert "app/nexus/_checks.py" in out
+    assert "app/__main__.py" in out
     assert "left as they are (not written by the update): app/service.py, app/scratch.py" in out
 
     # the record is gone with the update: a second abort has nothing to undo
@@ -251,14 +251,14 @@ def test_a_record_left_by_an_update_backed_out_with_git_is_not_used(
     release_a_change(history, "v1.1.0")
     assert cli(["update", str(service), "--no-resolve"]) == 0  # leaves a record
     git(monorepo, "restore", "--source=HEAD", "--staged", "--worktree", "--", "services/alpha")
-    edit_file(service / "app/nexus/_checks.py", (PLATFORM_DOCSTRING, '"""Checks, committed after."""'))
+    edit_file(service / "app/__main__.py", (PLATFORM_DOCSTRING, '"""Entrypoint, committed after."""'))
     commit_all(monorepo, "alpha: its own docstring")
     capsys.readouterr()
 
     assert cli(["update", "--abort", str(service)]) == 1
 
     assert "no update of" in capsys.readouterr().err
-    assert "Checks, committed after." in (service / "app/nexus/_checks.py").read_text()
+    assert "Entrypoint, committed after." in (service / "app/__main__.py").read_text()
     assert status(monorepo) == []
 
 
@@ -267,7 +267,7 @@ def test_each_worktree_has_its_own_record(
 ) -> None:
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
     git(monorepo, "checkout", "--quiet", "-b", "feature")
-    append_line(service / "app/nexus/_metadata.py", "# the feature branch's edit")
+    append_line(service / "app/healthcheck.py", "# the feature branch's edit")
     commit_all(monorepo, "feature edit")
     git(monorepo, "checkout", "--quiet", "main")
     git(monorepo, "worktree", "add", "--quiet", str(tmp_path / "feature"), "feature")
@@ -278,7 +278,7 @@ def test_each_worktree_has_its_own_record(
 
     assert cli(["update", "--abort", str(service)]) == 0
 
-    assert "the feature branch's edit" not in (service / "app/nexus/_metadata.py").read_text()
+    assert "the feature branch's edit" not in (service / "app/healthcheck.py").read_text()
     assert answers(service)["_commit"] == "v1.0.0"
     assert status(monorepo) == []
     assert answers(tmp_path / "feature/services/alpha")["_commit"] == "v1.1.0"  # the other worktree's own
@@ -288,16 +288,16 @@ def test_files_whose_changes_git_hides_stop_the_update(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
-    append_line(service / "app/nexus/_checks.py", "# a local-only tweak")
-    git(monorepo, "update-index", "--skip-worktree", "services/alpha/app/nexus/_checks.py")
+    append_line(service / "app/__main__.py", "# a local-only tweak")
+    git(monorepo, "update-index", "--skip-worktree", "services/alpha/app/__main__.py")
     release_a_change(history, "v1.1.0")
 
     code = cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve", "--json"])
 
     (result,) = json.loads(capsys.readouterr().out)["services"]
     assert (code, result["status"]) == (1, "skipped")
-    assert "skip-worktree or assume-unchanged: app/nexus/_checks.py" in result["detail"]
-    assert (service / "app/nexus/_checks.py").read_text().endswith("# a local-only tweak\n")
+    assert "skip-worktree or assume-unchanged: app/__main__.py" in result["detail"]
+    assert (service / "app/__main__.py").read_text().endswith("# a local-only tweak\n")
     assert answers(service)["_commit"] == "v1.0.0"
 
 
@@ -306,18 +306,18 @@ def test_abort_after_part_of_an_open_update_was_committed_refuses(
 ) -> None:
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
     edit_where_the_release_changes(history, monorepo, service)
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_2 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_2 = True\n")
     history.release("v1.2.0")
     assert cli(["update", str(service), "--no-resolve"]) == 1  # a conflict in _checks.py
-    (service / "app/nexus/_checks.py").write_text('"""Half resolved: precious."""\n')
-    git(monorepo, "add", "services/alpha/app/nexus/_metadata.py")
+    (service / "app/__main__.py").write_text('"""Half resolved: precious."""\n')
+    git(monorepo, "add", "services/alpha/app/healthcheck.py")
     git(monorepo, "commit", "--quiet", "-m", "part of the update, committed on its own")
     capsys.readouterr()
 
     assert cli(["update", "--abort", str(service)]) == 1
 
     assert "cannot tell its files from yours any more" in capsys.readouterr().err
-    assert (service / "app/nexus/_checks.py").read_text() == '"""Half resolved: precious."""\n'
+    assert (service / "app/__main__.py").read_text() == '"""Half resolved: precious."""\n'
     assert answers(service)["_commit"] == "v1.2.0"
 
 
@@ -327,13 +327,13 @@ def test_abort_after_a_plain_copier_update_keeps_a_conflict_resolved_by_hand(
     service = generate(history.path, monorepo, "alpha", "v1.0.0")
     edit_where_the_release_changes(history, monorepo, service)
     update(service, conflict="inline")
-    (service / "app/nexus/_checks.py").write_text('"""Resolved by hand."""\n')
+    (service / "app/__main__.py").write_text('"""Resolved by hand."""\n')
     capsys.readouterr()
 
     assert cli(["update", "--abort", str(service)]) == 1
 
-    assert (service / "app/nexus/_checks.py").read_text() == '"""Resolved by hand."""\n'
+    assert (service / "app/__main__.py").read_text() == '"""Resolved by hand."""\n'
     assert answers(service)["_commit"] == "v1.0.0"
     err = capsys.readouterr().err
-    assert "changed since, left as they are: app/nexus/_checks.py" in err
+    assert "changed since, left as they are: app/__main__.py" in err
     assert "git restore --source=HEAD --staged --worktree -- FILE" in err

@@ -89,7 +89,7 @@ def test_an_answer_a_migration_renames_keeps_its_value(
     assert (code, result["status"]) == (0, "ok"), result["detail"]
     assert answers(service)["registration"] is True
     assert "etcd_registration" not in answers(service)
-    assert (service / "app/nexus/_registration.py").is_file()
+    assert "\n    registration=True,\n" in (service / "app/main.py").read_text()
     # the migration's change is in the report, though no person has to act on it
     assert result["answers"]["registration"] == [None, True]
 
@@ -164,7 +164,7 @@ def test_a_hand_edited_answer_that_does_not_validate_stops_the_service(
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     set_answer(service, "gpu", "maybe")
     commit_all(monorepo, "gpu maybe")
-    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V2 = True\n")
     history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve")
@@ -176,7 +176,7 @@ def test_a_hand_edited_answer_that_does_not_validate_stops_the_service(
     )
     assert answers(service)["gpu"] == "maybe"
     assert answers(service)["_commit"] == "v1.0.0"
-    assert "IN_V2" not in (service / "app/nexus/_checks.py").read_text()
+    assert "IN_V2" not in (service / "app/__main__.py").read_text()
     assert status(monorepo) == []
 
 
@@ -207,7 +207,7 @@ def test_a_hand_edited_answer_that_validates_is_brought_into_the_files(
     set_answer(service, "port", "9200")
     commit_all(monorepo, "port 9200")
     if release:
-        history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+        history.append("template/app/__main__.py", "\nIN_V2 = True\n")
         history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve")
@@ -226,7 +226,7 @@ def test_data_with_a_name_the_template_does_not_ask_is_refused(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V2 = True\n")
     history.release("v1.1.0")
 
     code, result = update_json(
@@ -250,7 +250,7 @@ def test_an_answer_changed_with_data_then_committed_merges_cleanly_in_the_next_r
     code, _ = update_json(capsys, "update", str(service), "--no-resolve", "--data", "port=9100")
     assert code == 0
     commit_all(monorepo, "port 9100")
-    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V2 = True\n")
     history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve")
@@ -258,7 +258,7 @@ def test_an_answer_changed_with_data_then_committed_merges_cleanly_in_the_next_r
     assert (code, result["status"], result["conflicts"]) == (0, "ok", []), result["detail"]
     assert (service / "Dockerfile").read_text().count("9100") >= 1
     assert "9000" not in (service / "Dockerfile").read_text()
-    assert "IN_V2 = True" in (service / "app/nexus/_checks.py").read_text()
+    assert "IN_V2 = True" in (service / "app/__main__.py").read_text()
 
 
 def test_following_the_advice_for_a_dropped_answer_settles_it(
@@ -272,7 +272,7 @@ def test_following_the_advice_for_a_dropped_answer_settles_it(
 
     assert (code, result["status"], result["notes"]) == (0, "ok", [])
     assert answers(service)["registration"] is True
-    assert (service / "app/nexus/_registration.py").is_file()
+    assert "\n    registration=True,\n" in (service / "app/main.py").read_text()
 
 
 def test_an_answer_a_release_asks_only_under_a_condition_is_not_dropped_silently(
@@ -297,7 +297,7 @@ def test_data_that_is_no_value_of_the_question_type_is_refused(
     history: TemplateHistory, monorepo: Path, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve", "--data", f"gpu={value}")

@@ -38,17 +38,17 @@ def test_every_bash_block_is_run_by_a_scenario() -> None:
 
 
 def _conflicted(history: TemplateHistory, service: Path, monorepo: Path) -> None:
-    checks = service / "app/nexus/_checks.py"
-    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    checks = service / "app/__main__.py"
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for our backend."""'))
     commit_all(monorepo, "my-service edits a template-owned line")
     history.replace(
-        "template/app/nexus/_checks.py", PLATFORM_DOCSTRING, '"""Readiness checks (changed in v1.1.0)."""'
+        "template/app/__main__.py", PLATFORM_DOCSTRING, '"""Production entrypoint (changed in v1.1.0)."""'
     )
     history.release("v1.1.0")
 
 
 def _release(history: TemplateHistory) -> None:
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
 

@@ -31,13 +31,15 @@ from tests.histories import (
 pytestmark = pytest.mark.xdist_group("update")
 
 K8S = "template/{% if kubernetes %}deploy{% endif %}/kubernetes"
-# a service test that leans on a template internal (the docstring of app.nexus._checks)
+# a service test that leans on a template internal (the docstring of app/__main__.py)
 FRAGILE_TEST = """
 
-def test_checks_are_the_platform_ones() -> None:
-    from app.nexus import _checks as checks
+def test_the_entrypoint_is_the_platform_one() -> None:
+    import ast
+    from pathlib import Path
 
-    assert checks.__doc__.startswith("Readiness checks the platform provides.")
+    entrypoint = Path(__file__).parents[1] / "app" / "__main__.py"
+    assert ast.get_docstring(ast.parse(entrypoint.read_text())).startswith("Production entrypoint: ")
 """
 # service -> (version it is at, answers, the outcome update-all must report)
 FLEET: dict[str, tuple[str, dict[str, object], str]] = {
@@ -58,13 +60,17 @@ FLEET: dict[str, tuple[str, dict[str, object], str]] = {
 
 def _release_changes(history: TemplateHistory) -> None:
     history.replace(
-        "template/app/nexus/_checks.py",
+        "template/app/__main__.py",
         PLATFORM_DOCSTRING,
-        '"""Readiness checks of the platform (v1.2.0)."""',
+        '"""Production entrypoint of the platform (v1.2.0)."""',
     )
     history.rename(f"{K8S}/service.yaml.jinja", f"{K8S}/svc.yaml.jinja")
-    history.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.1\nrich==14.0.0")
-    history.remove("template/app/nexus/_legacy.py")
+    history.replace(
+        "template/requirements.txt.jinja",
+        "-r requirements-service.txt",
+        "rich==14.0.0\n-r requirements-service.txt",
+    )
+    history.remove("template/app/_legacy.py")
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +78,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The monorepo, committed, with eta's uncommitted work; the template released up to v1.2.0."""
     root = tmp_path_factory.mktemp("fleet")
     history = new_history(root / "template")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
     monorepo = new_monorepo(root / "platform")
     for name, (version, extra, _) in FLEET.items():
         if version != "v1.2.0":
             generate(history.path, monorepo, name, version, **extra)
     services = monorepo / "services"
-    checks = services / "zeta/app/nexus/_checks.py"
-    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for zeta."""'))
+    checks = services / "zeta/app/__main__.py"
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for zeta."""'))
     append_line(services / "theta/tests/test_service.py", FRAGILE_TEST)
     append_line(services / "iota/requirements-service.txt", "rich==13.9.4")
     append_line(services / "kappa/deploy/kubernetes/service.yaml", "# kappa: sticky sessions, see runbook")
@@ -136,7 +142,7 @@ def test_one_update_all_gives_each_service_its_outcome_and_git_says_the_same(
     assert {name: result["status"] for name, result in report.items()} == {
         name: outcome for name, (_, _, outcome) in FLEET.items()
     }
-    assert report["zeta"]["conflicts"] == ["app/nexus/_checks.py"]
+    assert report["zeta"]["conflicts"] == ["app/__main__.py"]
     assert "uncommitted changes" in report["eta"]["detail"]
     assert report["theta"]["tests"] == "failed"
     assert report["iota"]["dependency_clashes"] == [

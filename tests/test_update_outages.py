@@ -42,7 +42,7 @@ def update_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, di
 
 
 def release_without_requirement_changes(history: TemplateHistory) -> None:
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
 
@@ -106,7 +106,7 @@ def test_a_refused_index_is_an_outage_not_a_clash_and_is_not_remembered(
     )
     assert "Connection refused" in note
     assert (service / "requirements.lock").read_text() == lock
-    assert "IN_V1_1 = True" in (service / "app/nexus/_metadata.py").read_text()
+    assert "IN_V1_1 = True" in (service / "app/healthcheck.py").read_text()
     assert not (own_cache / "resolved").exists()
     assert not (own_cache / "locks").exists()
 
@@ -187,7 +187,7 @@ def test_the_lock_refresh_is_cached_by_its_inputs_and_offline_takes_it_from_the_
         "requirements.lock not refreshed: --offline, and these requirements were never locked on this machine"
     )
     assert (gamma / "requirements.lock").read_text() == gamma_lock
-    assert "IN_V1_1 = True" in (gamma / "app/nexus/_metadata.py").read_text()
+    assert "IN_V1_1 = True" in (gamma / "app/healthcheck.py").read_text()
     assert [line for line in status(monorepo) if not line.startswith(" M services/gamma/")] == []
 
 

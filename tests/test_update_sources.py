@@ -107,7 +107,7 @@ def test_seeds_the_service_deleted_stay_deleted_and_a_seed_a_release_adds_is_cre
     commit_all(monorepo, "greeter builds its image without a script, has no override and no own workflow")
     history.write("template/image/entrypoint.sh", "#!/bin/sh\nexec python -m app\n")
     history.replace("copier.yml", "  - image/build.sh\n", "  - image/build.sh\n  - image/entrypoint.sh\n")
-    history.remove("template/app/nexus/_legacy.py")
+    history.remove("template/app/_legacy.py")
     history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve")
@@ -117,7 +117,7 @@ def test_seeds_the_service_deleted_stay_deleted_and_a_seed_a_release_adds_is_cre
         assert not (service / relative).exists(), relative
     assert result["added"] == ["image/entrypoint.sh"]
     assert (service / "image/entrypoint.sh").read_text() == "#!/bin/sh\nexec python -m app\n"
-    assert not (service / "app/nexus/_legacy.py").exists()
+    assert not (service / "app/_legacy.py").exists()
 
 
 # --- the release a service counts against --------------------------------------------------------------
@@ -201,11 +201,11 @@ def test_a_service_whose_recorded_version_is_gone_updates_from_a_named_base(
 ) -> None:
     """What teams reach for `copier recopy --overwrite` for (it would drop the edit below), done safely."""
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    append_line(service / "app/nexus/_checks.py", "# tuned by the greeting team")
+    append_line(service / "app/__main__.py", "# tuned by the greeting team")
     recorded = (service / ".copier-answers.yml").read_text()
     (service / ".copier-answers.yml").write_text(recorded.replace("_commit: v1.0.0", "_commit: v0.9.0"))
     commit_all(monorepo, "a template version the template no longer has, and an edit")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve")
@@ -216,8 +216,8 @@ def test_a_service_whose_recorded_version_is_gone_updates_from_a_named_base(
     code, result = update_json(capsys, "update", str(service), "--no-resolve", "--base", "v1.0.0")
 
     assert (code, result["status"], result["before"], result["after"]) == (0, "ok", "v0.9.0", "v1.1.0")
-    assert (service / "app/nexus/_checks.py").read_text().endswith("# tuned by the greeting team\n")
-    assert "IN_V1_1 = True" in (service / "app/nexus/_metadata.py").read_text()
+    assert (service / "app/__main__.py").read_text().endswith("# tuned by the greeting team\n")
+    assert "IN_V1_1 = True" in (service / "app/healthcheck.py").read_text()
     assert answers(service)["_commit"] == "v1.1.0"
 
 
@@ -230,7 +230,7 @@ def test_base_is_refused_where_the_recorded_version_still_exists(
     history.append("template/README.md.jinja", "\nMade after v1.0.0.\n")
     commit_all(history.path, "a change after v1.0.0")
     between = generate(history.path, monorepo, "between", "HEAD")  # records v1.0.0-1-g<commit>
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
     for folder, base, detail in [

@@ -31,13 +31,13 @@ def update_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, di
 
 
 def conflicting_edit(service: Path) -> None:
-    checks = service / "app/nexus/_checks.py"
-    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    checks = service / "app/__main__.py"
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for our backend."""'))
 
 
 def release_conflicting_change(history: TemplateHistory, version: str) -> None:
     history.replace(
-        "template/app/nexus/_checks.py", PLATFORM_DOCSTRING, f'"""Readiness checks ({version})."""'
+        "template/app/__main__.py", PLATFORM_DOCSTRING, f'"""Production entrypoint ({version})."""'
     )
     history.release(version)
 
@@ -115,11 +115,11 @@ def test_changing_service_name_keeps_the_edited_compose_file(
 
 def test_an_unedited_file_the_release_removes_is_removed(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.remove("template/app/nexus/_legacy.py")
+    history.remove("template/app/_legacy.py")
     history.release("v1.1.0")
 
     assert cli(["update", str(service)]) == 0
-    assert not (service / "app/nexus/_legacy.py").exists()
+    assert not (service / "app/_legacy.py").exists()
 
 
 # --- 2. an unresolved conflict elsewhere in the repository -------------------------------------------
@@ -164,13 +164,13 @@ def test_a_fleet_update_without_commit_brings_no_removed_file_back(
     history: TemplateHistory, monorepo: Path
 ) -> None:
     services = [generate(history.path, monorepo, name, "v1.0.0") for name in ("alpha", "beta", "gamma")]
-    history.remove("template/app/nexus/_legacy.py")
+    history.remove("template/app/_legacy.py")
     history.release("v1.1.0")
 
     assert cli(["update-all", str(monorepo / "services")]) == 0
 
     for service in services:
-        assert not (service / "app/nexus/_legacy.py").exists(), service.name
+        assert not (service / "app/_legacy.py").exists(), service.name
         assert answers(service)["_commit"] == "v1.1.0"
 
 
@@ -182,7 +182,7 @@ def test_uncommitted_deletions_elsewhere_stay_deleted(history: TemplateHistory, 
     commit_all(monorepo, "docs")
     (monorepo / "docs/runbook.md").unlink()  # a colleague's work in progress, not committed
     (monorepo / "docs/old-name.md").rename(monorepo / "docs/new-name.md")
-    history.append("template/app/nexus/_checks.py", "\nIN_V2 = True\n")
+    history.append("template/app/__main__.py", "\nIN_V2 = True\n")
     history.release("v1.1.0")
 
     assert cli(["update", str(service)]) == 0
@@ -190,7 +190,7 @@ def test_uncommitted_deletions_elsewhere_stay_deleted(history: TemplateHistory, 
     assert not (monorepo / "docs/runbook.md").exists()
     assert not (monorepo / "docs/old-name.md").exists()
     assert (monorepo / "docs/new-name.md").read_text() == "# moved\n"
-    assert "IN_V2 = True" in (service / "app/nexus/_checks.py").read_text()
+    assert "IN_V2 = True" in (service / "app/__main__.py").read_text()
 
 
 # --- 5. dependency clashes ---------------------------------------------------------------------------
@@ -202,7 +202,11 @@ def test_a_release_pinning_a_package_the_service_pins_is_a_reported_clash(
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     append_line(service / "requirements-service.txt", "Rich==13.9.4")
     commit_all(monorepo, "the service pins rich")
-    history.replace("template/requirements.txt.jinja", "httpx==0.28.1", "httpx==0.28.1\nrich==14.0.0")
+    history.replace(
+        "template/requirements.txt.jinja",
+        "-r requirements-service.txt",
+        "rich==14.0.0\n-r requirements-service.txt",
+    )
     history.release("v1.1.0")
 
     code, report = update_json(capsys, "update", str(service))
@@ -319,7 +323,7 @@ def test_abort_backs_out_of_a_conflicted_update(
     assert status(monorepo) == []
     assert git(monorepo, "rev-parse", "HEAD").stdout == head
     assert answers(service)["_commit"] == "v1.0.0"
-    assert "app/nexus/_checks.py" in capsys.readouterr().out
+    assert "app/__main__.py" in capsys.readouterr().out
 
 
 def test_abort_backs_out_of_a_plain_copier_update_left_unmerged(
@@ -331,14 +335,14 @@ def test_abort_backs_out_of_a_plain_copier_update_left_unmerged(
     commit_all(monorepo, "edit a template file")
     release_conflicting_change(history, "v1.1.0")
     update(service, conflict="inline")
-    assert "UU services/greeter/app/nexus/_checks.py" in status(monorepo)
+    assert "UU services/greeter/app/__main__.py" in status(monorepo)
     assert git(service, "checkout", "--", ".", check=False).returncode != 0  # what people try first
 
     assert cli(["update", str(service), "--abort"]) == 0
 
     assert status(monorepo) == []
     assert (service / "app/own.py").read_text() == "OWN = 1\n"
-    assert re.search("tuned for our backend", (service / "app/nexus/_checks.py").read_text())
+    assert re.search("tuned for our backend", (service / "app/__main__.py").read_text())
 
 
 # --- 6. derived answers follow their sources ---------------------------------------------------------
@@ -394,7 +398,7 @@ def test_a_clash_only_the_resolver_sees_is_reported_and_names_the_package(
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     append_line(service / "requirements-service.txt", "multidict==5.2.0")  # litestar needs multidict>=6.0.2
     commit_all(monorepo, "the service pins an old multidict")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
     code, report = update_json(capsys, "update", str(service))
@@ -417,10 +421,10 @@ def test_a_clash_only_the_resolver_sees_is_reported_and_names_the_package(
 
 def test_a_release_tagged_while_the_process_runs_is_seen(history: TemplateHistory, monorepo: Path) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
     assert cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve"]) == 0
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_2 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_2 = True\n")
     history.release("v1.2.0")
 
     assert cli(["update-all", str(monorepo / "services"), "--commit", "--no-resolve"]) == 0
@@ -437,7 +441,7 @@ def test_a_service_whose_template_is_gone_fails_alone(
     recorded = moved / ".copier-answers.yml"
     edit_file(recorded, (str(history.path), str(tmp_path / "moved-away")))
     commit_all(monorepo, "alpha's template moved")
-    history.append("template/app/nexus/_metadata.py", "\nIN_V1_1 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V1_1 = True\n")
     history.release("v1.1.0")
 
     code, report = update_json(capsys, "update-all", str(monorepo / "services"), "--commit", "--no-resolve")

@@ -101,8 +101,8 @@ def service_repo(history: TemplateHistory, tmp_path: Path) -> tuple[Path, Path]:
     """(a service repository at v1.0.0 with a conflicting edit, its bare `origin`)."""
     service = render(history.path, tmp_path / "greeter", {"service_name": "greeter"}, vcs_ref="v1.0.0")
     git(service, "init", "--quiet", "--initial-branch=main")
-    checks = service / "app/nexus/_checks.py"
-    edit_file(checks, (PLATFORM_DOCSTRING, '"""Checks, tuned for our backend."""'))
+    checks = service / "app/__main__.py"
+    edit_file(checks, (PLATFORM_DOCSTRING, '"""Entrypoint, tuned for our backend."""'))
     git(service, "add", "--all")
     git(service, "commit", "--quiet", "--message", "greeter with an edit in a template-owned file")
     remote = tmp_path / "origin.git"
@@ -117,7 +117,7 @@ def test_a_conflicted_update_becomes_a_pull_request_that_lists_the_conflict(
 ) -> None:
     service, remote = service_repo
     history.replace(
-        "template/app/nexus/_checks.py", PLATFORM_DOCSTRING, '"""Readiness checks (changed in v1.1.0)."""'
+        "template/app/__main__.py", PLATFORM_DOCSTRING, '"""Production entrypoint (changed in v1.1.0)."""'
     )
     history.release("v1.1.0")
 
@@ -128,9 +128,9 @@ def test_a_conflicted_update_becomes_a_pull_request_that_lists_the_conflict(
     (create,) = [call for call in calls if call[:2] == ["pr", "create"]]
     assert create[create.index("--head") + 1] == "template-update/v1.1.0"
     body = create[create.index("--body") + 1]
-    assert "- `app/nexus/_checks.py`" in body
+    assert "- `app/__main__.py`" in body
     # the conflicted update is on the pushed branch, markers and all
-    pushed = git(remote, "show", "template-update/v1.1.0:app/nexus/_checks.py").stdout
+    pushed = git(remote, "show", "template-update/v1.1.0:app/__main__.py").stdout
     assert "<<<<<<< before updating" in pushed
     assert "tuned for our backend" in pushed
     assert "_commit: v1.1.0" in git(remote, "show", "template-update/v1.1.0:.copier-answers.yml").stdout
@@ -141,7 +141,7 @@ def test_a_clean_update_opens_a_pull_request_and_passes(
     history: TemplateHistory, service_repo: tuple[Path, Path], tmp_path: Path
 ) -> None:
     service, remote = service_repo
-    history.append("template/app/nexus/_metadata.py", "\nIN_V2 = True\n")
+    history.append("template/app/healthcheck.py.jinja", "\nIN_V2 = True\n")
     history.release("v1.1.0")
 
     ran, calls = run_workflow(service, tmp_path)
@@ -149,7 +149,7 @@ def test_a_clean_update_opens_a_pull_request_and_passes(
     assert [code for _, code in ran] == [0, 0, 0], ran
     (create,) = calls
     assert "Conflicts" not in create[create.index("--body") + 1]
-    assert "IN_V2 = True" in git(remote, "show", "template-update/v1.1.0:app/nexus/_metadata.py").stdout
+    assert "IN_V2 = True" in git(remote, "show", "template-update/v1.1.0:app/healthcheck.py").stdout
 
 
 def test_no_release_no_branch(service_repo: tuple[Path, Path], tmp_path: Path) -> None:

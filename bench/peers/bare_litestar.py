@@ -2,7 +2,6 @@
 the platform's outer ASGI layer: no request ids, no access log, no limits, no fast path. Run from the
 rendered service's folder."""
 
-from app.nexus._factory import create_app
-from app.service import service
+from app.main import app as service_app
 
-app = create_app(service).app
+app = service_app.app

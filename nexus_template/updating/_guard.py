@@ -128,12 +128,22 @@ def renamed_to(old_content: bytes, added: dict[str, bytes], relative: str) -> st
 
 
 def keep_removed_edits(
-    copy: Path, before: Snapshot, after: Snapshot, old: OldRender, version: str
+    copy: Path, before: Snapshot, after: Snapshot, old: OldRender, version: str, *, released: set[str]
 ) -> list[str]:
-    """Put back every edited file the update deleted; one message per file."""
+    """Put back every edited file the update deleted; one message per file, and one per edited file the
+    release removes that a migration of the release kept (`released`: the paths the new version renders)."""
     messages = []
     added = {path: content for path, content in after.files.items() if path not in before.files}
-    for relative in sorted(before.files.keys() - after.files.keys()):
+    # (`released` is empty when copier rendered no new version: then nothing is known to be removed)
+    kept_by_migration = {
+        relative
+        for relative in before.files.keys() & after.files.keys()
+        if released
+        and relative in old.files
+        and relative not in released
+        and after.files[relative] == before.files[relative]
+    }
+    for relative in sorted((before.files.keys() - after.files.keys()) | kept_by_migration):
         content = before.files[relative]
         if not old.edited(relative, content):
             continue

@@ -15,7 +15,7 @@ from pathlib import Path
 from nexus_template.updating._cache import cache_folder, requirements_key, store
 from nexus_template.updating._deps import ENTRY_FILE, pin_clashes
 from nexus_template.updating._index import IndexUnreachable, index_settings, pip_options, pip_outage
-from nexus_template.updating._lock import LockNotRefreshed, refresh_lock
+from nexus_template.updating._lock import LockNotRefreshed, lock_command, refresh_lock
 from nexus_template.updating._result import UpdateResult
 
 __all__ = ["check_requirements", "resolution_problem"]
@@ -26,10 +26,13 @@ _NOT_CHECKED = "requirements not checked"
 _NO_VERSIONS = "(from versions: none)"
 
 
-def check_requirements(copy: Path, result: UpdateResult, *, resolve: bool, offline: bool) -> None:
+def check_requirements(
+    copy: Path, result: UpdateResult, *, resolve: bool, offline: bool, locking_module: str | None
+) -> None:
     """Compare the pins, ask pip whether the set resolves (`resolve`, and not `offline`) and, when
-    nothing clashes or conflicts, refresh requirements.lock (`offline`: only from the cache). Clashes
-    go to `result.dependency_clashes`; checks that could not be made, to `result.notes`."""
+    nothing clashes or conflicts, refresh requirements.lock (`offline`: only from the cache) with the
+    release's `locking_module` (see `refresh_lock`). Clashes go to `result.dependency_clashes`; checks
+    that could not be made, to `result.notes`."""
     result.dependency_clashes = pin_clashes(copy)
     if resolve and not offline and not result.dependency_clashes:
         try:
@@ -46,11 +49,11 @@ def check_requirements(copy: Path, result: UpdateResult, *, resolve: bool, offli
     if result.conflicts or result.dependency_clashes:
         return
     try:
-        if problem := refresh_lock(copy, offline=offline):
+        if problem := refresh_lock(copy, locking_module, offline=offline):
             result.dependency_clashes.append(problem)
     except LockNotRefreshed as reason:
         result.notes.append(
-            f"requirements.lock not refreshed: {reason}; refresh it with `python -m app.nexus lock` in the "
+            f"requirements.lock not refreshed: {reason}; refresh it with `{lock_command(copy)}` in the "
             "service when the package index answers"
         )
 

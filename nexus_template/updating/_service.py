@@ -16,7 +16,7 @@ from nexus_template.updating._answers import (
     read_answers,
     template_written_answers,
 )
-from nexus_template.updating._clones import captured_old_render, shared_clones
+from nexus_template.updating._clones import captured_renders, shared_clones
 from nexus_template.updating._conflicts import marked_or_rejected
 from nexus_template.updating._git import changed_paths, git, top_level
 from nexus_template.updating._guard import (
@@ -108,7 +108,7 @@ def _update_copy(
     asked.put_in(copy)  # after `original`: the service's own answers file is what apply_to compares with
     commit_copy(copy)
     merge_base = snapshot(copy)
-    with captured_old_render() as old_files, captured_migrated_answers(copy) as migrated:
+    with captured_renders() as renders, captured_migrated_answers(copy) as migrated:
         error = run_copier(copy, vcs_ref=vcs_ref, data=asked.asked)
     if error:
         result.status, result.detail = "failed", f"copier update failed, service left unchanged: {error}"
@@ -116,9 +116,9 @@ def _update_copy(
     updated = snapshot(copy)
     answers = read_answers(updated.files.get(ANSWERS_FILE))
     result.after = str(answers.get("_commit", "?"))
-    old = OldRender(asked.for_the_copy(), old_files)
+    old = OldRender(asked.for_the_copy(), renders.old)
     keep_deleted_seeds(copy, merge_base, updated, old)  # first: a seed copier re-created is no rename target
-    result.kept = keep_removed_edits(copy, merge_base, updated, old, result.after)
+    result.kept = keep_removed_edits(copy, merge_base, updated, old, result.after, released=renders.new)
     binary_conflicts = keep_binary_edits(copy, merge_base, updated, old)
     restore_crlf(copy, crlf)
     kept_local = keep_service_files(service, copy, original, old.files, lambda: OldRender(answers).files)
@@ -133,7 +133,7 @@ def _update_copy(
         + asked.unasked_notes(migrated, answers)
         + kept_local
     )
-    check_requirements(copy, result, resolve=resolve, offline=offline)
+    check_requirements(copy, result, resolve=resolve, offline=offline, locking_module=renders.locking_module)
     updated = snapshot(copy)  # the lock may have been refreshed
     _describe(result, original, updated)
     return original, updated, answers

@@ -1,6 +1,8 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""Production entrypoint: `python -m app` serves the app on SERVICE_PORT with graceful shutdown."""
+"""Production entrypoint: `python -m app` serves the app on SERVICE_PORT, draining on SIGTERM."""
 
-from app.nexus._server import main
+from nexus_platform import serve
 
-main()
+from app.main import app
+
+serve(app)

@@ -1,10 +1,29 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
-"""The ASGI application: the platform (app.nexus) assembled around the service (app.service).
+"""The ASGI application: the platform (the nexus-ai-platform library) around the service (app/service.py).
 
-`python -m app` is the production entrypoint; `uvicorn app.main:app --port 9000` works for development.
+IDENTITY is what the template answers say this service is, rewritten from them by every update: change an
+answer with `copier update --defaults --data NAME=VALUE`, a setting of one deployment in the environment
+(SERVICE_PORT=...; .env.example lists them). `python -m app` serves the app; `uvicorn app.main:app
+--port 9000` works for development.
 """
 
-from app.nexus._factory import create_app_or_exit
+from pathlib import Path
+
+from nexus_platform import Identity, create_app_or_exit
+
 from app.service import service
 
-app = create_app_or_exit(service)
+IDENTITY = Identity(
+    name="echo-service",
+    facts_file=Path(__file__).resolve().parents[1] / "release" / "service.env",
+    port=9000,
+    gpus=0,
+    backend="none",
+    registration=False,
+    backend_health_path="/",
+    drain_seconds=5,
+    shutdown_grace_seconds=20,
+    template_version="a99e64c",
+)
+
+app = create_app_or_exit(service, IDENTITY)

@@ -1,7 +1,7 @@
 # Managed by nexus-template: `copier update` replaces this file. Your code belongs in app/service.py.
 """Container health check: exit 0 when GET /health on SERVICE_PORT answers 200, else 1.
 
-Stdlib only and outside app.nexus, so a check costs an interpreter start, not the app's imports
+Stdlib only and without the platform library, so a check costs an interpreter start, not the app's imports
 (slim images have no curl).
 """
 

@@ -11,8 +11,7 @@ from typing import Annotated
 import msgspec
 from litestar import Request, post
 from litestar.params import JSONBody
-
-from app.nexus import ServiceSpec, current_request_id, nexus_of
+from nexus_platform import ServiceSpec, current_request_id, nexus_of
 
 
 class ServiceSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -11,8 +11,8 @@ import struct
 import time
 import zlib
 
-from app.nexus import Model, NexusContext, ServiceError
-from app.nexus.openai import Image, ImageGenerationRequest, ImagesResponse
+from nexus_platform import Model, NexusContext, ServiceError
+from nexus_platform.openai import Image, ImageGenerationRequest, ImagesResponse
 
 MODELS = [Model(id="example-image", created=0, owned_by="media-team")]
 MAX_SIDE = 1024

@@ -1,0 +1,427 @@
+"""Settings from the environment, parsed once at start-up into msgspec structs.
+
+A field `backend_url` is read from the variable BACKEND_URL. An empty variable counts as unset.
+Every invalid variable is reported, each on one line that names it. Each platform field carries its
+description and group in `msgspec.Meta`; nexus_platform/_config/docs.py writes .env.example's platform part
+and the README's settings table from them (the contract tests keep them equal). Fields whose type
+carries `SECRET` are never logged or shown.
+"""
+
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from nexus_platform._config.validation import field_errors
+from nexus_platform._observability.redaction import MASK, redact_url
+from nexus_platform._rules import KEBAB_CASE, SERVICE_NAME_MAX, anchored
+
+SECRET = msgspec.Meta(extra={"secret": True})
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+NonNegativeSeconds = Annotated[float, msgspec.Meta(ge=0, le=3600)]
+HttpUrlOrEmpty = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s/?#]+[^\s]*)?$")]
+UrlPath = Annotated[str, msgspec.Meta(pattern=r"^/[^\s]*$")]
+LogLevel = Annotated[str, msgspec.Meta(pattern=r"^(?i:debug|info|warning|error|critical)$")]
+EtcdUrls = Annotated[str, msgspec.Meta(pattern=r"^(https?://[^\s,/]+(,\s*https?://[^\s,/]+)*)?$")]
+ServiceName = Annotated[str, msgspec.Meta(pattern=anchored(KEBAB_CASE), max_length=SERVICE_NAME_MAX)]
+
+SettingsT = TypeVar("SettingsT", bound=msgspec.Struct)
+
+
+class ConfigError(Exception):
+    """The environment holds invalid settings; the message has one line per bad variable."""
+
+
+class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The platform's settings. Each field's description and group (its section of .env.example) live
+    here, in `msgspec.Meta`; `python -m nexus_platform settings` writes the documentation from them.
+    `extra={"answer": ...}` names the template answer that a default comes from; `extra={"default_doc":
+    ...}` says in words where a default read at start-up comes from (the variable is documented empty)."""
+
+    service_name: Annotated[
+        ServiceName,
+        msgspec.Meta(
+            description="Name reported in metadata, logs and OpenAPI (kebab-case)",
+            extra={"group": "Identity", "answer": "service_name"},
+        ),
+    ] = "nexus-service"
+    service_version: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1,
+            max_length=64,
+            description="Version reported in metadata and OpenAPI; empty: the release's version",
+            extra={"group": "Identity", "default_doc": "SERVICE_VERSION of release/service.env"},
+        ),
+    ] = "0.0.0"
+    service_host: Annotated[
+        str, msgspec.Meta(min_length=1, description="Address uvicorn listens on", extra={"group": "Identity"})
+    ] = "0.0.0.0"
+    service_port: Annotated[
+        Port,
+        msgspec.Meta(description="Port uvicorn listens on", extra={"group": "Identity", "answer": "port"}),
+    ] = 9000
+    log_level: Annotated[
+        LogLevel,
+        msgspec.Meta(
+            description="DEBUG, INFO (one JSON access line per request), WARNING, ERROR or CRITICAL",
+            extra={"group": "Logging"},
+        ),
+    ] = "INFO"
+    backend_url: Annotated[
+        HttpUrlOrEmpty,
+        msgspec.Meta(
+            description="The HTTP service this one wraps (e.g. http://ollama:11434); when set, /readyz checks "
+            "it; empty: no backend readiness check",
+            extra={"group": "Backend"},
+        ),
+    ] = ""
+    backend_health_path: Annotated[
+        UrlPath,
+        msgspec.Meta(
+            description="Path of the backend's own health endpoint, requested by the readiness check",
+            extra={"group": "Backend", "answer": "backend_health_path"},
+        ),
+    ] = "/health"
+    backend_api_key: Annotated[
+        str,
+        SECRET,
+        msgspec.Meta(
+            description="Secret: sent by your code to the backend; never logged, never in metadata",
+            extra={"group": "Backend"},
+        ),
+    ] = ""
+    backend_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Timeout of each call through the shared HTTP client (the handler sees "
+            "httpx.TimeoutException)",
+            extra={"group": "Backend"},
+        ),
+    ] = 30.0
+    readiness_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Budget of each readiness check: a slower check fails as timed out, so /readyz never "
+            "takes longer",
+            extra={"group": "Readiness"},
+        ),
+    ] = 2.0
+    readiness_cache_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            lt=60,
+            description="How long a readiness result is reused (probes from many replicas and load balancers)",
+            extra={"group": "Readiness"},
+        ),
+    ] = 1.0
+    request_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="A request that has not started its answer within this is cancelled (the handler sees "
+            "CancelledError; finally and async with clean up) and answered 504 timeout; a stream, once its first "
+            "bytes are out, is bounded by STREAM_IDLE_TIMEOUT_SECONDS and STREAM_MAX_SECONDS instead",
+            extra={"group": "Limits"},
+        ),
+    ] = 60.0
+    stream_idle_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Most seconds between two chunks of a streaming answer; a longer stall ends the stream "
+            "with an error event (a route may set its own)",
+            extra={"group": "Limits"},
+        ),
+    ] = 30.0
+    stream_max_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Most seconds for a whole streaming answer; longer streams end with an error event "
+            "(a route may set its own)",
+            extra={"group": "Limits"},
+        ),
+    ] = 3600.0
+    max_concurrent_requests: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=100_000,
+            description="More concurrent requests than this are answered 503 overloaded at once, with "
+            "Retry-After: 1 and X-Should-Retry: true; nothing queues, and probes and metadata never count",
+            extra={"group": "Limits"},
+        ),
+    ] = 64
+    max_body_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1024,
+            le=1 << 30,
+            description="Larger request bodies are answered 413, refused from Content-Length before the body "
+            "is read",
+            extra={"group": "Limits"},
+        ),
+    ] = 1 << 20
+    max_header_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1024,
+            le=1 << 20,
+            description="A request line and headers larger than this are answered 431 headers_too_large and "
+            "the connection closed; they are counted as they arrive, so a client sending more costs the "
+            "server one socket read beyond the limit, never the whole header",
+            extra={"group": "Limits"},
+        ),
+    ] = 16384
+    # slow and silent clients (nexus_platform/_server/protocol.py, _http/exchange.py): cut off long before
+    # REQUEST_TIMEOUT_SECONDS, so that they cannot hold connections or concurrency slots
+    idle_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="A connection with no request in progress (before its first byte, or kept alive "
+            "between requests) is closed without an answer; a gateway that pools connections should drop "
+            "idle ones sooner, or a request it sends just as the service closes one fails",
+            extra={"group": "Limits"},
+        ),
+    ] = 5.0
+    header_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="A request whose line and headers take longer than this from its first byte is "
+            "answered 408 header_timeout and the connection closed",
+            extra={"group": "Limits"},
+        ),
+    ] = 10.0
+    body_timeout_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="A body falling this far behind MIN_BODY_BYTES_PER_SECOND is answered 408 "
+            "body_timeout (Connection: close), and its concurrency slot is free again",
+            extra={"group": "Limits"},
+        ),
+    ] = 10.0
+    min_body_bytes_per_second: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=1 << 30,
+            description="The pace a request body must keep: each byte earns the client 1/this seconds of "
+            "waiting, up to BODY_TIMEOUT_SECONDS in hand; time the handler spends elsewhere is not charged",
+            extra={"group": "Limits"},
+        ),
+    ] = 1024
+    openapi_viewer: Annotated[
+        Literal["", "swagger"],
+        msgspec.Meta(
+            description="Empty: /schema serves the JSON document only. swagger: also a Swagger UI page at "
+            "/schema/swagger, whose scripts load from a public CDN (needs internet; not for air-gapped "
+            "clusters)",
+            extra={"group": "OpenAPI"},
+        ),
+    ] = ""
+    drain_seconds: Annotated[
+        NonNegativeSeconds,
+        msgspec.Meta(
+            description="After SIGTERM: seconds of answering /readyz 503 while still serving, each response "
+            "with Connection: close, before the listener closes",
+            extra={"group": "Shutdown"},
+        ),
+    ] = 5.0
+    shutdown_grace_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="Then: seconds in-flight requests get to finish before they are cancelled (their "
+            "clients see the connection close) and the process exits",
+            extra={"group": "Shutdown"},
+        ),
+    ] = 20.0
+    git_sha: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=64,
+            description="Commit the image was built from, shown in metadata (a Dockerfile build argument)",
+            extra={"group": "Identity"},
+        ),
+    ] = ""
+    build_time: Annotated[
+        str,
+        msgspec.Meta(
+            max_length=64,
+            description="When the image was built, shown in metadata (a Dockerfile build argument)",
+            extra={"group": "Identity"},
+        ),
+    ] = ""
+    metrics_enabled: Annotated[
+        bool,
+        msgspec.Meta(
+            description="GET /metrics (Prometheus) and the per-request counting behind it",
+            extra={"group": "Metrics and tracing"},
+        ),
+    ] = True
+    tracing_enabled: Annotated[
+        bool,
+        msgspec.Meta(
+            description="W3C trace context: trace ids in log lines, traceparent forwarded on calls through "
+            "the shared HTTP client",
+            extra={"group": "Metrics and tracing"},
+        ),
+    ] = True
+    log_buffer_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=65536,
+            le=1 << 30,
+            description="Bytes of log lines held while stdout is not read; beyond this, lines are dropped "
+            "and counted, never blocking the service",
+            extra={"group": "Logging"},
+        ),
+    ] = 4 << 20
+    etcd_url: Annotated[
+        EtcdUrls,
+        msgspec.Meta(
+            description="etcd v3 endpoints, comma-separated, tried in order; empty: the service does not "
+            "register. Compose: with this line absent from .env the service registers in the "
+            "--profile registry etcd (http://etcd:2379)",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    service_base_url: Annotated[
+        HttpUrlOrEmpty,
+        msgspec.Meta(
+            description="How other hosts reach this instance (e.g. http://gpu-host-3:9000); required with "
+            "ETCD_URL, never guessed",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_lease_ttl_seconds: Annotated[
+        int,
+        msgspec.Meta(
+            ge=2,
+            le=3600,
+            description="Lease TTL: a crashed instance disappears from etcd after this long; the lease is "
+            "kept alive every TTL/3",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = 15
+    etcd_key_prefix: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^/([^\s/]+/)*$",
+            description="Each instance's key is this prefix + SERVICE_NAME + / + its instance id; the "
+            "service's own key is this prefix + SERVICE_NAME",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = "/nexus/services/"
+    etcd_traefik_root: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$",
+            description="Traefik's KV root key (Traefik's default: traefik): also write the keys Traefik "
+            "routes /<SERVICE_NAME>/ by; empty: do not",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    gpu_min_count: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=64,
+            description="Readiness fails while fewer GPUs than this are visible; 0 leaves GPUs out of "
+            "readiness",
+            extra={"group": "Readiness", "answer": "gpu_count", "feature": "gpu"},
+        ),
+    ] = 0
+    gpu_metrics_interval_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0.5,
+            le=3600,
+            description="How often GPU memory, utilisation and temperature are read through NVML for "
+            "/metrics, in seconds (in a thread, never while answering a request)",
+            extra={"group": "Metrics and tracing", "feature": "gpu"},
+        ),
+    ] = 5.0
+
+    def __post_init__(self) -> None:
+        if self.etcd_url and not self.service_base_url:
+            raise ValueError("SERVICE_BASE_URL: required when ETCD_URL is set (the address other hosts use)")
+
+
+def env_name(field_name: str) -> str:
+    return field_name.upper()
+
+
+def variable_names(settings_type: type[msgspec.Struct]) -> list[str]:
+    return [env_name(field.name) for field in msgspec.structs.fields(settings_type)]
+
+
+def secret_fields(settings_type: type[msgspec.Struct]) -> set[str]:
+    """Names of the fields annotated with SECRET."""
+    return {
+        field.name
+        for field in msgspec.structs.fields(settings_type)
+        if SECRET in getattr(field.type, "__metadata__", ())
+    }
+
+
+def load_settings(
+    settings_type: type[SettingsT],
+    environ: Mapping[str, str] | None = None,
+    defaults: Mapping[str, object] | None = None,
+) -> SettingsT:
+    """Read `settings_type` from the environment over `defaults` (by field name: the defaults that come
+    from the service's identity); raise ConfigError naming every bad variable."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = dict(defaults or {})
+    for field in msgspec.structs.fields(settings_type):
+        value = environ.get(env_name(field.name), "")
+        if value != "":
+            raw[field.name] = value
+    try:
+        return msgspec.convert(raw, settings_type, strict=False)
+    except msgspec.ValidationError as error:
+        problems = [
+            f"{env_name(problem.field)}: {problem.message} (got {redact_url(repr(raw[problem.field]))})"
+            if problem.field in raw and problem.field not in secret_fields(settings_type)
+            else f"{env_name(problem.field)}: {problem.message}"
+            for problem in field_errors(settings_type, raw, strict=False)
+        ]
+        raise ConfigError("; ".join(problems or [str(error)])) from None
+
+
+def redacted(settings: msgspec.Struct) -> dict[str, Any]:
+    """The settings as a dict with secret values replaced and URL credentials removed, safe to log."""
+    hidden = secret_fields(type(settings))
+    return {
+        env_name(name): (
+            MASK if name in hidden and value else redact_url(value) if isinstance(value, str) else value
+        )
+        for name, value in msgspec.structs.asdict(settings).items()
+    }
+
+
+def secret_values(*settings: msgspec.Struct | None) -> list[str]:
+    """The values of the secret settings and the passwords in URL settings, for the log redactor."""
+    values = []
+    for each in settings:
+        if each is None:
+            continue
+        hidden = secret_fields(type(each))
+        for name, value in msgspec.structs.asdict(each).items():
+            if not isinstance(value, str) or not value:
+                continue
+            if name in hidden:
+                values.append(value)
+            elif "://" in value:
+                values += [password for url in value.split(",") if (password := _password(url))]
+    return values
+
+
+def _password(url: str) -> str | None:
+    try:
+        return urlsplit(url.strip()).password
+    except ValueError:
+        return None

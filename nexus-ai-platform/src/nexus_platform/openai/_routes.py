@@ -1,0 +1,161 @@
+"""The OpenAI routes of the capabilities a service offers, around the implementations it provides.
+
+Each route validates the request with the OpenAI types (every invalid field in one 400), answers 404
+`model_not_found` for a model the implementation does not list, and hands the request to the
+implementation: a module with the functions named below (app/capabilities/ in a rendered service, or
+nexus_platform.openai._proxy for a service that wraps an OpenAI-compatible backend).
+"""
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from litestar import Request, Response, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
+
+from nexus_platform._context import NexusContext, nexus_of
+from nexus_platform._http.errors import ServiceError
+from nexus_platform._http.streaming import byte_stream, event_stream
+from nexus_platform._probes.metadata import Model
+from nexus_platform._probes.models import ModelProvider
+from nexus_platform._rules import OPENAI_CAPABILITIES
+from nexus_platform.openai._audio import AUDIO_MEDIA_TYPES, SpeechRequest
+from nexus_platform.openai._chat import ChatCompletion, ChatCompletionRequest
+from nexus_platform.openai._embeddings import EmbeddingList, EmbeddingRequest
+from nexus_platform.openai._images import ImageGenerationRequest, ImagesResponse
+
+__all__ = ["PATHS", "ROUTES", "capability_handlers", "capability_models", "require_model"]
+
+# capability -> the path of its route
+PATHS = {name: capability.path for name, capability in OPENAI_CAPABILITIES.items()}
+
+
+def require_model(model: str, models: Sequence[Model]) -> None:
+    """404 model_not_found unless `model` is listed (an empty list accepts any model)."""
+    if models and model not in {each.id for each in models}:
+        raise ServiceError(
+            404,
+            "model_not_found",
+            f"The model `{model[:256]}` does not exist (GET /v1/models lists the models of this service)",
+            param="model",
+        )
+
+
+def chat_completions(implementation: Any) -> HTTPRouteHandler:
+    @post(
+        PATHS["chat.completions"],
+        status_code=200,
+        summary="Create a chat completion (OpenAI); with stream: true, server-sent events",
+        tags=["openai"],
+    )
+    async def create_chat_completion(
+        data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, Any]
+    ) -> ChatCompletion:
+        nexus = nexus_of(request)
+        require_model(data.model, implementation.MODELS)
+        if data.stream:
+            events = implementation.stream(data, nexus)
+            if inspect.isawaitable(events):  # checked before the answer starts, e.g. a backend's status
+                events = await events
+            return event_stream(events)  # type: ignore[return-value]  # the annotation documents stream: false
+        completion: ChatCompletion = await implementation.complete(data, nexus)
+        return completion
+
+    return create_chat_completion
+
+
+def embeddings(implementation: Any) -> HTTPRouteHandler:
+    @post(PATHS["embeddings"], status_code=200, summary="Create embeddings (OpenAI)", tags=["openai"])
+    async def create_embeddings(
+        data: JSONBody[EmbeddingRequest], request: Request[Any, Any, Any]
+    ) -> EmbeddingList:
+        require_model(data.model, implementation.MODELS)
+        embedded: EmbeddingList = await implementation.embed(data, nexus_of(request))
+        return embedded
+
+    return create_embeddings
+
+
+def audio_speech(implementation: Any) -> HTTPRouteHandler:
+    @post(
+        PATHS["audio.speech"],
+        status_code=200,
+        summary="Generate audio from text (OpenAI); the audio is streamed as it is made",
+        tags=["openai"],
+        media_type="audio/mpeg",
+    )
+    async def create_speech(
+        data: JSONBody[SpeechRequest], request: Request[Any, Any, Any]
+    ) -> Response[bytes]:
+        require_model(data.model, implementation.MODELS)
+        if data.stream_format == "sse":
+            raise ServiceError(
+                400, "unsupported_value", "stream_format `sse` is not supported here", param="stream_format"
+            )
+        audio = await implementation.speak(data, nexus_of(request))
+        return byte_stream(audio, AUDIO_MEDIA_TYPES[data.response_format])
+
+    return create_speech
+
+
+def images_generations(implementation: Any) -> HTTPRouteHandler:
+    @post(PATHS["images.generations"], status_code=200, summary="Create images (OpenAI)", tags=["openai"])
+    async def create_images(
+        data: JSONBody[ImageGenerationRequest], request: Request[Any, Any, Any]
+    ) -> ImagesResponse:
+        if data.model is not None:
+            require_model(data.model, implementation.MODELS)
+        if data.stream:
+            raise ServiceError(
+                400, "unsupported_value", "streamed images are not supported here", param="stream"
+            )
+        images: ImagesResponse = await implementation.generate(data, nexus_of(request))
+        return images
+
+    return create_images
+
+
+# capability -> the factory of its route
+ROUTES = {
+    "chat.completions": chat_completions,
+    "embeddings": embeddings,
+    "audio.speech": audio_speech,
+    "images.generations": images_generations,
+}
+
+
+def capability_handlers(implementations: dict[str, Any]) -> list[HTTPRouteHandler]:
+    """The routes of the capabilities in `implementations` (capability -> implementing module)."""
+    return [ROUTES[capability](implementation) for capability, implementation in implementations.items()]
+
+
+def capability_models(
+    declared: Sequence[Model] | ModelProvider, implementations: dict[str, Any]
+) -> Sequence[Model] | ModelProvider:
+    """The models of GET /v1/models and the metadata, each id once: the service's declared models (a list,
+    or its async provider), then those of its capability implementations (their `MODELS`, and the list
+    their `list_models` provider fetches: a wrapper's backend). A list, unless a provider takes part."""
+    sources: list[Sequence[Model] | ModelProvider] = [declared]
+    for implementation in implementations.values():
+        sources.append(getattr(implementation, "MODELS", ()))
+        provider = getattr(implementation, "list_models", None)
+        if provider is not None and provider not in sources:
+            sources.append(provider)
+    if not any(callable(source) for source in sources):
+        return _each_once([model for source in sources if not callable(source) for model in source])
+
+    async def models(nexus: NexusContext) -> list[Model]:
+        listed: list[Model] = []
+        for source in sources:
+            listed.extend(await source(nexus) if callable(source) else source)
+        return _each_once(listed)
+
+    return models
+
+
+def _each_once(models: list[Model]) -> list[Model]:
+    unique: dict[str, Model] = {}
+    for model in models:
+        unique.setdefault(model.id, model)
+    return list(unique.values())
