@@ -137,19 +137,12 @@ def venv(name: str, requirements: str) -> str:
     marker = folder / "requirements.txt"
     if not (python.exists() and marker.exists() and marker.read_text() == requirements):
         shutil.rmtree(folder, ignore_errors=True)
-        subprocess.run([sys.executable, "-m", "venv", str(folder)], check=True)
+        # uv (a dependency of the maintainers' environment) builds it several times faster than venv + pip
+        uv = str(Path(sys.executable).with_name("uv"))
+        subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(folder)], check=True)
         (folder / "wanted.txt").write_text(requirements)
         subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
-                folder / "wanted.txt",
-            ],
+            [uv, "pip", "install", "--quiet", "--python", str(python), "-r", str(folder / "wanted.txt")],
             check=True,
         )
         marker.write_text(requirements)

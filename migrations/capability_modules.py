@@ -2,7 +2,7 @@
 
 Up to v0.2.0 a capability was a name in the metadata only. Now each of the OpenAI ones that
 release/service.env offers is served by the platform's route around the service's module
-app/capabilities/<capability with "_" for ".">.py, and start-up stops without it. `copier copy` makes
+app/capabilities/<module>.py (nexus_platform/_rules.py names it), and start-up stops without it. `copier copy` makes
 those modules from the template's examples; an update never renders app/capabilities/ (copier.yml's
 `_exclude`), so a service that offers such a capability and has no module gets the example here, once,
 with one line saying so. A service that wraps a backend (the answer backend=openai) needs none. Runs in
@@ -12,7 +12,7 @@ the service folder:
 
 from __future__ import annotations
 
-import re
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -21,13 +21,24 @@ import yaml
 
 FACTS = Path("release/service.env")
 MODULES = Path("app/capabilities")
-# the template's examples: "{% if 'chat.completions' in capabilities %}chat_completions.py{% endif %}.jinja"
-EXAMPLE_NAME = re.compile(r"'([\w.]+)' in capabilities %\}(\w+\.py)\{% endif %\}\.jinja$")
+# the one table of the OpenAI capabilities and their modules, in the release's library source
+RULES = Path("nexus-ai-platform/src/nexus_platform/_rules.py")
 
 
 def facts() -> dict[str, str]:
     lines = FACTS.read_text().splitlines() if FACTS.is_file() else []
     return dict(line.split("=", 1) for line in lines if "=" in line and not line.lstrip().startswith("#"))
+
+
+def capability_modules(template_root: Path) -> dict[str, str]:
+    """capability -> its module's name, from the release's nexus_platform/_rules.py (standard library
+    only: loaded from its file, the library is not installed where copier runs)."""
+    spec = importlib.util.spec_from_file_location("nexus_release_rules", template_root / RULES)
+    assert spec is not None
+    assert spec.loader is not None
+    rules = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rules)
+    return {name: capability.module for name, capability in rules.OPENAI_CAPABILITIES.items()}
 
 
 def examples(template_root: Path) -> tuple[Path, dict[str, tuple[str, Path]]]:
@@ -36,9 +47,10 @@ def examples(template_root: Path) -> tuple[Path, dict[str, tuple[str, Path]]]:
         path for path in (template_root / "template" / "app").iterdir() if "capabilities" in path.name
     ]
     found = {}
-    for path in folder.iterdir():
-        if match := EXAMPLE_NAME.search(path.name):
-            found[match.group(1)] = (match.group(2), path)
+    for capability, module in capability_modules(template_root).items():
+        example = folder / f"{{% if '{capability}' in capabilities %}}{module}.py{{% endif %}}.jinja"
+        if example.is_file():
+            found[capability] = (f"{module}.py", example)
     return folder, found
 
 

@@ -1,7 +1,7 @@
 """Every update, after it (idempotent): tests/conftest.py becomes the service's own.
 
 Up to v0.2.0 tests/conftest.py was template-owned (its first line said so) and held the platform's
-fixtures; they now live in tests/nexus_fixtures.py, a plugin that pyproject.toml loads, and
+fixtures; they now come from a plugin that pyproject.toml loads (nexus_platform.testing since v0.4.0), and
 tests/conftest.py is the service's (`_skip_if_exists`), so an update no longer replaces it. A conftest
 that still says it is managed by the template is replaced by the template's seed; the fixtures it
 held come from the plugin. Runs in the service folder:
@@ -22,7 +22,7 @@ if __name__ == "__main__":
     if CONFTEST.is_file() and CONFTEST.read_text().startswith(MANAGED):
         CONFTEST.write_text((template_root / SEED).read_text())
         print(
-            f"migration: {CONFTEST} is now yours (the platform's fixtures moved to tests/nexus_fixtures.py; "
-            "the template's old version is in git history)",
+            f"migration: {CONFTEST} is now yours (the platform's fixtures come from the nexus_platform.testing "
+            "plugin; the template's old version is in git history)",
             file=sys.stderr,
         )

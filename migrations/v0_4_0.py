@@ -47,17 +47,20 @@ _MOVED = {
     "_validation": "_config.validation",
     "_server": "_server.drain",
     "_serving": "_server.config",
-    "_compat": "_server.uvicorn",
+    "_compat": "_compat",
     "_protocol": "_server.protocol",
     "_etcd": "_registration.etcd",
     "_registration": "_registration.registrar",
     "_capabilities": "openai._capabilities",
-    **{f"_{name}": f"_http.{name}" for name in ("asgi", "exchange", "content", "encoded", "errors")},
-    **{f"_{name}": f"_http.{name}" for name in ("correlation", "streaming", "openapi")},
+    **{
+        f"_{name}": f"_http.{name}"
+        for name in ("exchange", "content", "encoded", "errors", "streaming", "openapi")
+    },
+    **{f"_{name}": f"_edge.{name}" for name in ("asgi", "observe")},
     **{f"_{name}": f"_probes.{name}" for name in ("probes", "readiness", "checks", "metadata", "models")},
     **{
         f"_{name}": f"_observability.{name}"
-        for name in ("logs", "metrics", "tracing", "observe", "redaction")
+        for name in ("logs", "metrics", "tracing", "correlation", "redaction")
     },
 }
 _FROM_MODULE = re.compile(r"from\s+(\.*[\w.]*)\s+import\b")

@@ -23,6 +23,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.platform)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def updater_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The updater's cache (resolutions, locks, --test environments) for this session only, shared by its
+    workers: nothing from an earlier session, whose library code may differ under the same version."""
+    session = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's folder is in the session's
+        session = session.parent
+    folder = session / "nexus-template-cache"
+    folder.mkdir(exist_ok=True)
+    previous = os.environ.get("NEXUS_TEMPLATE_CACHE")
+    os.environ["NEXUS_TEMPLATE_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("NEXUS_TEMPLATE_CACHE", None)
+    else:
+        os.environ["NEXUS_TEMPLATE_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_working_tree(tmp_path_factory.mktemp("template"))

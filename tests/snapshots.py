@@ -18,7 +18,7 @@ CANONICAL = ["default", "gpu"]
 _VOLATILE = [
     (re.compile(r"^_commit: .*$", re.MULTILINE), "_commit: <commit>"),
     (re.compile(r"^_src_path: .*$", re.MULTILINE), "_src_path: <template>"),
-    (re.compile(r'^TEMPLATE_VERSION = ".*"$', re.MULTILINE), 'TEMPLATE_VERSION = "<commit>"'),
+    (re.compile(r'^    template_version=".*",$', re.MULTILINE), '    template_version="<commit>",'),
     # links to the docs of the template release (or commit) the service was rendered from
     (re.compile(r"/blob/[0-9a-f]{7,40}/"), "/blob/<commit>/"),
 ]

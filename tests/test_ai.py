@@ -64,7 +64,7 @@ def test_capabilities_render_routes_and_service_owned_implementations(rendered, 
         if implementation.is_file():
             assert not implementation.read_text().startswith("# Managed by nexus-template")
     script = (
-        "import json; from app.main import app;"
+        "import json; from app.main import create_app; app = create_app();"
         "print(json.dumps(sorted(r.path for r in app.app.routes)))"  # NexusASGI > Litestar
     )
     result = run_python(service, "-c", script, GPU_MIN_COUNT="0")
@@ -187,9 +187,9 @@ async def own_chat(data: dict) -> dict:
 """
 CALL_OWN_ROUTE = """
 from litestar.testing import TestClient
-from app.main import app
+from app.main import create_app
 
-with TestClient(app) as client:
+with TestClient(create_app()) as client:
     print(client.post("/v1/chat/completions", json={}).json(), client.post("/v1/embeddings", json={}).status_code)
 """
 

@@ -36,13 +36,20 @@ def test_the_readme_setup_then_the_suite_and_the_service_run(
     service = shutil.copytree(rendered(name), tmp_path / name)
     readme = (service / "README.md").read_text()
     setup = readme_commands(readme, "Setup")
-    assert setup[0].startswith("export PIP_FIND_LINKS=")  # the documented way, pointed at this wheelhouse
-    environment = {**os.environ, "PIP_FIND_LINKS": str(wheelhouse), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    # the documented way, pointed at this wheelhouse: the two exports are made here
+    assert setup[0].startswith("export NEXUS_WHEELS=")
+    assert setup[1] == 'export PIP_FIND_LINKS="$NEXUS_WHEELS ${PIP_FIND_LINKS:-}"'
+    environment = {
+        **os.environ,
+        "NEXUS_WHEELS": str(wheelhouse),
+        "PIP_FIND_LINKS": str(wheelhouse),
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
     environment.pop("VIRTUAL_ENV", None)
     environment["PATH"] = os.pathsep.join(
         part for part in environment["PATH"].split(os.pathsep) if ".venv" not in part
     )
-    for command in setup[1:]:
+    for command in setup[2:]:
         done = subprocess.run(
             ["bash", "-ec", command], cwd=service, env=environment,
             capture_output=True, text=True, timeout=900, check=False,

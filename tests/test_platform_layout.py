@@ -4,6 +4,7 @@ importing it does nothing but define things."""
 from __future__ import annotations
 
 import ast
+import graphlib
 import importlib.metadata
 import re
 import subprocess
@@ -102,6 +103,29 @@ def test_the_library_modules_import_each_other_without_a_circle() -> None:
         if name not in seen:
             visit(name, [name])
     assert circles == []
+
+
+def _unit(module: str) -> str:
+    """The subpackage (or top-level module) of the library that `module` belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_the_subpackages_depend_on_each_other_in_one_direction() -> None:
+    """Concerns are layered: no circle of subpackages (or top-level modules) importing each other, the
+    package's own __init__ (the public interface, which imports everything) aside."""
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    depends: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        if name in {"nexus_platform", "nexus_platform.__main__"}:
+            continue
+        for imported in _imports(path):
+            if imported in modules and _unit(imported) != _unit(name) and imported != "nexus_platform":
+                depends.setdefault(_unit(name), set()).add(_unit(imported))
+    try:
+        graphlib.TopologicalSorter(depends).prepare()
+    except graphlib.CycleError as circle:
+        pytest.fail(f"the subpackages import each other in a circle: {' -> '.join(circle.args[1])}")
 
 
 def test_importing_the_library_builds_reads_and_registers_nothing() -> None:

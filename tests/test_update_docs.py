@@ -20,8 +20,6 @@ from devtools.render import GIT_IDENTITY, ROOT
 from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory, answers, append_line, commit_all, generate, status
 
-pytestmark = pytest.mark.xdist_group("update")
-
 DOC = ROOT / "docs" / "updating.md"
 BLOCK = re.compile(r"(?:<!-- run: ([\w-]+)(?:, exit: (\d+))? -->\n)?```bash\n(.*?)```", re.DOTALL)
 

@@ -28,8 +28,6 @@ from tests.histories import (
     new_monorepo,
 )
 
-pytestmark = pytest.mark.xdist_group("update")
-
 K8S = "template/{% if kubernetes %}deploy{% endif %}/kubernetes"
 # a service test that leans on a template internal (the docstring of app/__main__.py)
 FRAGILE_TEST = """

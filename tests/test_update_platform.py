@@ -24,7 +24,7 @@ from nexus_template.cli import main as cli
 from tests.edits import edit_file
 from tests.histories import TemplateHistory, commit_all, generate, new_monorepo, status
 
-pytestmark = [pytest.mark.xdist_group("update"), pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 V0_3_0 = "f6deb34ad4ff23fe1d27d54aaa80b6958b859b86"  # the last commit of v0.3.0 in this repository
 SERVICE = "services/legacy"

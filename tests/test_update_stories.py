@@ -18,8 +18,6 @@ from nexus_template.updating import UpdateResult, table
 from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory, answers, append_line, commit_all, generate, status
 
-pytestmark = pytest.mark.xdist_group("update")
-
 COMPOSE = "template/{{ compose_file }}.jinja"
 K8S = "template/{% if kubernetes %}deploy{% endif %}/kubernetes"
 
@@ -490,7 +488,8 @@ def test_an_update_leaves_the_capabilities_and_their_modules_to_the_service(
     assert "SERVICE_CAPABILITIES=embeddings\n" in facts
     assert (service / "release/service.env").read_text() == facts
     script = (
-        "from app.main import app; print(sorted(r.path for r in app.app.routes if r.path.startswith('/v1/')))"
+        "from app.main import create_app; app = create_app();"
+        " print(sorted(r.path for r in app.app.routes if r.path.startswith('/v1/')))"
     )
     served = run_python(service, "-c", script)
     assert served.returncode == 0, served.stderr

@@ -21,8 +21,6 @@ from devtools.render import GIT_IDENTITY, git, render
 from tests.edits import PLATFORM_DOCSTRING, edit_file
 from tests.histories import TemplateHistory
 
-pytestmark = pytest.mark.xdist_group("update")
-
 WORKFLOW = ".github/workflows/template-update.yml"
 # each call: its arguments, NUL-terminated, then a record separator (arguments may hold newlines)
 RECORDER = """#!/bin/sh

@@ -2,6 +2,6 @@
 the platform's outer ASGI layer: no request ids, no access log, no limits, no fast path. Run from the
 rendered service's folder."""
 
-from app.main import app as service_app
+from app.main import create_app
 
-app = service_app.app
+app = create_app().app

@@ -3,6 +3,6 @@
 
 from nexus_platform import serve
 
-from app.main import app
+from app.main import create_app
 
-serve(app)
+serve(create_app())

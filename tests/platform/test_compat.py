@@ -1,7 +1,7 @@
-"""The Litestar and uvicorn internals that nexus_platform/_server/uvicorn.py relies on are still there, and
+"""The Litestar and uvicorn internals that nexus_platform/_compat.py relies on are still there, and
 still behave.
 
-A failure here after a dependency changed names what moved: re-check nexus_platform/_server/uvicorn.py
+A failure here after a dependency changed names what moved: re-check nexus_platform/_compat.py
 against the installed release, then update the version it says it was checked against.
 """
 
@@ -21,7 +21,7 @@ from litestar.response import Stream
 from litestar.testing import RequestFactory
 from litestar.types import HTTPRequestEvent, Receive
 from litestar.types import Message as SendMessage
-from nexus_platform._server import uvicorn as _compat
+from nexus_platform import _compat
 from nexus_platform._server.drain import DrainingServer
 from nexus_platform._server.protocol import GuardedHttpToolsProtocol
 from uvicorn.server import ServerState
@@ -41,7 +41,7 @@ def _pinned(name: str) -> str | None:
 )
 def test_the_checked_release_is_the_pinned_and_installed_one(name: str, checked: str) -> None:
     assert _pinned(name) == checked == version(name), (
-        f"{name} {version(name)} is installed, nexus_platform/_server/uvicorn.py was checked against {checked}: "
+        f"{name} {version(name)} is installed, nexus_platform/_compat.py was checked against {checked}: "
         "re-check it against the new release, then update the version it names"
     )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from litestar import Request, Response, get, post
 from nexus_platform import Identity, ServiceSpec, create_app, event_stream
-from nexus_platform._http.asgi import NexusASGI
+from nexus_platform._edge.asgi import NexusASGI
 
 
 @get("/v1/test/slow", summary="Sleeps for a minute", tags=["test"])

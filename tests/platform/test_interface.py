@@ -29,6 +29,7 @@ PUBLIC_NAMES = [
     "Identity",
     "Model",
     "ModelProvider",
+    "NexusASGI",
     "NexusContext",
     "PlatformSettings",
     "ReadinessCheck",

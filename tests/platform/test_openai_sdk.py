@@ -21,7 +21,7 @@ import pytest
 import uvicorn
 from litestar import get
 from nexus_platform import ServiceError, ServiceSpec, create_app
-from nexus_platform._http.asgi import NexusASGI
+from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform.testing import NexusService, free_port
 from openai.types import CreateEmbeddingResponse, ImagesResponse, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam

@@ -11,10 +11,11 @@ name is a breaking change that the changelog announces (tests/platform/test_inte
 from nexus_platform._app import create_app, create_app_or_exit
 from nexus_platform._config.settings import SECRET, ConfigError, PlatformSettings
 from nexus_platform._context import NexusContext, nexus_of
-from nexus_platform._http.correlation import current_request_id
+from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform._http.errors import ServiceError
 from nexus_platform._http.streaming import byte_stream, event_stream
 from nexus_platform._identity import Identity
+from nexus_platform._observability.correlation import current_request_id
 from nexus_platform._offload import cancelled, run_blocking
 from nexus_platform._probes.checks import http_dependency
 from nexus_platform._probes.metadata import Model
@@ -31,6 +32,7 @@ __all__ = [
     "Identity",
     "Model",
     "ModelProvider",
+    "NexusASGI",
     "NexusContext",
     "PlatformSettings",
     "ReadinessCheck",

@@ -9,6 +9,7 @@ python -m nexus_platform settings          print the platform settings' document
 """
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,6 +94,12 @@ def main() -> int:
             print(
                 f"requirements.lock: cannot resolve the requirement files:\n{error.stderr}", file=sys.stderr
             )
+            if "nexus-ai-platform" in error.stderr and not os.environ.get("PIP_FIND_LINKS"):
+                print(
+                    "requirements.lock: no index has this nexus-ai-platform release: set PIP_FIND_LINKS to a "
+                    'folder with its wheel (`make wheel` in nexus-template; README.md, "Setup")',
+                    file=sys.stderr,
+                )
             return 1
     problems = lock_problems(Path.cwd())
     for problem in problems:

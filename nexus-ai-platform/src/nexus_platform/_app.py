@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -19,21 +20,24 @@ from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, Swag
 
 from nexus_platform._config.facts import FactsError, ServiceFacts, read_facts
 from nexus_platform._config.settings import (
+    FEATURE_ANSWERS,
     ConfigError,
     PlatformSettings,
+    env_name,
+    feature_of,
     load_settings,
     redacted,
     secret_values,
 )
 from nexus_platform._context import NexusContext
-from nexus_platform._http.asgi import NexusASGI
+from nexus_platform._edge.asgi import NexusASGI
+from nexus_platform._edge.observe import Observer, platform_collector
 from nexus_platform._http.content import check_json_body
 from nexus_platform._http.errors import EXCEPTION_HANDLERS
 from nexus_platform._http.openapi import document_api
 from nexus_platform._identity import Identity
 from nexus_platform._observability.logs import configure_logging, timestamp
 from nexus_platform._observability.metrics import HttpMetrics, Metrics
-from nexus_platform._observability.observe import Observer, platform_collector
 from nexus_platform._probes.checks import platform_checks
 from nexus_platform._probes.metadata import (
     API_VERSION,
@@ -47,7 +51,7 @@ from nexus_platform._probes.metadata import (
 )
 from nexus_platform._probes.models import ModelCatalog
 from nexus_platform._probes.probes import Probes, probe_handlers
-from nexus_platform._probes.readiness import Readiness
+from nexus_platform._probes.readiness import Readiness, ReadinessCheck
 from nexus_platform._spec import ServiceSpec
 from nexus_platform.openai._capabilities import implementations
 from nexus_platform.openai._proxy import no_backend_check
@@ -90,39 +94,36 @@ def _metadata(app: Litestar, context: NexusContext, models: list[Model]) -> Meta
 
 
 def _settings(identity: Identity, facts: ServiceFacts, environ: Mapping[str, str] | None) -> PlatformSettings:
-    """The platform settings: the environment over the identity's defaults; the settings of a feature
-    the service was rendered without are refused, not ignored."""
-    settings = load_settings(
-        PlatformSettings, environ, {**identity.setting_defaults(), "service_version": facts.service_version}
-    )
-    unused = {"registration": not identity.registration, "gpu": not identity.gpu}
+    """The platform settings: the environment over the identity's defaults. A setting of a feature the
+    service was rendered without is refused, not ignored."""
+    environ = os.environ if environ is None else environ
     refused = [
-        f"{name}: this service was rendered without {feature} (the template answer "
-        f"{_FEATURE_ANSWERS[feature]}); remove the variable"
+        f"{env_name(field.name)}: this service was rendered without {feature} (the template answer "
+        f"{FEATURE_ANSWERS[feature]}); remove the variable"
         for field in msgspec.structs.fields(PlatformSettings)
-        if unused.get(feature := _feature(field.type), False)
-        and getattr(settings, field.name) != field.default
-        and (name := field.name.upper())
+        if (feature := feature_of(field)) not in {"", *identity.features}
+        and environ.get(env_name(field.name), "") != ""
     ]
     if refused:
         raise ConfigError("; ".join(refused))
+    settings = load_settings(
+        PlatformSettings, environ, {**identity.setting_defaults(), "service_version": facts.service_version}
+    )
+    if settings.etcd_url and not settings.service_base_url:
+        raise ConfigError("SERVICE_BASE_URL: required when ETCD_URL is set (the address other hosts use)")
     return settings
-
-
-_FEATURE_ANSWERS = {"registration": "etcd_registration", "gpu": "gpu"}
-
-
-def _feature(annotation: object) -> str:
-    for meta in getattr(annotation, "__metadata__", ()):
-        if isinstance(meta, msgspec.Meta) and meta.extra:
-            return str(meta.extra.get("feature", ""))
-    return ""
 
 
 def _gpu_inventory() -> GpuInfo | None:
     from nexus_platform._gpu import inventory  # NVML (the gpu extra) is imported only by GPU services
 
     return inventory()
+
+
+def _gpu_count_check(minimum: int) -> ReadinessCheck:
+    from nexus_platform._gpu import gpu_count_check
+
+    return gpu_count_check(minimum)
 
 
 def _gpu_metrics(settings: PlatformSettings) -> "GpuMetrics":
@@ -186,10 +187,14 @@ def create_app(
     try:
         litestar = _litestar(service, settings, context, probes, lifespan, capabilities)
     except ImproperlyConfiguredException as error:
-        raise ConfigError(
-            f"{error}: the platform serves /health, /readyz, /v1/metadata and /v1/models "
-            "(a changing model list is ServiceSpec.models = an async provider)"
-        ) from None
+        taken = [path for path in probes.routes() if f"'{path}'" in str(error)]
+        hint = (
+            f": the platform serves {', '.join(taken)} itself (a changing model list is ServiceSpec.models = "
+            "an async provider)"
+            if taken and "already registered" in str(error)
+            else ""
+        )
+        raise ConfigError(f"{error.detail}{hint}") from None
     missing = set(probes.routes()) - {route.path for route in litestar.routes}
     if missing:
         raise ConfigError(f"an on_app_init hook removed the platform routes {sorted(missing)}")
@@ -215,6 +220,8 @@ def _readiness(service: ServiceSpec, context: NexusContext, registration: "Regis
     """The platform's checks (the backend's, the registration's), then the service's own."""
     settings = context.settings
     checks = platform_checks(context)
+    if context.identity.gpu and settings.gpu_min_count > 0:  # GPU_MIN_COUNT=0: readiness ignores GPUs
+        checks["gpu:count"] = _gpu_count_check(settings.gpu_min_count)
     if context.identity.backend == "openai" and not settings.backend_url:
         checks["backend:responseTime"] = no_backend_check
     if registration is not None and registration.enabled:
@@ -265,7 +272,11 @@ class _Lifespan:
         self.probes.publish(self.metadata)
         catalog.on_change = lambda models: self.republish(models=models)
         logger.info(
-            "service starting", extra={"settings": redacted(context.settings), "checks": self.readiness.names}
+            "service starting",
+            extra={
+                "settings": redacted(context.settings, context.identity.features),
+                "checks": self.readiness.names,
+            },
         )
         if self.gpus is not None:
             self.gpus.start()

@@ -41,6 +41,11 @@ class Identity:
     def gpu(self) -> bool:
         return self.gpus > 0
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The optional features it was rendered with (nexus_platform._config.settings.FEATURE_ANSWERS)."""
+        return tuple(name for name, on in (("gpu", self.gpu), ("registration", self.registration)) if on)
+
     def setting_defaults(self) -> dict[str, object]:
         """The platform settings whose default comes from an answer, by field name."""
         return {

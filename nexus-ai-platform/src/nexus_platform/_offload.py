@@ -29,8 +29,12 @@ def cancelled() -> bool:
 
 
 class BlockingPool:
+    """The threads of `run_blocking`: started on first use, shut down when the app stops (its lifespan
+    ends), started again if the same app runs again (a second TestClient of one app, say)."""
+
     def __init__(self, workers: int) -> None:
-        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="nexus-blocking")
+        self._workers = workers
+        self._executor: ThreadPoolExecutor | None = None
         # calls whose request was cancelled while they ran: they still hold a slot
         self.abandoned = 0
 
@@ -44,6 +48,8 @@ class BlockingPool:
             finally:
                 _local.cancelled = None
 
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="nexus-blocking")
         work = self._executor.submit(call)
         try:
             return await asyncio.wrap_future(work)
@@ -59,7 +65,9 @@ class BlockingPool:
         self.abandoned -= 1
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 class _WithPool(Protocol):

@@ -17,7 +17,13 @@ from typing import Any, Literal, get_args, get_origin
 
 import msgspec
 
-from nexus_platform._config.settings import PlatformSettings, env_name, secret_fields
+from nexus_platform._config.settings import (
+    FEATURE_ANSWERS,
+    PlatformSettings,
+    env_name,
+    feature_of,
+    secret_fields,
+)
 from nexus_platform._identity import Identity
 
 __all__ = [
@@ -103,7 +109,7 @@ def _accepts(annotation: Any) -> str:
 
 
 # the optional features whose settings a service has only when it was rendered with them
-FEATURES = ("gpu", "registration")
+FEATURES = tuple(FEATURE_ANSWERS)
 
 
 def platform_settings(
@@ -118,9 +124,9 @@ def platform_settings(
     hidden = secret_fields(settings_type)
     found, missing = [], []
     for field in msgspec.structs.fields(settings_type):
-        description, extra = _meta(field.type)
-        if extra.get("feature", "") not in {"", *features}:
+        if feature_of(field) not in {"", *features}:
             continue
+        description, extra = _meta(field.type)
         if not description.strip() or not str(extra.get("group", "")).strip():
             missing.append(field.name)
             continue
@@ -153,8 +159,7 @@ def platform_settings(
 
 def service_settings(identity: Identity) -> list[Setting]:
     """The platform settings of the service `identity` describes: its features' settings, its defaults."""
-    features = [name for name, on in (("gpu", identity.gpu), ("registration", identity.registration)) if on]
-    return platform_settings(features=features, defaults=identity.setting_defaults())
+    return platform_settings(features=identity.features, defaults=identity.setting_defaults())
 
 
 def _env_value(setting: Setting, answers: AnswerDefaults) -> str:

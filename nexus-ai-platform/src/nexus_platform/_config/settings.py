@@ -8,7 +8,7 @@ carries `SECRET` are never logged or shown.
 """
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -16,7 +16,7 @@ import msgspec
 
 from nexus_platform._config.validation import field_errors
 from nexus_platform._observability.redaction import MASK, redact_url
-from nexus_platform._rules import KEBAB_CASE, SERVICE_NAME_MAX, anchored
+from nexus_platform._rules import KEBAB_CASE, SEMVER, SERVICE_NAME_MAX, anchored
 
 SECRET = msgspec.Meta(extra={"secret": True})
 
@@ -52,9 +52,10 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
     service_version: Annotated[
         str,
         msgspec.Meta(
-            min_length=1,
+            pattern=anchored(SEMVER),
             max_length=64,
-            description="Version reported in metadata and OpenAPI; empty: the release's version",
+            description="Version reported in metadata and OpenAPI (a semantic version); empty: the release's "
+            "version",
             extra={"group": "Identity", "default_doc": "SERVICE_VERSION of release/service.env"},
         ),
     ] = "0.0.0"
@@ -345,10 +346,6 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = 5.0
 
-    def __post_init__(self) -> None:
-        if self.etcd_url and not self.service_base_url:
-            raise ValueError("SERVICE_BASE_URL: required when ETCD_URL is set (the address other hosts use)")
-
 
 def env_name(field_name: str) -> str:
     return field_name.upper()
@@ -392,15 +389,34 @@ def load_settings(
         raise ConfigError("; ".join(problems or [str(error)])) from None
 
 
-def redacted(settings: msgspec.Struct) -> dict[str, Any]:
-    """The settings as a dict with secret values replaced and URL credentials removed, safe to log."""
+# The optional features: a field with `extra={"feature": ...}` is a setting of that feature only, and the
+# template answer that renders a service with it
+FEATURE_ANSWERS = {"gpu": "gpu", "registration": "etcd_registration"}
+
+
+def feature_of(field: msgspec.structs.FieldInfo) -> str:
+    """The optional feature whose setting `field` is, or ""."""
+    for meta in getattr(field.type, "__metadata__", ()):
+        if isinstance(meta, msgspec.Meta) and meta.extra:
+            return str(meta.extra.get("feature", ""))
+    return ""
+
+
+def redacted(settings: msgspec.Struct, features: Collection[str]) -> dict[str, Any]:
+    """The settings of the service's `features` as a dict, secret values replaced and URL credentials
+    removed: safe to log."""
     hidden = secret_fields(type(settings))
-    return {
-        env_name(name): (
-            MASK if name in hidden and value else redact_url(value) if isinstance(value, str) else value
-        )
-        for name, value in msgspec.structs.asdict(settings).items()
-    }
+    shown = {}
+    for field in msgspec.structs.fields(settings):
+        if feature_of(field) not in {"", *features}:
+            continue
+        value = getattr(settings, field.name)
+        if field.name in hidden and value:
+            value = MASK
+        elif isinstance(value, str):
+            value = redact_url(value)
+        shown[env_name(field.name)] = value
+    return shown
 
 
 def secret_values(*settings: msgspec.Struct | None) -> list[str]:

@@ -13,10 +13,10 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
+from nexus_platform._compat import decoded_json_body, raised_while_decoding_json
 from nexus_platform._config.validation import field_errors
 from nexus_platform._http.encoded import encoded_response
 from nexus_platform._http.exchange import current_exchange
-from nexus_platform._server.uvicorn import decoded_json_body, raised_while_decoding_json
 
 logger = logging.getLogger("nexus.errors")
 

@@ -4,8 +4,8 @@
   when the platform (or the client) ended it early. The access line and the metrics report it. Handlers and
   helpers reach the current one with `current_exchange()`.
 - `Exchanges`: the requests in flight and the one watchdog task that enforces every per-request deadline
-  on one clock (time.monotonic), a tick at a time (a tenth of REQUEST_TIMEOUT_SECONDS, at most 0.1 s):
-  a timer per request (asyncio.timeout) cost more than the rest of the ASGI layer. The deadlines:
+  on one clock (time.monotonic), a tick at a time (a tenth of REQUEST_TIMEOUT_SECONDS, at most 0.1 s),
+  instead of a timer per request (why: docs/performance.md). The deadlines:
   - REQUEST_TIMEOUT_SECONDS for a response sent with Content-Length (outcome `timeout`);
   - a streaming response (one sent without Content-Length) leaves REQUEST_TIMEOUT_SECONDS behind once it
     starts: it must send its first bytes within REQUEST_TIMEOUT_SECONDS of the request, then at most
@@ -115,7 +115,7 @@ class Exchange:
         self.bytes_sent = 0
         self.chunks_sent = 0  # body messages with bytes
         # the watchdog's view of a stream: the chunks it has seen, and the tick it last saw a new one at
-        # (a clock read per chunk cost a tenth of a streamed chunk's overhead)
+        # (the watchdog reads the clock, a chunk does not)
         self._seen_chunks = 0
         self._quiet_since: float | None = None
         self.streaming = False

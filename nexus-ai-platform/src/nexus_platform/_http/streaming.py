@@ -30,9 +30,9 @@ from litestar.background_tasks import BackgroundTask, BackgroundTasks
 from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 
+from nexus_platform._compat import streamed_in_request_task
 from nexus_platform._http.errors import ServiceError, error_body
 from nexus_platform._http.exchange import ENDED_WITH_ERROR_EVENT, Exchange, Outcome, current_exchange
-from nexus_platform._server.uvicorn import streamed_in_request_task
 
 __all__ = ["EVENT_STREAM", "byte_stream", "event_stream", "sse_event"]
 

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from nexus_platform._http.correlation import current_request_id
+from nexus_platform._observability.correlation import current_request_id
 from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import current_trace_id
 

@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from random import getrandbits, randbytes
 from typing import TYPE_CHECKING
 
-from nexus_platform._http.correlation import HEADER, current_request_id
+from nexus_platform._observability.correlation import HEADER, current_request_id
 
 if TYPE_CHECKING:
     import httpx

@@ -36,14 +36,11 @@ def http_dependency(url: str, *, name: str = "backend") -> ReadinessCheck:
 
 
 def platform_checks(context: NexusContext) -> dict[str, ReadinessCheck]:
-    """The checks that settings and answers switch on: the wrapped backend, the GPUs."""
+    """The checks that settings switch on: the wrapped backend (the GPUs' is the gpu extra's, added by
+    create_app)."""
     settings = context.settings
     checks: dict[str, ReadinessCheck] = {}
     if settings.backend_url:
         url = settings.backend_url.rstrip("/") + settings.backend_health_path
         checks["backend:responseTime"] = http_dependency(url)
-    if context.identity.gpu and settings.gpu_min_count > 0:  # GPU_MIN_COUNT=0: readiness ignores GPUs
-        from nexus_platform._gpu import gpu_count_check  # NVML: the gpu extra
-
-        checks["gpu:count"] = gpu_count_check(settings.gpu_min_count)
     return checks

@@ -1,7 +1,7 @@
 """The platform endpoints: /health, /readyz, /v1/metadata, /v1/models and /metrics (unless METRICS_ENABLED=false).
 
 Their answers are pre-encoded bytes (readiness: cached). `Probes` is the one implementation; the outer
-ASGI layer (nexus_platform._http.asgi) serves GET requests for them directly, without the framework's routing,
+ASGI layer (nexus_platform._edge.asgi) serves GET requests for them directly, without the framework's routing,
 and the Litestar handlers below serve the same answers for everything else and document them in OpenAPI.
 """
 

@@ -10,9 +10,9 @@ import resource
 
 import uvicorn
 
-from nexus_platform._http.asgi import NexusASGI
+from nexus_platform._compat import uvicorn_seconds
+from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform._server.protocol import ConnectionLimits, guarded_protocol
-from nexus_platform._server.uvicorn import uvicorn_seconds
 
 __all__ = ["open_files_limit", "uvicorn_config"]
 

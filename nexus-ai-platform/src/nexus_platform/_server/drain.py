@@ -18,15 +18,15 @@ from types import FrameType
 
 import uvicorn
 
-from nexus_platform._http.asgi import NexusASGI
-from nexus_platform._server.config import uvicorn_config
-from nexus_platform._server.uvicorn import (
+from nexus_platform._compat import (
     UvicornServer,
     listening_servers,
     open_connections,
     request_tasks,
     shut_down_lifespan,
 )
+from nexus_platform._edge.asgi import NexusASGI
+from nexus_platform._server.config import uvicorn_config
 
 logger = logging.getLogger("nexus.server")
 
@@ -45,9 +45,8 @@ class DrainingServer(UvicornServer):
         self.loop = asyncio.get_running_loop()
         await super().startup(sockets)
         if self.started:
-            # what start-up built (app, routes, schema) lives as long as the process: out of the cyclic
-            # collector's way, a full collection no longer walks it, which halved POST /v1/echo's p99
-            # under load here (30 ms -> 14 ms; docs/performance.md)
+            # what start-up built (app, routes, schema) lives as long as the process: frozen, out of the
+            # cyclic collector's way, a full collection never walks it again (measured: docs/performance.md)
             gc.collect()
             gc.freeze()
             self.nexus.context.listening.set()

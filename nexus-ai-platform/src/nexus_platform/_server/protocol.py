@@ -28,14 +28,14 @@ from typing import Any, ClassVar
 
 import msgspec
 
-from nexus_platform._http.errors import JSON, error_body
-from nexus_platform._server.uvicorn import (
+from nexus_platform._compat import (
     UvicornHttpProtocol,
     arm_keep_alive_timer,
     cancel_keep_alive_timer,
     keep_alive_timer_armed,
     request_cycle,
 )
+from nexus_platform._http.errors import JSON, error_body
 
 __all__ = ["ConnectionLimits", "GuardedHttpToolsProtocol", "guarded_protocol"]
 

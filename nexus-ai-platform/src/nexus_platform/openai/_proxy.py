@@ -19,8 +19,8 @@ import msgspec
 from litestar import Response
 
 from nexus_platform._context import NexusContext
-from nexus_platform._http.correlation import HEADER, current_request_id
 from nexus_platform._http.errors import JSON, ErrorBody, ServiceError
+from nexus_platform._observability.correlation import HEADER, current_request_id
 from nexus_platform._probes.metadata import Model, ModelList
 from nexus_platform._probes.readiness import CheckResult
 

@@ -262,8 +262,20 @@ class ContractTests:
         if nexus_service.identity.backend == "openai":  # tested without a backend: an honest 503
             assert assert_openai_error(response, 503)["code"] == "backend_not_configured"
             return
-        if capability == "audio.speech":
-            return  # the voices and formats it declares: the test below
+        if capability == "audio.speech":  # in the first format it declares (every one: the test below)
+            declared = tuple(getattr(module, "FORMATS", ())) or ("mp3",)
+            response = client.post(
+                _PATHS[capability],
+                json={
+                    **_request(capability, _model(module)),
+                    "response_format": declared[0],
+                    "voice": next(iter(getattr(module, "VOICES", ())), "alloy"),
+                },
+            )
+            assert response.status_code == 200, response.text
+            assert response.headers["content-type"].startswith(AUDIO_MEDIA_TYPES[declared[0]])
+            assert response.content
+            return
         assert response.status_code == 200, response.text
         answer_type = {
             "chat.completions": ChatCompletion,
@@ -349,7 +361,13 @@ class ContractTests:
         settings_type = nexus_service.spec.settings
         expected = [setting.variable for setting in service_settings(nexus_service.identity)]
         expected += variable_names(settings_type) if settings_type else []
-        assert sorted(documented) == sorted(expected)
+        undocumented = sorted(set(expected) - set(documented))
+        assert not undocumented, f".env.example: document {', '.join(undocumented)}"
+        unknown = sorted(set(documented) - set(expected))
+        assert not unknown, (
+            f".env.example: remove {', '.join(unknown)}: no setting of this service (ServiceSpec.settings) or "
+            "of the platform"
+        )
         defaults = nexus_service.identity.setting_defaults()
         assert load_settings(PlatformSettings, documented, defaults) == load_settings(
             PlatformSettings, {}, defaults

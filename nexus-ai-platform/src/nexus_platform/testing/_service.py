@@ -17,7 +17,7 @@ from typing import Any
 from litestar.testing import TestClient
 
 from nexus_platform._config.facts import ServiceFacts, read_facts
-from nexus_platform._http.asgi import NexusASGI
+from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform._identity import Identity
 from nexus_platform._spec import ServiceSpec
 
@@ -120,7 +120,8 @@ class LiveService:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
-                time.sleep(0.05)
+                pass  # not listening yet
+            time.sleep(0.05)
         raise AssertionError(f"service did not answer /health within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:

@@ -12,7 +12,7 @@
   included, is watched by nexus_platform._http.exchange on one clock);
 - serves HEAD wherever GET is served (the same headers, no body);
 - writes one access line, with the bytes sent and why the request ended early, and records the request's
-  metrics (nexus_platform._observability.observe) when the response is done;
+  metrics (nexus_platform._edge.observe) when the response is done;
 - while the service drains, adds `Connection: close` to every response, so clients and gateways stop
   reusing their connections to this replica.
 
@@ -27,11 +27,11 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from nexus_platform._context import NexusContext
-from nexus_platform._http.correlation import HEADER, read_headers, request_id_var
+from nexus_platform._edge.observe import Observer
 from nexus_platform._http.errors import JSON, NO_RETRY, error_body
 from nexus_platform._http.exchange import Exchange, Exchanges
+from nexus_platform._observability.correlation import HEADER, read_headers, request_id_var
 from nexus_platform._observability.metrics import UNROUTED
-from nexus_platform._observability.observe import Observer
 from nexus_platform._probes.probes import FastRoute
 
 logger = logging.getLogger("nexus.asgi")

@@ -99,7 +99,7 @@ REGISTRATION_STATES = get_args(get_type_hints(RegistrationInfo)["state"])
 
 
 class Served(Protocol):
-    """What the platform collector reads of the outer ASGI layer (nexus_platform._http.asgi.NexusASGI)."""
+    """What the platform collector reads of the outer ASGI layer (nexus_platform._edge.asgi.NexusASGI)."""
 
     context: NexusContext
     in_flight: int
@@ -130,7 +130,8 @@ def platform_collector(
             Family(
                 "nexus_http_request_timeouts",
                 "counter",
-                "Requests cancelled after REQUEST_TIMEOUT_SECONDS.",
+                "Requests the platform ended for a time limit: REQUEST_TIMEOUT_SECONDS, or a stream's idle or "
+                "total time.",
                 [("_total", (), app.timeouts)],
             ),
             Family(

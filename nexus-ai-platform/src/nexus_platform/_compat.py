@@ -1,6 +1,6 @@
 """Every use of Litestar's and uvicorn's internals by the platform code, in one place.
 
-Checked against litestar 2.25.0 and uvicorn 0.54.0 (nexus-ai-platform's pyproject.toml); tests/test_compat.py
+Checked against litestar 2.25.0 and uvicorn 0.54.0 (nexus-ai-platform's pyproject.toml); tests/platform/test_compat.py
 fails when an installed release changes one of them. Nothing else in nexus_platform reads a private attribute of either
 library or overrides one of their undocumented methods except through the names here:
 
