@@ -363,7 +363,15 @@ def environment() -> dict[str, str]:
     }
 
 
-def run(rounds: int, seconds: float, starts: int, copier_runs: int, only: list[str] | None = None) -> dict:
+def run(
+    rounds: int,
+    seconds: float,
+    starts: int,
+    copier_runs: int,
+    only: list[str] | None = None,
+    *,
+    warm_up: bool = True,
+) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch)
         answers = {**load_answers("default"), **BENCH_ANSWERS}
@@ -380,7 +388,7 @@ def run(rounds: int, seconds: float, starts: int, copier_runs: int, only: list[s
         try:
             for app in apps:
                 app.start(workdir)
-            for app in apps:  # warm-up: every code path once under load
+            for app in apps if warm_up else ():  # every code path once under load, not measured
                 for path in ENDPOINTS:
                     wrk(app.url, path, max(1.0, seconds / 5))
             measured: list[dict[str, dict[str, dict]]] = []
@@ -530,7 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
         return 2
     if args.smoke:
-        results = run(rounds=1, seconds=1.0, starts=1, copier_runs=1, only=args.apps)
+        # the harness end to end, not figures: no warm-up
+        results = run(rounds=1, seconds=1.0, starts=1, copier_runs=1, only=args.apps, warm_up=False)
     elif args.apps:
         results = run(rounds=args.rounds, seconds=args.seconds, starts=0, copier_runs=0, only=args.apps)
     else:

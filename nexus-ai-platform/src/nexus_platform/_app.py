@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -95,20 +94,19 @@ def _metadata(app: Litestar, context: NexusContext, models: list[Model]) -> Meta
 
 def _settings(identity: Identity, facts: ServiceFacts, environ: Mapping[str, str] | None) -> PlatformSettings:
     """The platform settings: the environment over the identity's defaults. A setting of a feature the
-    service was rendered without is refused, not ignored."""
-    environ = os.environ if environ is None else environ
+    service was rendered without, set to anything but its default, is refused, not ignored."""
+    settings = load_settings(
+        PlatformSettings, environ, {**identity.setting_defaults(), "service_version": facts.service_version}
+    )
     refused = [
         f"{env_name(field.name)}: this service was rendered without {feature} (the template answer "
         f"{FEATURE_ANSWERS[feature]}); remove the variable"
         for field in msgspec.structs.fields(PlatformSettings)
         if (feature := feature_of(field)) not in {"", *identity.features}
-        and environ.get(env_name(field.name), "") != ""
+        and getattr(settings, field.name) != field.default
     ]
     if refused:
         raise ConfigError("; ".join(refused))
-    settings = load_settings(
-        PlatformSettings, environ, {**identity.setting_defaults(), "service_version": facts.service_version}
-    )
     if settings.etcd_url and not settings.service_base_url:
         raise ConfigError("SERVICE_BASE_URL: required when ETCD_URL is set (the address other hosts use)")
     return settings
