@@ -19,6 +19,11 @@ _VOLATILE = [
     (re.compile(r"^_commit: .*$", re.MULTILINE), "_commit: <commit>"),
     (re.compile(r"^_src_path: .*$", re.MULTILINE), "_src_path: <template>"),
     (re.compile(r'^    template_version=".*",$', re.MULTILINE), '    template_version="<commit>",'),
+    # the library's wheel changes with every change of its code (tests/test_wheel.py checks this hash)
+    (
+        re.compile(r"^(nexus-ai-platform==\S+ \\\n    --hash=sha256:)[0-9a-f]{64}", re.MULTILINE),
+        r"\1<the wheel's>",
+    ),
     # links to the docs of the template release (or commit) the service was rendered from
     (re.compile(r"/blob/[0-9a-f]{7,40}/"), "/blob/<commit>/"),
 ]
