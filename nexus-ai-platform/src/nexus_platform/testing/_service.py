@@ -109,7 +109,7 @@ class LiveService:
                 stderr=subprocess.STDOUT,
             )
 
-    def wait_healthy(self, timeout: float = 20.0) -> None:
+    def wait_healthy(self, timeout: float = 60.0) -> None:  # slack for a busy CI runner
         import httpx
 
         deadline = time.monotonic() + timeout
