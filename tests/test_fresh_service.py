@@ -71,7 +71,8 @@ def test_the_readme_setup_then_the_suite_and_the_service_run(
     elapsed = time.monotonic() - started
     assert suite.returncode == 0, suite.stdout[-4000:] + suite.stderr[-2000:]
     print(f"{name}: its own suite in {elapsed:.1f} s: {suite.stdout.strip().splitlines()[-1]}")
-    assert elapsed < SUITE_SECONDS * 1.5, (
+    # 3x: under `make test` three workers share two cores (23 s was seen for a 10 s suite)
+    assert elapsed < SUITE_SECONDS * 3, (
         f"{elapsed:.1f} s (budget {SUITE_SECONDS} s, slack for a busy machine)"
     )
 
