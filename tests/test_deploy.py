@@ -72,9 +72,13 @@ def test_dockerfile_rules(rendered, name: str) -> None:
     assert "PYTHONUNBUFFERED=1" in text
     assert "org.opencontainers.image.revision=" in text
     assert "--chown" not in text, "app files must stay owned by root (not writable by the service user)"
-    environment = set(re.findall(r"^\s*(?:ENV\s+)?([A-Z_]+)=", text, re.MULTILINE))
-    repeated = environment & set(documented_defaults(service)) - {"GIT_SHA", "BUILD_TIME"}  # build args
+    environment = dict(re.findall(r"^\s*(?:ENV\s+)?([A-Z_]+)=(\S*)", text, re.MULTILINE))
+    defaults = documented_defaults(service)
+    repeated = {name for name, value in environment.items() if defaults.get(name) == value}
     assert not repeated, f"the Dockerfile repeats the app's defaults: {repeated}"
+    # the one setting the image changes: it listens beyond the container, so it needs API_KEYS
+    assert {name for name in environment if name in defaults} - {"GIT_SHA", "BUILD_TIME"} == {"SERVICE_HOST"}
+    assert (environment["SERVICE_HOST"], defaults["SERVICE_HOST"]) == ("0.0.0.0", "127.0.0.1")
     ignored = (service / ".dockerignore").read_text().split()
     assert {".git", "tests", ".env", "**/__pycache__"} <= set(ignored)
 

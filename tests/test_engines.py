@@ -11,6 +11,7 @@ Without systemd podman runs no health-check timer: the test runs `podman healthc
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -34,6 +35,7 @@ pytestmark = pytest.mark.xdist_group("container")
 PODMAN_COMPOSE = shutil.which("podman-compose") or shutil.which(
     "podman-compose", path=str(Path(sys.executable).parent)
 )
+API_KEY = "kube-play-" + "k" * 32  # the Secret's key (tests only)
 SERVICE = "llm-proxy"  # tests/answers/registry.yml
 
 
@@ -198,7 +200,17 @@ def for_podman(resources: list[dict], image: str, suffix: str, port: int) -> lis
     container["envFrom"][0]["configMapRef"]["name"] = config["metadata"]["name"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         container[probe]["httpGet"]["port"] = port
-    return [r for r in resources if r["kind"] in {"ConfigMap", "Deployment"}]  # a Service needs a cluster
+    # the Secret the README has the operator create (the image listens on 0.0.0.0: keys are required)
+    [keys] = [entry["valueFrom"]["secretKeyRef"] for entry in container["env"] if entry["name"] == "API_KEYS"]
+    keys["name"] += f"-{suffix}"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": keys["name"]},
+        "data": {keys["key"]: base64.b64encode(API_KEY.encode()).decode()},
+    }
+    # a Service needs a cluster
+    return [secret, *(r for r in resources if r["kind"] in {"ConfigMap", "Deployment"})]
 
 
 @pytest.mark.usefixtures("podman")
@@ -231,6 +243,10 @@ def test_kube_play_runs_the_manifests_under_their_security_context_and_stops_wit
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
             path = container_spec[probe]["httpGet"]["path"]
             assert httpx.get(f"http://127.0.0.1:{port}{path}").status_code == 200, probe
+        # the image listens on 0.0.0.0: everything but the probes takes the Secret's key
+        metadata = f"http://127.0.0.1:{port}/v1/metadata"
+        assert httpx.get(metadata).status_code == 401
+        assert httpx.get(metadata, headers={"authorization": f"Bearer {API_KEY}"}).status_code == 200
         security = container_spec["securityContext"]
         user = run("podman", "exec", container, "id", "-u").stdout.strip()
         assert user == str(security["runAsUser"]) == str(pod_spec["securityContext"]["runAsUser"])

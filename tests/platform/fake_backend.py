@@ -3,7 +3,13 @@ HTTP server, in a thread.
 
 Its answers follow the OpenAI API; a few model names make it misbehave: `missing-model` (404),
 `failing-model` (500), `busy-model` (503 with Retry-After), `slow-model` (answers after 3 s),
-`broken-stream-model` (a stream that breaks off after its first chunk).
+`broken-stream-model` (a stream that breaks off after its first chunk), `echo-key-model` (401 whose message
+echoes the Authorization header it got; as a stream, an error event that does), `huge-<n>` (an answer of n
+bytes with its Content-Length), `chunked-<n>` (the same without: chunked), `long-line-<n>` (a stream whose
+first line is n bytes without a newline). Embeddings of `dims-<d>` have d dimensions.
+
+`start(api_key=...)` makes it refuse (401) a request without that key; `start(idle_seconds=...)` makes it
+close a keep-alive connection idle that long, as servers do.
 """
 
 import json
@@ -29,9 +35,14 @@ def _error(status: int) -> bytes:
     return json.dumps({"error": body}).encode()
 
 
+_SENT_CHUNK = 1 << 20
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests: ClassVar[list[tuple[str, str]]] = []  # (path, x-request-id) of every POST
+    gets: ClassVar[list[tuple[str, str, str]]] = []  # (path, x-request-id, authorization) of every GET
+    api_key: ClassVar[str | None] = None
 
     def _send(self, status: int, body: bytes, content_type: str = "application/json", **headers: str) -> None:
         self.send_response(status)
@@ -42,7 +53,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _refused(self) -> bool:
+        """Answer 401 when a key is required and this request lacks it."""
+        if self.api_key is None or self.headers.get("authorization") == f"Bearer {self.api_key}":
+            return False
+        self._send(401, _error(401))
+        return True
+
     def do_GET(self) -> None:
+        type(self).gets.append(
+            (self.path, self.headers.get("x-request-id", ""), self.headers.get("authorization", ""))
+        )
+        if self._refused():
+            return
         if self.path == "/v1/models":
             self._send(200, json.dumps(MODELS).encode())
         else:
@@ -52,6 +75,27 @@ class _Handler(BaseHTTPRequestHandler):
         request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
         type(self).requests.append((self.path, self.headers.get("x-request-id", "")))
         model = request.get("model")
+        if self._refused():
+            return
+        if model == "echo-key-model" and not request.get("stream"):
+            message = f"Incorrect API key provided: {self.headers.get('authorization')}"
+            self._send(
+                401,
+                json.dumps(
+                    {
+                        "error": {
+                            "message": message,
+                            "type": "invalid_request_error",
+                            "code": "invalid_api_key",
+                        }
+                    }
+                ).encode(),
+            )
+            return
+        if model.startswith(("huge-", "chunked-")):
+            kind, _, size = model.partition("-")
+            self._send_large(int(size), chunked=kind == "chunked")
+            return
         if model in FAILURES:
             status = FAILURES[model]
             self._send(status, _error(status), **({"retry_after": "1"} if status == 503 else {}))
@@ -61,17 +105,61 @@ class _Handler(BaseHTTPRequestHandler):
         answer = _ANSWERS.get(self.path)
         if answer is None:
             self._send(404, _error(404))
+        elif self.path == "/v1/embeddings" and model.startswith("dims-"):
+            self._send_embeddings(len(request["input"]), int(model.removeprefix("dims-")))
         elif self.path == "/v1/chat/completions" and request.get("stream"):
             self._stream_chat(model)
         else:
             body, content_type = answer(request)
             self._send(200, body, content_type)
 
+    def _send_large(self, size: int, *, chunked: bool) -> None:
+        """`size` bytes of JSON-looking text, written a MiB at a time (the client may stop reading)."""
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header(*(("transfer-encoding", "chunked") if chunked else ("content-length", str(size))))
+        self.end_headers()
+        for offset in range(0, size, _SENT_CHUNK):
+            block = b" " * min(_SENT_CHUNK, size - offset)
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def _send_embeddings(self, inputs: int, dimensions: int) -> None:
+        """An embedding of `dimensions` for each input, written chunked one embedding at a time."""
+        vector = json.dumps([0.0123456789] * dimensions).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        parts = [b'{"object":"list","model":"dims","usage":{"prompt_tokens":1,"total_tokens":1},"data":[']
+        for index in range(inputs):
+            separator = b"," if index else b""
+            parts.append(b'%s{"object":"embedding","index":%d,"embedding":%s}' % (separator, index, vector))
+        parts.append(b"]}")
+        for part in parts:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        self.wfile.write(b"0\r\n\r\n")
+
     def _stream_chat(self, model: str) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("connection", "close")
         self.end_headers()
+        if model.startswith("long-line-"):
+            self.wfile.write(b"data: ")
+            size = int(model.removeprefix("long-line-"))
+            for offset in range(0, size, _SENT_CHUNK):
+                self.wfile.write(b"x" * min(_SENT_CHUNK, size - offset))
+            return
+        if model == "echo-key-model":
+            error = {
+                "message": f"upstream refused {self.headers.get('authorization')}",
+                "type": "x",
+                "code": "upstream",
+            }
+            self.wfile.write(f"data: {json.dumps({'error': error})}\n\n".encode())
+            return
         for index, word in enumerate(("Hello", " from", " the", " backend")):
             if index == 1 and model == "broken-stream-model":
                 self.wfile.write(b'data: {"trunc')  # then the connection closes mid-event
@@ -134,8 +222,14 @@ class _Server(ThreadingHTTPServer):
         pass  # the tests' clients give up on slow answers on purpose
 
 
-def start() -> tuple[str, type[_Handler]]:
-    """Start the backend on a free port; return its URL and its handler class (which records requests)."""
-    server = _Server(("127.0.0.1", 0), _Handler)
+def start(*, api_key: str | None = None, idle_seconds: float | None = None) -> tuple[str, type[_Handler]]:
+    """Start the backend on a free port; return its URL and its handler class (which records requests).
+
+    `api_key`: requests without `Authorization: Bearer <api_key>` are answered 401; `idle_seconds`: a
+    keep-alive connection with no request for that long is closed."""
+    handler = type(
+        "Handler", (_Handler,), {"api_key": api_key, "timeout": idle_seconds, "requests": [], "gets": []}
+    )
+    server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return f"http://127.0.0.1:{server.server_address[1]}", _Handler
+    return f"http://127.0.0.1:{server.server_address[1]}", handler

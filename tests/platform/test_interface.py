@@ -24,6 +24,8 @@ from nexus_platform.testing import NexusService
 # Removing a name is a breaking change for every service: the changelog announces it.
 PUBLIC_NAMES = [
     "SECRET",
+    "Authorize",
+    "Caller",
     "CheckResult",
     "ConfigError",
     "Identity",

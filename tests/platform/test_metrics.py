@@ -115,7 +115,7 @@ def test_ten_thousand_unknown_paths_do_not_grow_the_metrics(client: TestClient) 
             if index % 10 == 0:  # aliases the fast path answers (//health, /health/, ...): counted as /health
                 path = "/" * (index % 7 + 1) + "health" + "/" * (index % 3)
             scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode(), "query_string": b"",
-                     "headers": [], "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
+                     "headers": [(b"host", b"testserver")], "scheme": "http", "server": ("testserver", 80), "client": ("127.0.0.1", 1),
                      "root_path": "", "http_version": "1.1", "asgi": {"version": "3.0"}, "state": {}}  # fmt: skip
             await app(scope, receive, send)
 

@@ -95,7 +95,9 @@ def test_a_service_with_its_example_endpoint_replaced_passes_its_suite(
     result, seconds = _pytest(service)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
-    print(f"the service's suite: {seconds:.1f} s")  # its budget is checked once, in tests/test_fresh_service.py
+    print(
+        f"the service's suite: {seconds:.1f} s"
+    )  # its budget is checked once, in tests/test_fresh_service.py
 
 
 @pytest.mark.slow
@@ -109,7 +111,9 @@ def test_a_wav_only_speech_service_passes_and_a_declared_format_it_refuses_fails
     speech.write_text(source.replace('FORMATS = ("mp3", "wav", "pcm")', 'FORMATS = ("wav",)'))
     result, seconds = _pytest(service)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    print(f"the service's suite: {seconds:.1f} s")  # its budget is checked once, in tests/test_fresh_service.py
+    print(
+        f"the service's suite: {seconds:.1f} s"
+    )  # its budget is checked once, in tests/test_fresh_service.py
 
     # FORMATS still says wav, which `speak` now refuses
     assert "if request.response_format not in FORMATS:" in source

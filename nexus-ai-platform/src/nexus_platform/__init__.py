@@ -11,6 +11,7 @@ name is a breaking change that the changelog announces (tests/platform/test_inte
 from nexus_platform._app import create_app, create_app_or_exit
 from nexus_platform._config.settings import SECRET, ConfigError, PlatformSettings
 from nexus_platform._context import NexusContext, nexus_of
+from nexus_platform._edge.access import Authorize, Caller
 from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform._http.errors import ServiceError
 from nexus_platform._http.streaming import byte_stream, event_stream
@@ -27,6 +28,8 @@ from nexus_platform._version import __version__
 
 __all__ = [
     "SECRET",
+    "Authorize",
+    "Caller",
     "CheckResult",
     "ConfigError",
     "Identity",

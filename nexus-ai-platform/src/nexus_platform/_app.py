@@ -29,6 +29,7 @@ from nexus_platform._config.settings import (
     secret_values,
 )
 from nexus_platform._context import NexusContext
+from nexus_platform._edge.access import Access
 from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform._edge.observe import Observer, platform_collector
 from nexus_platform._http.content import check_json_body
@@ -155,6 +156,10 @@ def create_app(
     except FactsError as error:
         raise ConfigError(str(error)) from None
     settings = _settings(identity, facts, environ)
+    try:
+        access = Access(settings, service.authorize)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     service_settings = load_settings(service.settings, environ) if service.settings else None
     access_log = configure_logging(
         settings.log_level,
@@ -181,7 +186,7 @@ def create_app(
         gpus = _gpu_metrics(settings)
         metrics.add(gpus.families)
     probes = Probes(readiness, catalog, metrics)
-    lifespan = _Lifespan(service, context, probes, catalog, readiness, registration, gpus)
+    lifespan = _Lifespan(service, context, probes, catalog, readiness, registration, gpus, access)
     try:
         litestar = _litestar(service, settings, context, probes, lifespan, capabilities)
     except ImproperlyConfiguredException as error:
@@ -202,7 +207,7 @@ def create_app(
         tracing=settings.tracing_enabled,
         trace_header=bool(service.middleware),
     )
-    app = NexusASGI(litestar, context, probes.routes(), observer)
+    app = NexusASGI(litestar, context, probes.routes(), observer, access)
     if metrics is not None:
         build = {
             "service": settings.service_name,
@@ -249,9 +254,11 @@ class _Lifespan:
         readiness: Readiness,
         registration: "Registrar | None",
         gpus: "GpuMetrics | None",
+        access: Access,
     ) -> None:
         self.service, self.context, self.probes, self.catalog = service, context, probes, catalog
         self.readiness, self.registration, self.gpus = readiness, registration, gpus
+        self.access = access
         self.metadata: Metadata | None = None
 
     def republish(self, **changes: object) -> None:
@@ -265,7 +272,7 @@ class _Lifespan:
         context, catalog, registration = self.context, self.catalog, self.registration
         context.running = True
         context.started_at = timestamp(time.time())
-        document_api(app)
+        document_api(app, secured=bool(self.access.keys))
         self.metadata = _metadata(app, context, catalog.models)
         self.probes.publish(self.metadata)
         catalog.on_change = lambda models: self.republish(models=models)
@@ -276,6 +283,12 @@ class _Lifespan:
                 "checks": self.readiness.names,
             },
         )
+        if self.access.unauthenticated:
+            logger.warning(
+                "serving without API keys on %s (ALLOW_UNAUTHENTICATED=true): anyone who reaches the port "
+                "gets in",
+                context.settings.service_host,
+            )
         if self.gpus is not None:
             self.gpus.start()
         try:

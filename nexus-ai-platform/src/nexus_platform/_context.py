@@ -1,4 +1,12 @@
-"""The per-process context handed to handlers (as the `nexus` dependency), checks and lifespans."""
+"""The per-process context handed to handlers (as the `nexus` dependency), checks and lifespans.
+
+It holds the process's HTTP clients: `http`, the pool for backends (BACKEND_MAX_CONNECTIONS connections,
+which start-up requires to cover MAX_CONCURRENT_REQUESTS when BACKEND_URL is set), and two small clients of
+its own for readiness and registration, so that a busy backend pool never fails a probe or lets the etcd
+lease expire. Every client retires idle connections after BACKEND_KEEPALIVE_SECONDS, before a backend's own
+keep-alive timeout closes them under a request, and tries a request once more when its connection failed
+before any byte of an answer arrived (the same race, from the other side).
+"""
 
 import asyncio
 import uuid
@@ -9,13 +17,17 @@ from typing import TYPE_CHECKING, Any
 from litestar import Request
 
 from nexus_platform._config.facts import ServiceFacts
-from nexus_platform._config.settings import PlatformSettings
+from nexus_platform._config.settings import ConfigError, PlatformSettings, secret_values
 from nexus_platform._identity import Identity
+from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import forward_context
 from nexus_platform._offload import BlockingPool
 
 if TYPE_CHECKING:
     import httpx
+
+# readiness and registration make a call or two at a time
+_SMALL_POOL = 4
 
 
 @dataclass(eq=False)
@@ -39,12 +51,17 @@ class NexusContext:
     running: bool = False
     # the bounded pool of nexus_platform._offload.run_blocking: MAX_CONCURRENT_REQUESTS threads, started on use
     blocking: BlockingPool = field(init=False)
-    # an httpx.AsyncClient once opened, typed loosely: httpx is imported on first use, and Litestar evaluates
-    # this class's annotations when a handler takes the context as a dependency
-    _http: Any = None
+    # redacts backend error text before it reaches a client, as the log lines are (the secret settings)
+    redact: Redactor = field(init=False)
+    # the httpx.AsyncClients once opened, by purpose (backend, readiness, registration), typed loosely: httpx
+    # is imported on first use, and Litestar evaluates this class's annotations when a handler takes the
+    # context as a dependency
+    _clients: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        check_backend_pool(self.settings)
         self.blocking = BlockingPool(self.settings.max_concurrent_requests)
+        self.redact = Redactor(secret_values(self.settings, self.service_settings))
 
     def begin_drain(self) -> None:
         self.draining = True
@@ -53,27 +70,77 @@ class NexusContext:
 
     @property
     def http(self) -> "httpx.AsyncClient":
-        """The one pooled HTTP client of the process, for backends and registries.
+        """The shared pooled HTTP client, for backends (the wrapper's calls and the service's own).
 
-        Opened on first use while the app runs (httpx is imported then: a cold start does not wait for
-        it) and closed when the app stops (lifespan).
+        BACKEND_MAX_CONNECTIONS connections; opened on first use while the app runs (httpx is imported
+        then: a cold start does not wait for it) and closed when the app stops (lifespan).
         """
-        if not self.running:
-            raise RuntimeError("the HTTP client exists only while the app is running (lifespan)")
-        if self._http is None:
-            import httpx
+        return self._client("backend", self.settings.backend_max_connections)
 
-            # each call carries the request id and trace context of the request that makes it
-            self._http = httpx.AsyncClient(
-                timeout=self.settings.backend_timeout_seconds, event_hooks={"request": [forward_context]}
-            )
-        client: httpx.AsyncClient = self._http
+    @property
+    def readiness_http(self) -> "httpx.AsyncClient":
+        """The readiness checks' own client: a full backend pool does not fail /readyz."""
+        return self._client("readiness", _SMALL_POOL)
+
+    @property
+    def registration_http(self) -> "httpx.AsyncClient":
+        """The etcd registration's own client: a full backend pool does not let the lease expire."""
+        return self._client("registration", _SMALL_POOL)
+
+    def _client(self, purpose: str, connections: int) -> "httpx.AsyncClient":
+        if not self.running:
+            raise RuntimeError("the HTTP clients exist only while the app is running (lifespan)")
+        if purpose not in self._clients:
+            self._clients[purpose] = _open_client(self.settings, connections)
+        client: httpx.AsyncClient = self._clients[purpose]
         return client
 
     async def close_http(self) -> None:
-        client, self._http = self._http, None
-        if client is not None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
             await client.aclose()
+
+
+def check_backend_pool(settings: PlatformSettings) -> None:
+    """ConfigError when the backend pool cannot serve every concurrent request at once: the requests over
+    it would wait for a connection, unseen, until they time out (MAX_CONCURRENT_REQUESTS says nothing
+    queues)."""
+    if settings.backend_url and settings.max_concurrent_requests > settings.backend_max_connections:
+        raise ConfigError(
+            f"MAX_CONCURRENT_REQUESTS ({settings.max_concurrent_requests}) exceeds BACKEND_MAX_CONNECTIONS "
+            f"({settings.backend_max_connections}): raise BACKEND_MAX_CONNECTIONS to at least "
+            "MAX_CONCURRENT_REQUESTS, or lower the limit"
+        )
+
+
+def _open_client(settings: PlatformSettings, connections: int) -> "httpx.AsyncClient":
+    import httpx
+
+    class RetryOnce(httpx.AsyncHTTPTransport):
+        """httpx's transport, trying a request once more when its connection failed before any byte of
+        an answer arrived: refused, or closed by the backend as it was taken from the pool (the
+        keep-alive race). Only a request whose body can be sent again (bytes, as the wrapper sends)."""
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            try:
+                return await super().handle_async_request(request)
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # the answer has not started (this method returns with its status line)
+                if not isinstance(request.stream, httpx.ByteStream):
+                    raise
+                return await super().handle_async_request(request)
+
+    limits = httpx.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=settings.backend_keepalive_seconds,
+    )
+    return httpx.AsyncClient(
+        transport=RetryOnce(limits=limits),
+        timeout=settings.backend_timeout_seconds,
+        # each call carries the request id and trace context of the request that makes it
+        event_hooks={"request": [forward_context]},
+    )
 
 
 def nexus_of(request: Request[Any, Any, Any]) -> NexusContext:

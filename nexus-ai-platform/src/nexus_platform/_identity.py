@@ -55,4 +55,6 @@ class Identity:
             "drain_seconds": float(self.drain_seconds),
             "shutdown_grace_seconds": float(self.shutdown_grace_seconds),
             "gpu_min_count": self.gpus,
+            # a wrapper forwards chat requests to a backend that may fetch their image URLs itself
+            "image_url_check": self.backend == "openai",
         }

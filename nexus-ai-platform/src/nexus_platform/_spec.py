@@ -9,6 +9,7 @@ from litestar.plugins import PluginProtocol
 from litestar.types import ControllerRouterHandler, Middleware, OnAppInitHandler
 
 from nexus_platform._context import NexusContext
+from nexus_platform._edge.access import Authorize
 from nexus_platform._probes.metadata import Model
 from nexus_platform._probes.models import ModelProvider
 from nexus_platform._probes.readiness import ReadinessCheck
@@ -33,6 +34,10 @@ class ServiceSpec:
                       stores, middleware, ...). The platform's routes and its outer layer stay as they are.
     middleware        Litestar middleware around every route of the app (not the platform endpoints),
                       e.g. OpenTelemetry's: it sees the W3C trace the logs show (docs/operations.md).
+    authorize         `def authorize(caller: Caller) -> bool | None`, asked for every request but the
+                      liveness and readiness probes (the platform's routes included), before its body is
+                      read: True allows it (even without a key), False refuses it (403), None leaves it to
+                      API_KEYS. Keep it fast: it runs on the event loop.
     """
 
     route_handlers: Sequence[ControllerRouterHandler] = ()
@@ -44,3 +49,4 @@ class ServiceSpec:
     plugins: Sequence[PluginProtocol] = ()
     on_app_init: Sequence[OnAppInitHandler] = ()
     middleware: Sequence[Middleware] = ()
+    authorize: Authorize | None = None

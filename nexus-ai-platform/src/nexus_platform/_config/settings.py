@@ -60,8 +60,13 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
         ),
     ] = "0.0.0"
     service_host: Annotated[
-        str, msgspec.Meta(min_length=1, description="Address uvicorn listens on", extra={"group": "Identity"})
-    ] = "0.0.0.0"
+        str,
+        msgspec.Meta(
+            min_length=1,
+            description="Address uvicorn listens on; the image sets 0.0.0.0, which needs API_KEYS",
+            extra={"group": "Identity"},
+        ),
+    ] = "127.0.0.1"
     service_port: Annotated[
         Port,
         msgspec.Meta(description="Port uvicorn listens on", extra={"group": "Identity", "answer": "port"}),
@@ -104,6 +109,47 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             extra={"group": "Backend"},
         ),
     ] = 30.0
+    backend_max_connections: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=100_000,
+            description="Connections of the shared HTTP client's pool (the backend's); with BACKEND_URL set, "
+            "start-up refuses a MAX_CONCURRENT_REQUESTS above it, so no request waits for a connection. "
+            "Readiness and registration use small clients of their own",
+            extra={"group": "Backend"},
+        ),
+    ] = 64
+    backend_keepalive_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="An idle pooled connection is closed after this, before the backend closes it "
+            "itself (servers commonly do after 5 s); a call whose connection was closed before any answer "
+            "byte is tried once more",
+            extra={"group": "Backend"},
+        ),
+    ] = 2.0
+    backend_max_response_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1024,
+            le=1 << 32,
+            description="A wrapper's largest non-streamed backend answer (chat, embeddings, images): read as it "
+            "arrives and held once, a larger one is answered 502 backend_response_too_large; it bounds the "
+            "memory of each such request (mind the container's limit times MAX_CONCURRENT_REQUESTS)",
+            extra={"group": "Backend"},
+        ),
+    ] = 32 << 20
+    backend_max_event_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1024,
+            le=1 << 30,
+            description="A wrapper's longest line of a backend's event stream; a longer one ends the stream "
+            "with an error event (backend_event_too_large) instead of being buffered",
+            extra={"group": "Backend"},
+        ),
+    ] = 1 << 20
     readiness_timeout_seconds: Annotated[
         Seconds,
         msgspec.Meta(
@@ -177,6 +223,64 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             extra={"group": "Limits"},
         ),
     ] = 16384
+    api_keys: Annotated[
+        str,
+        SECRET,
+        msgspec.Meta(
+            description="Secret: the keys callers send (Authorization: Bearer, or x-api-key), comma-separated "
+            "(several for rotation); each a key of at least 32 characters or sha256:<64 hex digits> of one. "
+            "Every route but /health and /readyz then answers 401 without one. Required unless the service "
+            "listens on a loopback address or ALLOW_UNAUTHENTICATED=true",
+            extra={"group": "Access"},
+        ),
+    ] = ""
+    metrics_api_keys: Annotated[
+        str,
+        SECRET,
+        msgspec.Meta(
+            description="Secret: keys for GET /metrics only, in the API_KEYS format (a scraper's key is not a "
+            "client's); empty: /metrics takes the API_KEYS",
+            extra={"group": "Access"},
+        ),
+    ] = ""
+    allow_unauthenticated: Annotated[
+        bool,
+        msgspec.Meta(
+            description="true: serve without API_KEYS on a non-loopback address (logged as a WARNING at "
+            "start-up); for a service only reachable through something that authenticates",
+            extra={"group": "Access"},
+        ),
+    ] = False
+    allowed_hosts: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^\s*(\*|[A-Za-z0-9.:\[\]-]+)(\s*,\s*(\*|[A-Za-z0-9.:\[\]-]+))*\s*$",
+            description="Host header values served, comma-separated, without the port (.example.com: the "
+            "domain and its subdomains; *: any). A request with no Host or two is answered 400 whatever this "
+            "says; the probes answer any single Host",
+            extra={"group": "Access"},
+        ),
+    ] = "*"
+    max_concurrent_requests_per_caller: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=100_000,
+            description="Most concurrent requests of one caller (one key; without API_KEYS, one client "
+            "address), answered 503 beyond it, so no caller takes every slot; 0: three quarters of "
+            "MAX_CONCURRENT_REQUESTS. A gateway sending everyone's traffic with one key or from one address "
+            "needs MAX_CONCURRENT_REQUESTS here",
+            extra={"group": "Limits"},
+        ),
+    ] = 0
+    max_body_seconds: Annotated[
+        Seconds,
+        msgspec.Meta(
+            description="The whole request body must arrive within this many seconds of the request, however "
+            "steady its pace (a slow body holds a concurrency slot at most this long); else 408 body_timeout",
+            extra={"group": "Limits"},
+        ),
+    ] = 30.0
     # slow and silent clients (nexus_platform/_server/protocol.py, _http/exchange.py): cut off long before
     # REQUEST_TIMEOUT_SECONDS, so that they cannot hold connections or concurrency slots
     idle_timeout_seconds: Annotated[
@@ -221,6 +325,55 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             "/schema/swagger, whose scripts load from a public CDN (needs internet; not for air-gapped "
             "clusters)",
             extra={"group": "OpenAPI"},
+        ),
+    ] = ""
+    tls_cert_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="PEM file of the certificate (then its chain) the service presents; with TLS_KEY_FILE "
+            "it serves HTTPS only (SERVICE_BASE_URL then starts with https://); empty: plain HTTP",
+            extra={"group": "TLS"},
+        ),
+    ] = ""
+    tls_key_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="PEM file of TLS_CERT_FILE's private key, not encrypted; its content is a secret: "
+            "mount it read-only, never build it into the image",
+            extra={"group": "TLS"},
+        ),
+    ] = ""
+    tls_client_ca_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="Mutual TLS: PEM file of the CA certificates that sign the clients' certificates; "
+            "a client without such a certificate cannot connect (probes included); empty: no client "
+            "certificates asked for",
+            extra={"group": "TLS"},
+        ),
+    ] = ""
+    image_url_check: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Chat requests may carry image_url values only as data: URLs or https: URLs to "
+            "IMAGE_URL_HOSTS; others are answered 400 invalid_image_url, so that a backend never fetches "
+            "an internal address for a caller",
+            extra={
+                "group": "Outbound",
+                "default_doc": "true for a wrapper (backend answer openai), else false",
+            },
+        ),
+    ] = False
+    image_url_hosts: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^(\s*(\*\.)?[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*\s*(,\s*(\*\.)?[A-Za-z0-9_-]+"
+            r"(\.[A-Za-z0-9_-]+)*\s*)*)?$",
+            description="With IMAGE_URL_CHECK: the hosts https: image URLs may name, comma-separated "
+            "(*.example.com: its subdomains); empty: any host but localhost and IP addresses that are "
+            "loopback, private, link-local or otherwise not public (names are not resolved: list the hosts "
+            "where names may point inside)",
+            extra={"group": "Outbound"},
         ),
     ] = ""
     drain_seconds: Annotated[

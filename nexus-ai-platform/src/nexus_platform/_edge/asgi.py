@@ -1,12 +1,19 @@
 """The outermost ASGI layer, around the Litestar app. For every HTTP request it:
 
 - keeps a valid X-Request-ID or makes one, and puts it on the response and on every log line;
+- answers 400 to a request with no Host header or several, or a Host that ALLOWED_HOSTS does not list
+  (DNS rebinding: a web page can make a browser send anything to a developer's local port, but not with
+  the service's name in Host);
+- with API_KEYS set, answers 401 to a request without a valid key (403 where the service's `authorize`
+  refuses it) before any body is read, on every route but the liveness and readiness probes
+  (nexus_platform._edge.access);
 - answers GET /health, /readyz, /v1/metadata and /v1/models itself from pre-encoded bytes (probes
   and the gateway call them constantly; they skip the framework and are never limited), and their
   spellings with a trailing or doubled slash (/health/, //health) the same way;
 - answers 431 when the headers are larger than MAX_HEADER_BYTES;
-- limits the other requests to MAX_CONCURRENT_REQUESTS at once, answering 503 at once beyond that
-  (blocking work a cancelled request left running still counts: nexus_platform._offload);
+- limits the other requests to MAX_CONCURRENT_REQUESTS at once, and each caller (key, or client address
+  without keys) to MAX_CONCURRENT_REQUESTS_PER_CALLER, answering 503 at once beyond that (blocking work a
+  cancelled request left running still counts: nexus_platform._offload);
 - cancels a request that runs past REQUEST_TIMEOUT_SECONDS and answers 504, and one whose body stalls or
   trickles (BODY_TIMEOUT_SECONDS, MIN_BODY_BYTES_PER_SECOND) and answers 408 (every deadline, streams'
   included, is watched by nexus_platform._http.exchange on one clock);
@@ -27,10 +34,12 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from nexus_platform._context import NexusContext
+from nexus_platform._edge.access import Access, Caller, presented_key
+from nexus_platform._edge.headers import RequestHeaders, read_headers
 from nexus_platform._edge.observe import Observer
 from nexus_platform._http.errors import JSON, NO_RETRY, error_body
 from nexus_platform._http.exchange import Exchange, Exchanges
-from nexus_platform._observability.correlation import HEADER, read_headers, request_id_var
+from nexus_platform._observability.correlation import HEADER, request_id_var
 from nexus_platform._observability.metrics import UNROUTED
 from nexus_platform._probes.probes import FastRoute
 
@@ -52,6 +61,23 @@ _BODY_TOO_SLOW = error_body(
     "The request body arrived too slowly (BODY_TIMEOUT_SECONDS, MIN_BODY_BYTES_PER_SECOND)",
     code="body_timeout",
 )
+_BAD_HOST = error_body(
+    400,
+    "The request needs exactly one Host header, naming a host this service serves (ALLOWED_HOSTS)",
+    code="invalid_host",
+)
+_NO_KEY = error_body(
+    401,
+    "Missing or invalid API key: send it as Authorization: Bearer <key>",
+    code="invalid_api_key",
+)
+_CHALLENGE = (b"www-authenticate", b'Bearer realm="nexus"')
+_REFUSED = error_body(403, "This key may not call this route", code="permission_denied")
+# the probes an orchestrator calls: no key, and any single Host (kubelet sends the pod's IP)
+_OPEN_PROBES = frozenset({"/health", "/readyz"})
+_METRICS = "/metrics"
+# what a request is refused with before the app sees it: status, body, extra headers
+_Refusal = tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]
 _HEADERS_TOO_LARGE = error_body(
     431,
     "The request headers are larger than this service accepts (MAX_HEADER_BYTES)",
@@ -78,6 +104,11 @@ async def _send_bytes(send: Send, status: int, headers: list[tuple[bytes, bytes]
     return len(body)
 
 
+def _client(scope: HTTPScope) -> str:
+    client = scope.get("client")
+    return client[0] if client else ""
+
+
 def _closing_connection(send: Send) -> Send:
     """`send` with `Connection: close` added to the response headers."""
 
@@ -94,7 +125,12 @@ class NexusASGI:
     the deadlines nexus_platform._http.exchange enforces)."""
 
     def __init__(
-        self, app: ASGIApp, context: NexusContext, fast_routes: dict[str, FastRoute], observer: Observer
+        self,
+        app: ASGIApp,
+        context: NexusContext,
+        fast_routes: dict[str, FastRoute],
+        observer: Observer,
+        access: Access,
     ) -> None:
         settings = context.settings
         self.app = app
@@ -103,7 +139,10 @@ class NexusASGI:
         self.fast_routes = fast_routes
         self.probe_paths = {probe: path for path, probe in fast_routes.items()}
         self.observer = observer
+        self.access = access
         self.limit = settings.max_concurrent_requests
+        self.caller_limit = settings.max_concurrent_requests_per_caller or max(1, -(-self.limit * 3 // 4))
+        self.per_caller: dict[str, int] = {}  # requests in flight per caller; a caller with none is absent
         self.max_header_bytes = settings.max_header_bytes
         self.exchanges = Exchanges(settings)
         self.in_flight = 0
@@ -116,12 +155,13 @@ class NexusASGI:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()  # the clock of every deadline (nexus_platform._http.exchange)
-        request_id, header_bytes, traceparent, fresh = read_headers(scope["headers"])
+        seen = read_headers(scope["headers"])
+        request_id = seen.request_id
         token = request_id_var.set(request_id)
-        trace = self.observer.start_trace(scope, traceparent, request_id if fresh else None)
+        trace = self.observer.start_trace(scope, seen.traceparent, request_id if seen.fresh_id else None)
         status = 500
         received = sent = 0
-        outcome = None
+        outcome = key = None
         method = scope["method"]
         if method == "HEAD":  # routed as GET; the server sends no body for HEAD
             scope = {**scope, "method": "GET"}
@@ -129,46 +169,82 @@ class NexusASGI:
             send = _closing_connection(send)
         try:
             probe = self._probe(scope["path"]) if scope["method"] == "GET" else None
-            if header_bytes > self.max_header_bytes:
-                status = 431
-                headers = _headers(JSON, len(_HEADERS_TOO_LARGE), request_id.encode())
-                sent = await _send_bytes(send, status, headers, _HEADERS_TOO_LARGE)
+            open_probe = probe is not None and self.probe_paths[probe] in _OPEN_PROBES
+            refusal: _Refusal | None = None
+            if seen.size > self.max_header_bytes:
+                refusal = 431, _HEADERS_TOO_LARGE, ()
+            elif seen.hosts != 1 or not (open_probe or self.access.hosts.allows(seen.host or b"")):
+                refusal = 400, _BAD_HOST, ()
+            elif not open_probe:
+                key, refusal = self._authorize(scope, seen, probe)
+            if refusal is not None:
+                status, body, extra = refusal
+                headers = _headers(JSON, len(body), request_id.encode(), *extra)
+                sent = await _send_bytes(send, status, headers, body)
             elif probe is not None:
                 answer = await probe(scope)
                 status = answer.status_code
                 headers = _headers(answer.media_type, len(answer.body), request_id.encode())
                 sent = await _send_bytes(send, status, headers, answer.body)
-            elif self.in_flight + self.context.blocking.abandoned >= self.limit:
-                status = 503
-                self.rejected += 1
-                headers = _headers(
-                    JSON,
-                    len(_OVERLOADED),
-                    request_id.encode(),
-                    (b"retry-after", b"1"),
-                    (b"x-should-retry", b"true"),
-                )
-                sent = await _send_bytes(send, status, headers, _OVERLOADED)
             else:
-                exchange = self.exchanges.open(scope, receive, started)
-                try:
-                    status = await self._limited(scope, exchange, send, request_id.encode())
-                finally:
-                    self.exchanges.close(exchange)
-                    received, sent, outcome = exchange.bytes_received, exchange.bytes_sent, exchange.outcome
+                caller = key or _client(scope)
+                status, received, sent, outcome = await self._counted(
+                    scope, receive, send, started, request_id.encode(), caller
+                )
         finally:
             # the metric label: the probe's own path (never an alias such as /health/), or the route template
             route = self.probe_paths[probe] if probe is not None else scope.get("path_template", UNROUTED)
             self.observer.finish(
-                method, scope["path"], route, status, started, request_id, trace, received, sent, outcome
+                method, scope["path"], route, status, started, request_id, trace, received, sent, outcome, key
             )
             request_id_var.reset(token)
+
+    def _authorize(
+        self, scope: HTTPScope, seen: RequestHeaders, probe: FastRoute | None
+    ) -> tuple[str | None, _Refusal | None]:
+        """(the caller's key fingerprint, the refusal to send or None). Only headers are looked at: a
+        refused request's body is never read."""
+        access = self.access
+        is_metrics = probe is not None and self.probe_paths[probe] == _METRICS
+        keys = access.metrics_keys if is_metrics else access.keys
+        key = keys.fingerprint(presented_key(seen.authorization, seen.api_key)) if keys else None
+        verdict = None
+        if access.authorize is not None:
+            verdict = access.authorize(Caller(key, scope["method"], scope["path"], _client(scope)))
+        allowed = (key is not None or not keys) if verdict is None else verdict
+        if allowed:
+            return key, None
+        if keys and key is None:
+            return None, (401, _NO_KEY, (_CHALLENGE,))
+        return key, (403, _REFUSED, ())
 
     def _probe(self, path: str) -> FastRoute | None:
         probe = self.fast_routes.get(path)
         if probe is None and (path.endswith("/") or "//" in path):
             probe = self.fast_routes.get("/" + "/".join(part for part in path.split("/") if part))
         return probe
+
+    async def _counted(
+        self, scope: HTTPScope, receive: Receive, send: Send, started: float, request_id: bytes, caller: str
+    ) -> tuple[int, int, int, str | None]:
+        """A request under the concurrency limits: (status, body bytes received and sent, outcome)."""
+        if (
+            self.in_flight + self.context.blocking.abandoned >= self.limit
+            or self.per_caller.get(caller, 0) >= self.caller_limit
+        ):
+            self.rejected += 1
+            extra = ((b"retry-after", b"1"), (b"x-should-retry", b"true"))
+            headers = _headers(JSON, len(_OVERLOADED), request_id, *extra)
+            return 503, 0, await _send_bytes(send, 503, headers, _OVERLOADED), None
+        self.per_caller[caller] = self.per_caller.get(caller, 0) + 1
+        exchange = self.exchanges.open(scope, receive, started)
+        try:
+            status = await self._limited(scope, exchange, send, request_id)
+        finally:
+            self.exchanges.close(exchange)
+            if (left := self.per_caller.pop(caller) - 1) > 0:
+                self.per_caller[caller] = left
+        return status, exchange.bytes_received, exchange.bytes_sent, exchange.outcome
 
     async def _limited(self, scope: HTTPScope, exchange: Exchange, send: Send, request_id: bytes) -> int:
         """Run one counted request under its deadlines; return the status sent (499: the client left first)."""

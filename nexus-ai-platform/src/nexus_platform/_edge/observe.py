@@ -72,24 +72,25 @@ class Observer:
         received: int,
         sent: int,
         outcome: str | None,
+        key: str | None = None,
     ) -> None:
         """Record the request that arrived at `started` (time.monotonic()) and is done: `received` and
-        `sent` body bytes, and `outcome` when the platform or the client ended it early
-        (nexus_platform._http.exchange.Outcome)."""
+        `sent` body bytes, `outcome` when the platform or the client ended it early
+        (nexus_platform._http.exchange.Outcome), and the fingerprint of the caller's key."""
         seconds = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.observe(route, method, status, seconds, received, sent)
         if trace is None:
             if self.access_log.enabled:
                 self.access_log.write(
-                    method, path, status, seconds, request_id, "", bytes_sent=sent, outcome=outcome
+                    method, path, status, seconds, request_id, "", bytes_sent=sent, outcome=outcome, key=key
                 )
             return
         if self.access_log.enabled:
             current = trace_var.get()  # set by start_trace for this request
             trace_id = current[0] if current is not None else ""
             self.access_log.write(
-                method, path, status, seconds, request_id, trace_id, bytes_sent=sent, outcome=outcome
+                method, path, status, seconds, request_id, trace_id, bytes_sent=sent, outcome=outcome, key=key
             )
         trace_var.reset(trace)
 

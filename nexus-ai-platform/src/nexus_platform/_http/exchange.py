@@ -17,6 +17,8 @@
     1/MIN_BODY_BYTES_PER_SECOND seconds (never more than BODY_TIMEOUT_SECONDS in all); a request whose
     wait outlasts its credit ends (outcome `body_timeout`): a silent body is cut off after
     BODY_TIMEOUT_SECONDS, a trickle soon after; time the app spends on anything else is not charged.
+    However steady its pace, a body still arriving MAX_BODY_SECONDS after the request began ends the same
+    way, so a slow body holds a concurrency slot for MAX_BODY_SECONDS at most.
   The watchdog also notices a client that went away — at once for platform streams, after
   DISCONNECT_CHECK_AFTER seconds for other requests once their body was read (GET: at once) — and cancels
   the work, which frees the slot. On shutdown `end_all` ends what is left after the grace period.
@@ -211,6 +213,7 @@ class Exchanges:
         self.idle_timeout = settings.stream_idle_timeout_seconds
         self.max_seconds = settings.stream_max_seconds
         self.body_timeout = settings.body_timeout_seconds
+        self.max_body_seconds = settings.max_body_seconds
         self.seconds_per_byte = 1 / settings.min_body_bytes_per_second
         # deadlines are enforced at most a tick late: a tenth of the request timeout, at most 0.1 s
         self.tick = min(_TICK, self.request_timeout / 10)
@@ -253,7 +256,9 @@ class Exchanges:
     def _check(self, exchange: Exchange, now: float) -> None:
         """End `exchange` if one of its deadlines passed; listen for its client's disconnect once due."""
         waiting_since = exchange.waiting_since
-        if waiting_since is not None and now - waiting_since >= exchange.body_credit:
+        if waiting_since is not None and (
+            now - waiting_since >= exchange.body_credit or now - exchange.started >= self.max_body_seconds
+        ):
             exchange.end("body_timeout")
         elif exchange.streaming:
             if exchange.complete:

@@ -17,17 +17,25 @@ from litestar.openapi.spec import (
     OpenAPIType,
     Reference,
     Schema,
+    SecurityScheme,
 )
 from litestar.routes import HTTPRoute
 
 ERROR_SCHEMA = "OpenAIError"
+SECURITY_SCHEME = "apiKey"
+_OPEN_PROBES = frozenset({"/health", "/readyz"})
+_SECURED = {
+    401: "Missing or invalid API key (Authorization: Bearer <key>)",
+    403: "The service refuses this key on this route",
+}
 _PLATFORM_PATHS = frozenset({"/health", "/readyz", "/v1/metadata", "/v1/models"})
 _ANY_REQUEST = {
+    400: "No Host header, two, or one that ALLOWED_HOSTS does not list",
     408: "Request line and headers slower than HEADER_TIMEOUT_SECONDS",
     431: "Request line and headers larger than MAX_HEADER_BYTES",
     500: "Unexpected failure (details only in the log)",
 }
-_WITH_INPUT = {400: "Malformed or invalid request"}
+_WITH_INPUT = {400: "Malformed or invalid request, or a Host that is not served"}
 _WITH_BODY = {
     408: "Headers slower than HEADER_TIMEOUT_SECONDS, or a body behind MIN_BODY_BYTES_PER_SECOND",
     413: "Request body larger than MAX_BODY_BYTES",
@@ -83,11 +91,17 @@ def _closed_request_structs(app: Litestar) -> set[str]:
     return {struct.__name__ for struct in seen if struct.__struct_config__.forbid_unknown_fields}
 
 
-def document_api(app: Litestar) -> None:
-    """Rewrite the error responses and closed request bodies of `app.openapi_schema` (once, at start-up)."""
+def document_api(app: Litestar, *, secured: bool) -> None:
+    """Rewrite the error responses and closed request bodies of `app.openapi_schema` (once, at start-up);
+    `secured`: API_KEYS is set, and every operation but the probes takes a bearer key."""
     document = app.openapi_schema
     if document.components is None:
         document.components = Components()
+    if secured:
+        document.components.security_schemes = {
+            **(document.components.security_schemes or {}),
+            SECURITY_SCHEME: SecurityScheme(type="http", scheme="bearer", description="A key of API_KEYS"),
+        }
     document.components.schemas = {**(document.components.schemas or {}), ERROR_SCHEMA: _error_schema()}
     for name in _closed_request_structs(app) & set(document.components.schemas):
         document.components.schemas[name].additional_properties = False
@@ -105,6 +119,9 @@ def document_api(app: Litestar) -> None:
                 statuses |= _WITH_BODY
             if path not in _PLATFORM_PATHS:
                 statuses |= _LIMITED
+            if secured and path not in _OPEN_PROBES:
+                statuses |= _SECURED
+                operation.security = [{SECURITY_SCHEME: []}]
             for status, description in statuses.items():
                 if str(status) in responses and path in _PLATFORM_PATHS:
                     continue  # e.g. /readyz documents its own 503 body

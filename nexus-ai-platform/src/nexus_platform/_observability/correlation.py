@@ -2,7 +2,6 @@
 
 import os
 import re
-from collections.abc import Iterable
 from contextvars import ContextVar
 
 HEADER = b"x-request-id"
@@ -17,19 +16,8 @@ def current_request_id() -> str:
     return request_id_var.get()
 
 
-def read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str, int, bytes | None, bool]:
-    """(request id, total header bytes, raw `traceparent` or None, whether the id is fresh) in one pass.
-
-    The request id is the incoming one when valid, else a fresh one (128 random bits in hex).
-    """
-    size = 0
-    incoming = traceparent = None
-    for name, value in headers:
-        size += len(name) + len(value)
-        if name == HEADER:
-            incoming = value
-        elif name == b"traceparent":
-            traceparent = value
+def request_id_of(incoming: bytes | None) -> tuple[str, bool]:
+    """(the request id, whether it is fresh): the incoming one when valid, else 128 random bits in hex."""
     if incoming is not None and _VALID.fullmatch(incoming):
-        return incoming.decode("ascii"), size, traceparent, False
-    return os.urandom(16).hex(), size, traceparent, True  # secrets.token_hex(16), without its overhead
+        return incoming.decode("ascii"), False
+    return os.urandom(16).hex(), True  # secrets.token_hex(16), without its overhead

@@ -125,6 +125,8 @@ class AccessLine(msgspec.Struct, omit_defaults=True):
     trace_id: str = ""
     # why the platform or the client ended the request early (nexus_platform._http.exchange.Outcome); absent if not
     outcome: str | None = None
+    # the fingerprint of the API key the request came with (nexus_platform._edge.access); absent if none
+    key: str | None = None
 
 
 class LogQueue(queue.Queue[bytes | None]):
@@ -285,6 +287,7 @@ class AccessLog:
         *,
         bytes_sent: int = 0,
         outcome: str | None = None,
+        key: str | None = None,
     ) -> None:
         if len(path) > MAX_PATH_CHARS:
             path = path[:MAX_PATH_CHARS] + "…"
@@ -301,6 +304,7 @@ class AccessLog:
             bytes=bytes_sent,
             trace_id=trace_id,
             outcome=outcome,
+            key=key,
         )
         self.lines.offer(_encode(line) + b"\n")
 

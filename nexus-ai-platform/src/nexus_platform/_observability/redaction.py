@@ -1,4 +1,5 @@
-"""Secrets out of logs: credentials in URLs, secret query parameters and the values of secret settings.
+"""Secrets out of logs and error messages: credentials in URLs, secret query parameters, bearer tokens,
+OpenAI-style keys (`sk-...`) and the values of secret settings.
 
 `redact_url` cleans one URL (settings at start-up); `Redactor` cleans whole log lines, so that a secret
 that reaches a message, an `extra` field or a stack trace is still hidden. Access lines never pass
@@ -22,6 +23,9 @@ _SECRET_PARAMETER = re.compile(
     r"auth|credential|signature|sig|session)[\w.\-]*)=)(?P<value>[^&;#\s\"']*)",
     re.IGNORECASE,
 )
+# a token after "Bearer" (a backend echoing the Authorization header it refused), and OpenAI-style keys
+_BEARER = re.compile(r"(?P<scheme>\b[Bb]earer\s+)[A-Za-z0-9._~+/=\-]{8,}")
+_KEY = re.compile(r"\b(?P<prefix>sk-)[A-Za-z0-9_\-]{16,}")
 # shorter secret values would mask ordinary words in every line
 _MIN_SECRET_LENGTH = 4
 
@@ -59,4 +63,8 @@ class Redactor:
         for secret in self._secrets:
             if secret in line:
                 line = line.replace(secret, MASK)
+        if "earer" in line:
+            line = _BEARER.sub(rf"\g<scheme>{MASK}", line)
+        if "sk-" in line:
+            line = _KEY.sub(rf"\g<prefix>{MASK}", line)
         return redact_url(line)

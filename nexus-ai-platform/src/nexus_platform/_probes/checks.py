@@ -1,15 +1,20 @@
 """Readiness checks the platform provides. Add your own in app/service.py (see ServiceSpec)."""
 
 import time
+from collections.abc import Mapping
 
 from nexus_platform._context import NexusContext
 from nexus_platform._probes.readiness import CheckResult, ReadinessCheck
 
 
-def http_dependency(url: str, *, name: str = "backend") -> ReadinessCheck:
-    """Pass when GET `url` answers 2xx through the shared client; the latency is the observed value.
+def http_dependency(
+    url: str, *, name: str = "backend", headers: Mapping[str, str] | None = None
+) -> ReadinessCheck:
+    """Pass when GET `url` (with `headers`) answers 2xx; the latency is the observed value.
 
-    The URL never appears in the output: /readyz is public, the backend address is not.
+    It goes through the readiness client (`NexusContext.readiness_http`), not the shared pool, so a busy
+    service still answers its probes; the request id and trace context go with it. The URL never appears
+    in the output: /readyz is public, the backend address is not.
     """
 
     async def check(context: NexusContext) -> CheckResult:
@@ -17,7 +22,7 @@ def http_dependency(url: str, *, name: str = "backend") -> ReadinessCheck:
 
         started = time.perf_counter()
         try:
-            response = await context.http.get(url)
+            response = await context.readiness_http.get(url, headers=headers)
         except httpx.TimeoutException:
             return CheckResult("fail", output=f"{name} did not answer in time")
         except httpx.HTTPError as error:
@@ -42,5 +47,8 @@ def platform_checks(context: NexusContext) -> dict[str, ReadinessCheck]:
     checks: dict[str, ReadinessCheck] = {}
     if settings.backend_url:
         url = settings.backend_url.rstrip("/") + settings.backend_health_path
-        checks["backend:responseTime"] = http_dependency(url)
+        # a key-protected backend (vLLM --api-key) guards its health path too
+        key = settings.backend_api_key
+        headers = {"authorization": f"Bearer {key}"} if key else None
+        checks["backend:responseTime"] = http_dependency(url, headers=headers)
     return checks

@@ -1,4 +1,4 @@
-"""The few calls of etcd's v3 JSON gateway that registration needs (plain HTTP through the pooled client).
+"""The few calls of etcd's v3 JSON gateway that registration needs (plain HTTP, its own small client).
 
 Keys and values travel base64-encoded; int64 fields come back as JSON strings; empty fields are omitted.
 """

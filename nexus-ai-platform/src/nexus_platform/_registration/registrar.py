@@ -135,7 +135,7 @@ class Registrar:
             self.on_change()
 
     def _client(self) -> EtcdClient:
-        return EtcdClient(self.context.http, self._endpoints, timeout=max(1.0, self.ttl / 3))
+        return EtcdClient(self.context.registration_http, self._endpoints, timeout=max(1.0, self.ttl / 3))
 
     async def _readiness_status(self) -> Status:
         """The readiness status without this registration's own check (which only ever warns)."""

@@ -13,6 +13,7 @@ import contextvars
 import gc
 import logging
 import socket
+import sys
 import time
 from types import FrameType
 
@@ -25,6 +26,7 @@ from nexus_platform._compat import (
     request_tasks,
     shut_down_lifespan,
 )
+from nexus_platform._config.settings import ConfigError
 from nexus_platform._edge.asgi import NexusASGI
 from nexus_platform._server.config import uvicorn_config
 
@@ -108,8 +110,14 @@ class DrainingServer(UvicornServer):
 
 def serve(app: NexusASGI) -> None:
     """Serve `app` with uvicorn on SERVICE_HOST:SERVICE_PORT until a signal, draining first (`python -m
-    app`); exit status 3 when the server could not start (port taken, lifespan error)."""
-    server = DrainingServer(uvicorn_config(app), app)
+    app`); exit status 2 with one line when the TLS settings are unusable, 3 when the server could not
+    start (port taken, lifespan error)."""
+    try:
+        config = uvicorn_config(app)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)  # as create_app_or_exit reports settings
+        raise SystemExit(2) from None
+    server = DrainingServer(config, app)
     server.run()
     if not server.started:
         raise SystemExit(3)  # uvicorn's status for a failed start-up

@@ -4,25 +4,38 @@ backend at BACKEND_URL (Ollama, vLLM, another Nexus service) through the pooled 
 - Requests are validated here first, then forwarded as sent, with the request's X-Request-ID and, when
   BACKEND_API_KEY is set, `Authorization: Bearer`. Answers pass through unchanged; streams pass through
   event by event, ending with [DONE] (or an error event), under the platform's stream timeouts.
+- Backend answers are bounded: a non-streamed one is read as it arrives and held once, up to
+  BACKEND_MAX_RESPONSE_BYTES (a larger one, or one whose Content-Length says so, answers 502
+  `backend_response_too_large`); a stream is split into lines here, each (and each event) up to
+  BACKEND_MAX_EVENT_BYTES, else the stream ends with the error event `backend_event_too_large`
+  (httpx's own line reader would hold a line of any length).
 - The backend's errors become OpenAI errors with honest statuses: its 4xx (and 429, 503 with their
   Retry-After) pass through with its message; its other 5xx answer 502 `backend_error`; no answer within
   BACKEND_TIMEOUT_SECONDS answers 504 `backend_timeout`; no connection answers 503 `backend_unavailable`.
+  A message that reaches the client (an error answer's, a stream's error event) passes the log lines'
+  redaction first: a backend that echoes the key (`Incorrect API key provided: Bearer sk-…`) does not hand
+  it to the caller. The backend's error is logged at WARNING (redacted too) under the request id.
 - GET /v1/models answers the backend's model list: `list_models` is the model catalog's provider
   (nexus_platform._probes.models: fetched at most every ServiceSpec.models_cache_seconds, the last good list kept while
   the backend is unreachable, the metadata following it); readiness checks the backend's /v1/models.
 """
 
+import logging
+import mmap
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import msgspec
-from litestar import Response
+from litestar.response import Stream
 
 from nexus_platform._context import NexusContext
 from nexus_platform._http.errors import JSON, ErrorBody, ServiceError
 from nexus_platform._observability.correlation import HEADER, current_request_id
 from nexus_platform._probes.metadata import Model, ModelList
 from nexus_platform._probes.readiness import CheckResult
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "MODELS",
@@ -38,7 +51,14 @@ __all__ = [
 # the backend decides which models exist: any name is forwarded (its 404 comes back as it is)
 MODELS: list[Model] = []
 _PASSED_THROUGH = frozenset({400, 401, 403, 404, 409, 413, 415, 422, 429, 503})
+# an error answer's message is in its first bytes; the rest is not read
+_ERROR_BYTES = 64 << 10
+# what a buffered answer is sent in
+_SENT_BYTES = 64 << 10
+# of a backend's error, in the log line
+_LOGGED = 2000
 _encode = msgspec.json.Encoder().encode
+logger = logging.getLogger("nexus.backend")
 
 
 def _url(nexus: NexusContext, path: str) -> str:
@@ -48,21 +68,30 @@ def _url(nexus: NexusContext, path: str) -> str:
 
 
 def _headers(nexus: NexusContext) -> dict[str, str]:
-    headers = {HEADER.decode(): current_request_id(), "content-type": JSON}
+    # identity: a compressed answer would be inflated a whole piece at a time, past the bounds on its size
+    headers = {HEADER.decode(): current_request_id(), "content-type": JSON, "accept-encoding": "identity"}
     if nexus.settings.backend_api_key:
         headers["authorization"] = f"Bearer {nexus.settings.backend_api_key}"
     return headers
 
 
-def _backend_error(status: int, body: bytes, retry_after: str | None) -> ServiceError:
-    """The OpenAI error for a backend's error answer."""
+def _backend_error(nexus: NexusContext, status: int, body: bytes, retry_after: str | None) -> ServiceError:
+    """The OpenAI error for a backend's error answer (its message redacted); the backend's words logged."""
+    logger.warning(
+        "the backend answered HTTP %d: %s",
+        status,
+        nexus.redact(body.decode(errors="replace"))[:_LOGGED],
+        extra={"backend_status": status},
+    )
     if status in _PASSED_THROUGH:
         try:
             detail = msgspec.json.decode(body, type=ErrorBody).error
         except msgspec.DecodeError:
             error = ServiceError(status, "backend_error", f"The backend answered HTTP {status}")
         else:
-            error = ServiceError(status, detail.code or "backend_error", detail.message, param=detail.param)
+            param = nexus.redact(detail.param) if detail.param is not None else None
+            message = nexus.redact(detail.message)
+            error = ServiceError(status, detail.code or "backend_error", message, param=param)
         if retry_after is not None and status in (429, 503):
             error.headers = {"retry-after": retry_after}
         return error
@@ -70,7 +99,7 @@ def _backend_error(status: int, body: bytes, retry_after: str | None) -> Service
 
 
 def _broken_stream(error: Exception) -> ServiceError:
-    """The OpenAI error for a backend stream that failed after it started."""
+    """The OpenAI error for a backend answer that failed after it started."""
     import httpx
 
     if isinstance(error, httpx.TimeoutException):
@@ -88,57 +117,141 @@ def _transport_error(error: Exception) -> ServiceError:
     return failure
 
 
-async def _post(nexus: NexusContext, path: str, request: msgspec.Struct) -> Response[bytes]:
-    import httpx
-
-    try:
-        answer = await nexus.http.post(_url(nexus, path), content=_encode(request), headers=_headers(nexus))
-    except httpx.HTTPError as error:
-        raise _transport_error(error) from None
-    if not answer.is_success:
-        raise _backend_error(answer.status_code, answer.content, answer.headers.get("retry-after"))
-    media_type = answer.headers.get("content-type", JSON)
-    return Response(answer.content, status_code=200, media_type=media_type)
-
-
-async def _open_stream(nexus: NexusContext, path: str, request: msgspec.Struct) -> Any:
-    """The backend's streaming answer, once its status says it is a success (else the OpenAI error)."""
-    import httpx
-
-    outgoing = nexus.http.build_request(
-        "POST", _url(nexus, path), content=_encode(request), headers=_headers(nexus)
+def _too_large(limit: int) -> ServiceError:
+    return ServiceError(
+        502,
+        "backend_response_too_large",
+        f"The backend's answer exceeds BACKEND_MAX_RESPONSE_BYTES ({limit} bytes)",
     )
+
+
+def _event_too_large(limit: int) -> ServiceError:
+    return ServiceError(
+        502,
+        "backend_event_too_large",
+        f"An event of the backend's stream exceeds BACKEND_MAX_EVENT_BYTES ({limit} bytes)",
+    )
+
+
+async def _open(
+    nexus: NexusContext, method: str, path: str, request: msgspec.Struct | None
+) -> "httpx.Response":
+    """The backend's answer, its body not read yet, once its status says it is a success (else the
+    OpenAI error)."""
+    import httpx
+
+    content = _encode(request) if request is not None else None
+    outgoing = nexus.http.build_request(method, _url(nexus, path), content=content, headers=_headers(nexus))
     try:
         answer = await nexus.http.send(outgoing, stream=True)
     except httpx.HTTPError as error:
         raise _transport_error(error) from None
-    if not answer.is_success:
-        body = await answer.aread()
+    if answer.is_success:
+        return answer
+    body = bytearray()
+    try:
+        async for chunk in answer.aiter_bytes():
+            body += chunk
+            if len(body) >= _ERROR_BYTES:
+                break
+    except httpx.HTTPError as error:
+        raise _broken_stream(error) from None
+    finally:
         await answer.aclose()
-        raise _backend_error(answer.status_code, body, answer.headers.get("retry-after"))
-    return answer
+    raise _backend_error(
+        nexus, answer.status_code, bytes(body[:_ERROR_BYTES]), answer.headers.get("retry-after")
+    )
 
 
-async def _events(answer: Any) -> AsyncIterator[bytes]:
-    """The data of each server-sent event of the backend, up to its [DONE]. An event is complete at its
-    blank line (an unfinished one is dropped, as the SSE standard says); a stream that ends without
-    [DONE] broke off."""
+async def _body(answer: "httpx.Response", limit: int) -> tuple[mmap.mmap, int]:
+    """The answer's body, read as it arrives into a buffer of its own, and its size; the 502
+    backend_response_too_large once it exceeds `limit` bytes, or when its Content-Length says it will.
+
+    The buffer is an anonymous memory map: its pages are taken as they are written and all given back to
+    the system when it is closed, where freed heap memory would stay with the process.
+    """
     import httpx
 
-    data: list[str] = []
+    length = answer.headers.get("content-length", "")
+    buffer = mmap.mmap(-1, int(length) if length.isdigit() and 0 < int(length) <= limit else limit)
     try:
-        async for line in answer.aiter_lines():
-            if line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
-            elif line == "" and data:  # the end of an event
-                event, data = "\n".join(data).encode(), []
+        if length.isdigit() and int(length) > limit:
+            raise _too_large(limit)
+        async for chunk in answer.aiter_bytes():
+            if buffer.tell() + len(chunk) > len(buffer):
+                raise _too_large(limit)
+            buffer.write(chunk)
+    except httpx.HTTPError as error:
+        buffer.close()
+        raise _broken_stream(error) from None
+    except BaseException:
+        buffer.close()
+        raise
+    finally:
+        await answer.aclose()  # unread bytes: the connection is closed, not returned to the pool
+    return buffer, buffer.tell()
+
+
+async def _sent(buffer: mmap.mmap, size: int) -> AsyncIterator[bytes]:
+    """The first `size` bytes of `buffer`, a piece at a time; the buffer closed at the end."""
+    try:
+        for start in range(0, size, _SENT_BYTES):
+            yield buffer[start : min(start + _SENT_BYTES, size)]
+    finally:
+        buffer.close()
+
+
+async def _post(nexus: NexusContext, path: str, request: msgspec.Struct) -> Stream:
+    answer = await _open(nexus, "POST", path, request)
+    buffer, size = await _body(answer, nexus.settings.backend_max_response_bytes)
+    return Stream(
+        _sent(buffer, size),
+        status_code=200,
+        media_type=answer.headers.get("content-type", JSON),
+        headers={"content-length": str(size)},
+    )
+
+
+async def _lines(answer: "httpx.Response", limit: int) -> AsyncIterator[bytes]:
+    """The lines of the answer without their line endings (LF or CRLF); backend_event_too_large for a
+    line longer than `limit` bytes, found before more than `limit` bytes of it are held. An unfinished
+    last line is dropped (it would end no event)."""
+    pending = bytearray()
+    async for chunk in answer.aiter_bytes():
+        pending += chunk
+        start = 0
+        while (end := pending.find(b"\n", start)) >= 0:
+            if end - start > limit:
+                raise _event_too_large(limit)
+            yield bytes(pending[start:end]).removesuffix(b"\r")
+            start = end + 1
+        del pending[:start]
+        if len(pending) > limit:
+            raise _event_too_large(limit)
+
+
+async def _events(nexus: NexusContext, answer: "httpx.Response") -> AsyncIterator[bytes]:
+    """The data of each server-sent event of the backend, up to its [DONE]. An event is complete at its
+    blank line (an unfinished one is dropped, as the SSE standard says); a stream that ends without
+    [DONE] broke off. An event's data is bounded as its lines are."""
+    import httpx
+
+    limit = nexus.settings.backend_max_event_bytes
+    data: list[bytes] = []
+    size = 0
+    try:
+        async for line in _lines(answer, limit):
+            if line.startswith(b"data:"):
+                data.append(line[5:].removeprefix(b" "))
+                size += len(data[-1])
+                if size > limit:
+                    raise _event_too_large(limit)
+            elif line == b"" and data:  # the end of an event
+                event, data, size = b"\n".join(data), [], 0
                 if event == b"[DONE]":
                     return
                 if event.startswith(b'{"error"'):
-                    error = msgspec.json.decode(event, type=ErrorBody).error
-                    raise ServiceError(
-                        502, error.code or "backend_error", f"The backend failed: {error.message}"
-                    )
+                    raise _stream_error(nexus, event)
                 yield event
     except httpx.HTTPError as error:
         raise _broken_stream(error) from None
@@ -147,7 +260,20 @@ async def _events(answer: Any) -> AsyncIterator[bytes]:
     raise ServiceError(502, "backend_error", "The backend's stream broke off before [DONE]")
 
 
-async def _bytes(answer: Any) -> AsyncIterator[bytes]:
+def _stream_error(nexus: NexusContext, event: bytes) -> ServiceError:
+    """The OpenAI error for a backend stream's error event (its message redacted); the event logged."""
+    logger.warning(
+        "the backend's stream ended with an error: %s", nexus.redact(event.decode(errors="replace"))[:_LOGGED]
+    )
+    try:
+        error = msgspec.json.decode(event, type=ErrorBody).error
+    except msgspec.DecodeError:
+        return ServiceError(502, "backend_error", "The backend's stream ended with an error")
+    message = nexus.redact(error.message)
+    return ServiceError(502, error.code or "backend_error", f"The backend failed: {message}")
+
+
+async def _bytes(answer: "httpx.Response") -> AsyncIterator[bytes]:
     import httpx
 
     try:
@@ -159,23 +285,23 @@ async def _bytes(answer: Any) -> AsyncIterator[bytes]:
         await answer.aclose()
 
 
-async def complete(request: msgspec.Struct, nexus: NexusContext) -> Response[bytes]:
+async def complete(request: msgspec.Struct, nexus: NexusContext) -> Stream:
     return await _post(nexus, "/v1/chat/completions", request)
 
 
 async def stream(request: msgspec.Struct, nexus: NexusContext) -> AsyncIterator[bytes]:
-    return _events(await _open_stream(nexus, "/v1/chat/completions", request))
+    return _events(nexus, await _open(nexus, "POST", "/v1/chat/completions", request))
 
 
-async def embed(request: msgspec.Struct, nexus: NexusContext) -> Response[bytes]:
+async def embed(request: msgspec.Struct, nexus: NexusContext) -> Stream:
     return await _post(nexus, "/v1/embeddings", request)
 
 
 async def speak(request: msgspec.Struct, nexus: NexusContext) -> AsyncIterator[bytes]:
-    return _bytes(await _open_stream(nexus, "/v1/audio/speech", request))
+    return _bytes(await _open(nexus, "POST", "/v1/audio/speech", request))
 
 
-async def generate(request: msgspec.Struct, nexus: NexusContext) -> Response[bytes]:
+async def generate(request: msgspec.Struct, nexus: NexusContext) -> Stream:
     return await _post(nexus, "/v1/images/generations", request)
 
 
@@ -186,15 +312,11 @@ async def no_backend_check(nexus: NexusContext) -> CheckResult:
 
 async def list_models(nexus: NexusContext) -> list[Model]:
     """The backend's GET /v1/models (a ServiceError says why there is none)."""
-    import httpx
-
+    answer = await _open(nexus, "GET", "/v1/models", None)
+    buffer, size = await _body(answer, nexus.settings.backend_max_response_bytes)
     try:
-        answer = await nexus.http.get(_url(nexus, "/v1/models"), headers=_headers(nexus))
-    except httpx.HTTPError as error:
-        raise _transport_error(error) from None
-    if not answer.is_success:
-        raise _backend_error(answer.status_code, answer.content, None)
-    try:
-        return msgspec.json.decode(answer.content, type=ModelList).data
+        return msgspec.json.decode(buffer[:size], type=ModelList).data
     except msgspec.DecodeError:
         raise ServiceError(502, "backend_error", "The backend's model list is not OpenAI's") from None
+    finally:
+        buffer.close()

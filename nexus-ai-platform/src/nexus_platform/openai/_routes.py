@@ -1,6 +1,7 @@
 """The OpenAI routes of the capabilities a service offers, around the implementations it provides.
 
-Each route validates the request with the OpenAI types (every invalid field in one 400), answers 404
+Each route validates the request with the OpenAI types (every invalid field in one 400; with
+IMAGE_URL_CHECK, every image URL of a chat request: openai/_image_urls.py), answers 404
 `model_not_found` for a model the implementation does not list, and hands the request to the
 implementation: a module with the functions named below (app/capabilities/ in a rendered service, or
 nexus_platform.openai._proxy for a service that wraps an OpenAI-compatible backend).
@@ -23,6 +24,7 @@ from nexus_platform._rules import OPENAI_CAPABILITIES
 from nexus_platform.openai._audio import AUDIO_MEDIA_TYPES, SpeechRequest
 from nexus_platform.openai._chat import ChatCompletion, ChatCompletionRequest
 from nexus_platform.openai._embeddings import EmbeddingList, EmbeddingRequest
+from nexus_platform.openai._image_urls import check_image_urls
 from nexus_platform.openai._images import ImageGenerationRequest, ImagesResponse
 
 __all__ = ["PATHS", "ROUTES", "capability_handlers", "capability_models", "require_model"]
@@ -53,6 +55,7 @@ def chat_completions(implementation: Any) -> HTTPRouteHandler:
         data: JSONBody[ChatCompletionRequest], request: Request[Any, Any, Any]
     ) -> ChatCompletion:
         nexus = nexus_of(request)
+        check_image_urls(data, nexus.settings)
         require_model(data.model, implementation.MODELS)
         if data.stream:
             events = implementation.stream(data, nexus)
