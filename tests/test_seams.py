@@ -327,7 +327,7 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
         assert labels["org.opencontainers.image.vendor"] == "Nexus (nexus-platform)"
         assert labels["org.opencontainers.image.revision"] == "0123abc"
         inside = subprocess.run(
-            [tool, "run", "--rm", "--network", "host", tag, "sh", "-c",
+            [tool, "run", "--rm", "--network", "host", "-e", "SERVICE_HOST=127.0.0.1", tag, "sh", "-c",
              "id -u; jq -r .name /srv/models/tiny/config.json; cat /srv/models/tiny/BUILT; "
              "python -c 'from app.main import create_app; print(create_app().context.facts.service_version)'"],
             capture_output=True, text=True, timeout=120, check=False,

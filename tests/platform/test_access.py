@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from litestar.exceptions import WebSocketDisconnect
 from nexus_platform import Caller, ConfigError
 from nexus_platform.testing import NexusService
 from nexus_platform.testing._checks import assert_openai_error
@@ -145,11 +146,15 @@ def test_allowing_unauthenticated_is_logged(make_client: Callable[..., Any], log
     assert any("without API keys" in line["message"] for line in warnings), warnings
 
 
-def test_the_host_header(make_client: Callable[..., Any]) -> None:
-    client = make_client(ALLOWED_HOSTS="svc.example, .nexus.internal, 127.0.0.1")
+def test_the_host_header(make_client: Callable[..., Any], nexus_service: NexusService) -> None:
+    for never_matching in ("svc.example:9000", "::1"):
+        with pytest.raises(ConfigError, match="ALLOWED_HOSTS"):
+            nexus_service.create_app(environ={"ALLOWED_HOSTS": never_matching})
+    client = make_client(ALLOWED_HOSTS="svc.example, .nexus.internal, 127.0.0.1, [::1]")
     for host in ("svc.example", "SVC.example:9000", "a.b.nexus.internal", "nexus.internal", "127.0.0.1:9000"):
         assert client.post("/v1/test/echo", json=ECHO, headers={"host": host}).status_code == 200, host
-    for host in ("attacker-rebind.example", "svc.example.evil", "evilnexus.internal", "localhost"):
+    assert client.post("/v1/test/echo", json=ECHO, headers={"host": "svc.example."}).status_code == 200
+    for host in ("attacker-rebind.example", "svc.example.evil", "evilnexus.internal", "localhost", "[::1]x"):
         response = client.post("/v1/test/echo", json=ECHO, headers={"host": host})
         assert assert_openai_error(response, 400)["code"] == "invalid_host", host
         assert client.get("/health", headers={"host": host}).status_code == 200  # kubelet sends the pod IP
@@ -277,3 +282,24 @@ def test_slow_bodies_of_one_caller_cannot_starve_another(live_service: Callable[
         stop.set()
     statuses = sorted(int(outcome[0].split()[1]) for outcome in outcomes if outcome)
     assert statuses == [408, 408, 408, 503], statuses
+
+
+def test_the_service_sees_the_path_the_router_matches(
+    make_client: Callable[..., Any], nexus_service: NexusService
+) -> None:
+    """`//v1/test/echo` and `/v1/test/echo/` reach the echo route: a rule on its path must see them as it."""
+
+    def authorize(caller: Caller) -> bool | None:
+        return False if caller.path == "/v1/test/echo" else None
+
+    client = make_client(dataclasses.replace(nexus_service.spec, authorize=authorize), API_KEYS=KEY)
+    for path in ("/v1/test/echo", "//v1/test/echo", "/v1//test/echo", "/v1/test/echo/"):
+        # a whole URL: httpx would read //v1/... as a host
+        assert_openai_error(client.post(f"http://testserver{path}", json=ECHO, headers=_bearer(KEY)), 403)
+
+
+def test_a_websocket_handshake_needs_a_key_and_a_host(make_client: Callable[..., Any]) -> None:
+    client = make_client(API_KEYS=KEY)
+    with pytest.raises(WebSocketDisconnect) as closed:
+        client.websocket_connect("/v1/anything").__enter__()
+    assert closed.value.code == 1008

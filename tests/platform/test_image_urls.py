@@ -120,6 +120,16 @@ def test_a_wrapper_checks_by_default_before_calling_its_backend(
         "https://exa mple.com/x.png",
         "https:///x.png",
         "https://[::1/x.png",
+        # what fetchers map to ASCII (httpx and the idna codec read 127。0。0。1 as 127.0.0.1)
+        "https://127\u30020\u30020\u30021/x.png",
+        "https://127\uff0e0\uff0e0\uff0e1/",
+        "https://\uff11\uff12\uff17.0.0.1/",
+        "https://\u24db\u24de\u24d2\u24d0\u24db\u24d7\u24de\u24e2\u24e3/",  # circled "localhost"
+        "https://%31%32%37.0.0.1/",
+        # IPv4 inside IPv6: IPv4-compatible, NAT64, 6to4
+        "https://[::7f00:1]/",
+        "https://[64:ff9b::a9fe:a9fe]/",
+        "https://[2002:a9fe:a9fe::]/",
         None,
         42,
     ],

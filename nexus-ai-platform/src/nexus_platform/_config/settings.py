@@ -583,7 +583,8 @@ def secret_values(*settings: msgspec.Struct | None) -> list[str]:
             if not isinstance(value, str) or not value:
                 continue
             if name in hidden:
-                values.append(value)
+                # a list of keys (API_KEYS) is hidden key by key too: a log line holds one, not the list
+                values += [value, *(part.strip() for part in value.split(",") if part.strip())]
             elif "://" in value:
                 values += [password for url in value.split(",") if (password := _password(url))]
     return values

@@ -94,7 +94,14 @@ class Hosts:
     """ALLOWED_HOSTS: `*`, names, and `.domain` for a domain and its subdomains, compared without the port."""
 
     def __init__(self, allowed: str) -> None:
-        entries = {entry.strip().lower() for entry in allowed.split(",") if entry.strip()}
+        """Raise ValueError for an entry that could never match a Host header's name."""
+        entries = {entry.strip().lower().rstrip(".") for entry in allowed.split(",") if entry.strip()}
+        for entry in entries:
+            if ":" in entry and not (entry.startswith("[") and entry.endswith("]")):
+                raise ValueError(
+                    f"ALLOWED_HOSTS: {entry} has a port or is an IPv6 address without brackets; give the "
+                    "name alone (ports are not compared) and IPv6 addresses as [::1]"
+                )
         self.any = "*" in entries
         self._names = frozenset(entry for entry in entries if not entry.startswith("."))
         self._domains = tuple(entry for entry in entries if entry.startswith("."))
@@ -104,9 +111,13 @@ class Hosts:
             return True
         name = host.decode("latin-1").lower()
         if name.startswith("["):  # [::1]:9000
-            name = name[: name.find("]") + 1]
+            end = name.find("]") + 1
+            if name[end:] and not name[end:].startswith(":"):
+                return False  # [::1]anything
+            name = name[:end]
         elif ":" in name:  # host:port
             name = name.rpartition(":")[0]
+        name = name.rstrip(".")  # example.com. is example.com
         return name in self._names or any(
             name.endswith(domain) or name == domain[1:] for domain in self._domains
         )
@@ -127,7 +138,8 @@ class Caller:
     """What `ServiceSpec.authorize` sees of a request, before any of its body is read.
 
     key          the fingerprint of the valid key it sent (None: no valid key, or API_KEYS is empty)
-    method, path the request's (HEAD is seen as GET)
+    method       the request's (HEAD is seen as GET; WEBSOCKET for a WebSocket handshake)
+    path         as the router matches it: doubled and trailing slashes removed (//v1/x/ is /v1/x)
     client       the client's address ("" when the server does not know it)
     """
 

@@ -31,7 +31,7 @@ import logging
 import time
 
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send, WebSocketCloseEvent
 
 from nexus_platform._context import NexusContext
 from nexus_platform._edge.access import Access, Caller, presented_key
@@ -104,7 +104,7 @@ async def _send_bytes(send: Send, status: int, headers: list[tuple[bytes, bytes]
     return len(body)
 
 
-def _client(scope: HTTPScope) -> str:
+def _client(scope: Scope) -> str:
     client = scope.get("client")
     return client[0] if client else ""
 
@@ -152,7 +152,7 @@ class NexusASGI:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
-            await self.app(scope, receive, send)
+            await self._not_http(scope, receive, send)
             return
         started = time.monotonic()  # the clock of every deadline (nexus_platform._http.exchange)
         seen = read_headers(scope["headers"])
@@ -199,8 +199,25 @@ class NexusASGI:
             )
             request_id_var.reset(token)
 
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Lifespan events pass; a WebSocket handshake passes the Host and key checks first."""
+        kind: str = scope["type"]  # "lifespan" too, which Litestar's Scope type leaves out
+        if kind == ScopeType.WEBSOCKET and not self._websocket_allowed(scope):
+            await receive()  # websocket.connect; a close before accept is the server's 403
+            close: WebSocketCloseEvent = {"type": "websocket.close", "code": 1008, "reason": ""}
+            await send(close)  # policy violation
+            return
+        await self.app(scope, receive, send)
+
+    def _websocket_allowed(self, scope: Scope) -> bool:
+        """A WebSocket handshake passes the same Host and key checks as a request."""
+        seen = read_headers(scope["headers"])
+        if seen.hosts != 1 or not self.access.hosts.allows(seen.host or b""):
+            return False
+        return self._authorize(scope, seen, None)[1] is None
+
     def _authorize(
-        self, scope: HTTPScope, seen: RequestHeaders, probe: FastRoute | None
+        self, scope: Scope, seen: RequestHeaders, probe: FastRoute | None
     ) -> tuple[str | None, _Refusal | None]:
         """(the caller's key fingerprint, the refusal to send or None). Only headers are looked at: a
         refused request's body is never read."""
@@ -210,7 +227,10 @@ class NexusASGI:
         key = keys.fingerprint(presented_key(seen.authorization, seen.api_key)) if keys else None
         verdict = None
         if access.authorize is not None:
-            verdict = access.authorize(Caller(key, scope["method"], scope["path"], _client(scope)))
+            # the path as the router will match it: //v1/x and /v1/x/ reach /v1/x
+            path = "/" + "/".join(part for part in scope["path"].split("/") if part)
+            method = str(scope.get("method", "WEBSOCKET"))
+            verdict = access.authorize(Caller(key, method, path, _client(scope)))
         allowed = (key is not None or not keys) if verdict is None else verdict
         if allowed:
             return key, None

@@ -31,6 +31,11 @@ def _allowed(hosts: str) -> tuple[frozenset[str], tuple[str, ...]]:
     return exact, tuple(entry[1:] for entry in entries if entry.startswith("*."))
 
 
+# IPv4-compatible, NAT64 and 6to4 addresses carry an IPv4 address a gateway may deliver to (::7f00:1,
+# 64:ff9b::a9fe:a9fe, 2002:a9fe:a9fe::): refused, whatever the address inside
+_IPV4_IN_IPV6 = tuple(ipaddress.ip_network(network) for network in ("::/96", "64:ff9b::/96", "2002::/16"))
+
+
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     """The address a host written as an IP literal names, in any notation a backend's resolver accepts
     (`127.1`, `2130706433` and `0x7f.0.0.1` are 127.0.0.1 to inet_aton); None for a name."""
@@ -44,6 +49,16 @@ def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | No
         return None
 
 
+def _address_problem(address: ipaddress.IPv4Address | ipaddress.IPv6Address, host: str) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
+    if any(address in network for network in _IPV4_IN_IPV6):
+        return f"names the address `{_clipped(host)}`, an IPv4 address in IPv6 form"
+    if address.is_global and not address.is_multicast:
+        return None
+    return f"names the address `{_clipped(host)}`, which is not public"
+
+
 def _host_problem(host: str, settings: PlatformSettings) -> str | None:
     if settings.image_url_hosts:
         exact, parents = _allowed(settings.image_url_hosts)
@@ -52,11 +67,7 @@ def _host_problem(host: str, settings: PlatformSettings) -> str | None:
         return f"names the host `{_clipped(host)}`, which IMAGE_URL_HOSTS does not list"
     address = _ip_literal(host)
     if address is not None:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped  # ::ffff:127.0.0.1 reaches 127.0.0.1
-        if address.is_global and not address.is_multicast:
-            return None
-        return f"names the address `{_clipped(host)}`, which is not public"
+        return _address_problem(address, host)
     if host in _REFUSED_NAMES or host.endswith(".localhost"):
         return f"names the host `{_clipped(host)}`, which is this machine"
     return None
@@ -84,6 +95,10 @@ def _https_problem(url: str, settings: PlatformSettings) -> str | None:
         return "is not a well-formed URL"
     if not host:
         return "is not a well-formed URL (no host)"
+    if not host.isascii() or "%" in host:
+        # fetchers map full-width and circled characters, ideographic dots and %XX to ASCII (127。0。0。1 is
+        # 127.0.0.1 to httpx and to the idna codec): a host must be written as the ASCII it means
+        return "has a host with non-ASCII or percent-encoded characters (write an IDNA name as xn--)"
     return _host_problem(host.rstrip("."), settings)
 
 

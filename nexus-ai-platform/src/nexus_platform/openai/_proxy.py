@@ -20,6 +20,7 @@ backend at BACKEND_URL (Ollama, vLLM, another Nexus service) through the pooled 
   the backend is unreachable, the metadata following it); readiness checks the backend's /v1/models.
 """
 
+import gc
 import logging
 import mmap
 from collections.abc import AsyncIterator
@@ -163,6 +164,15 @@ async def _open(
     )
 
 
+def _release_cut_answer() -> None:
+    """Give back what the connection of an answer cut short had read ahead. Its transport and anyio's
+    protocol refer to each other, so the protocol's queue of unread reads (up to 256 KiB each under
+    uvloop) lives until a full collection of the cyclic garbage; younger generations do not reach it.
+    Measured (docs/performance.md): RSS 61 -> 85 MiB after eight cut 100 MiB answers without this, flat
+    with it. A cut answer is rare; the collection costs milliseconds."""
+    gc.collect()
+
+
 async def _body(answer: "httpx.Response", limit: int) -> tuple[mmap.mmap, int]:
     """The answer's body, read as it arrives into a buffer of its own, and its size; the 502
     backend_response_too_large once it exceeds `limit` bytes, or when its Content-Length says it will.
@@ -203,7 +213,11 @@ async def _sent(buffer: mmap.mmap, size: int) -> AsyncIterator[bytes]:
 
 async def _post(nexus: NexusContext, path: str, request: msgspec.Struct) -> Stream:
     answer = await _open(nexus, "POST", path, request)
-    buffer, size = await _body(answer, nexus.settings.backend_max_response_bytes)
+    try:
+        buffer, size = await _body(answer, nexus.settings.backend_max_response_bytes)
+    except ServiceError:  # too large, or broken off: the connection closed with data unread
+        _release_cut_answer()
+        raise
     return Stream(
         _sent(buffer, size),
         status_code=200,
@@ -254,7 +268,13 @@ async def _events(nexus: NexusContext, answer: "httpx.Response") -> AsyncIterato
                     raise _stream_error(nexus, event)
                 yield event
     except httpx.HTTPError as error:
+        await answer.aclose()
+        _release_cut_answer()
         raise _broken_stream(error) from None
+    except ServiceError:  # an event over the bound: the rest of the stream is left unread
+        await answer.aclose()
+        _release_cut_answer()
+        raise
     finally:
         await answer.aclose()  # the pooled client's connection, also when the client went away
     raise ServiceError(502, "backend_error", "The backend's stream broke off before [DONE]")
