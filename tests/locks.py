@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import tempfile
+import tomllib
 from pathlib import Path
 
 from devtools.render import PYTHON, ROOT, copy_working_tree, load_answers, render
@@ -22,6 +23,8 @@ from tests.variants import appended_if
 
 TEMPLATE_LOCK = ROOT / "template" / "requirements.lock.jinja"
 DEV_LOCK = ROOT / "requirements-dev.lock"
+# what the template-update workflow installs copier from (`pip install --require-hashes`)
+COPIER_LOCK = ROOT / "template" / ".github" / "requirements-copier.txt"
 # answer set -> the Jinja condition under which its extra entries render
 VARIANTS = {"default": None, "gpu": "gpu"}
 _ENTRY_START = re.compile(r"^[A-Za-z0-9]")
@@ -101,6 +104,30 @@ def lock_dev() -> None:
     print(f"refreshed {DEV_LOCK.relative_to(ROOT)}")
 
 
+def copier_pins() -> str:
+    """pyproject.toml's copier and copier-template-extensions pins, as requirement lines: the template's
+    tests run with them, so services update with the same ones."""
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return "".join(f"{pin}\n" for pin in dependencies if pin.startswith("copier"))
+
+
+def copier_lock_command(output: Path) -> list[str]:
+    """uv locking copier_pins() (read from stdin) for the runner's Python 3.11; versions already in `output`
+    are kept."""
+    uv = str(Path(PYTHON).with_name("uv"))
+    return [
+        uv, "pip", "compile", "--quiet", "--universal", "--generate-hashes", "--no-annotate",
+        "--python-version", "3.11", "--custom-compile-command", "make lock (in nexus-template)",
+        "-", "--output-file", str(output),
+    ]  # fmt: skip
+
+
+def lock_copier() -> None:
+    subprocess.run(copier_lock_command(COPIER_LOCK), input=copier_pins(), text=True, cwd=ROOT, check=True)
+    print(f"refreshed {COPIER_LOCK.relative_to(ROOT)}")
+
+
 if __name__ == "__main__":
     lock_template()
     lock_dev()
+    lock_copier()

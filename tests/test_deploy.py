@@ -4,9 +4,11 @@ schemas, and agreement between Dockerfile, compose, manifests and the app's own 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+from base64 import b64decode, b64encode
 from pathlib import Path
 
 import jsonschema
@@ -16,6 +18,7 @@ import yaml
 from nexus_platform._probes.metadata import Links
 
 from devtools.render import ROOT, answer_sets, load_answers
+from tests.etcd_server import ETCD, Etcd, service_ranges
 
 # The Compose Specification's own schema (compose-spec/compose-spec, as vendored by the dclint package)
 COMPOSE_VALIDATOR = jsonschema.Draft7Validator(
@@ -92,12 +95,24 @@ def test_compose_file_follows_the_specification(rendered, name: str) -> None:
     assert spec["container_name"] == f"nexus-{answers['service_name']}"
     assert spec["init"] is True
     assert spec["restart"] == "unless-stopped"
-    assert spec["networks"] == ["nexus"]
+    assert spec["networks"] == (["nexus", "registry"] if answers.get("etcd_registration") else ["nexus"])
     assert spec["env_file"] == [{"path": ".env", "required": False}]
     port = answers.get("port", 9000)
     assert spec["ports"][0].endswith(f":${{SERVICE_PORT:-{port}}}"), "the container port follows SERVICE_PORT"
+    prefix = answers["service_name"].replace("-", "_").upper()
+    assert spec["ports"][0].startswith(f"${{{prefix}_HOST_ADDRESS:-127.0.0.1}}:"), "loopback unless .env says"
+    # the confinement Kubernetes' securityContext gives (tests/test_engines.py checks that podman applies it)
+    assert spec["read_only"] is True
+    assert spec["tmpfs"] == ["/tmp:size=64m,mode=1777"]  # noqa: S108 (the container's, not a file here)
+    assert spec["cap_drop"] == ["ALL"]
+    assert spec["security_opt"] == ["no-new-privileges:true"]
+    assert 0 < spec["pids_limit"] <= 4096
+    environment = dict(spec.get("environment", {}))
+    if answers.get("etcd_registration"):
+        # the registry profile's root password is read from .env by etcd-init alone
+        assert environment.pop("ETCD_ROOT_PASSWORD") == ""
     # environment: overrides env_file: it may only pass on what .env says, with a default for the unset case
-    for variable, value in spec.get("environment", {}).items():
+    for variable, value in environment.items():
         assert re.fullmatch(rf"\$\{{{variable}:?-.*\}}", value), f"{variable} in .env would be ignored"
     assert "curl" not in json.dumps(spec["healthcheck"])
     timings = app_defaults(service)
@@ -111,6 +126,131 @@ def test_compose_file_follows_the_specification(rendered, name: str) -> None:
         ]
     else:
         assert devices is None
+
+
+def test_the_registry_profile_keeps_etcd_private_and_confined(rendered, name: str) -> None:
+    """etcd publishes no port and sits on the project's internal network with the service and etcd-init
+    only; both run as confined as the service."""
+    answers = load_answers(name)
+    compose = yaml.safe_load((rendered(name) / f"docker-compose.{answers['service_name']}.yml").read_text())
+    if not answers.get("etcd_registration"):
+        assert set(compose["services"]) == {answers["service_name"]}
+        assert set(compose["networks"]) == {"nexus"}
+        return
+    assert compose["networks"]["registry"] == {"internal": True}
+    assert "name" not in compose["networks"]["registry"], "the project's own, not shared between services"
+    etcd, init = compose["services"]["etcd"], compose["services"]["etcd-init"]
+    for spec in (etcd, init):
+        assert spec["profiles"] == ["registry"]
+        assert spec["networks"] == ["registry"]
+        assert "ports" not in spec
+        assert (spec["read_only"], spec["cap_drop"], spec["security_opt"]) == (
+            True,
+            ["ALL"],
+            ["no-new-privileges:true"],
+        )
+    assert init["image"] == compose["services"][answers["service_name"]]["image"], "the image has Python"
+    assert init["environment"] == {"ETCD_URL": "http://etcd:2379"}, "the profile's etcd, whatever .env says"
+    assert init["restart"] == "no"
+    assert "--advertise-client-urls=http://etcd:2379" in etcd["command"]
+
+
+def etcd_init_script(service: Path, service_name: str) -> str:
+    compose = yaml.safe_load((service / f"docker-compose.{service_name}.yml").read_text())
+    command = compose["services"]["etcd-init"]["command"]
+    assert command[:2] == ["python", "-c"]
+    return str(command[2])
+
+
+@pytest.mark.slow
+def test_etcd_init_turns_auth_on_with_a_role_for_the_service_keys_only(
+    rendered, name: str, tmp_path: Path
+) -> None:
+    """The rendered etcd-init script run against a real etcd: auth on, root and the service's user with the
+    minimal role of docs/registration.md (tests/etcd_server.py's service_ranges), anonymous writes refused,
+    the service's writes allowed on its own keys (leases included) and refused on another's; run again it
+    converges on new settings; a missing variable or a wrong root password fails with one line."""
+    answers = load_answers(name)
+    if not answers.get("etcd_registration"):
+        assert (
+            "etcd-init" not in (rendered(name) / f"docker-compose.{answers['service_name']}.yml").read_text()
+        )
+        return
+    if ETCD is None:
+        pytest.skip("no etcd binary (Debian's etcd-server)")
+    service_name = answers["service_name"]
+    script = etcd_init_script(rendered(name), service_name)
+    etcd = Etcd(tmp_path / "etcd").start()
+
+    def init(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", script],
+            env={"ETCD_URL": etcd.url, "PATH": os.environ["PATH"], **env},
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    def granted() -> list[tuple[str, str]]:
+        role = etcd.call("auth/role/get", {"role": "svc"})
+        return sorted(
+            (b64decode(perm["key"]).decode(), b64decode(perm.get("range_end", "")).decode())
+            for perm in role["perm"]
+            if perm["permType"] == "READWRITE"
+        )
+
+    def put(key: str, token: str | None, lease: str = "0") -> int:
+        body = {"key": b64encode(key.encode()).decode(), "value": "eA==", "lease": lease}
+        return etcd.post("kv/put", body, token).status_code
+
+    credentials = {"ETCD_ROOT_PASSWORD": "root-pw", "ETCD_USERNAME": "svc", "ETCD_PASSWORD": "svc-pw-1"}
+    try:
+        missing = init(ETCD_USERNAME="svc")
+        assert missing.returncode == 1
+        assert missing.stderr.strip().splitlines() == [
+            "etcd-init: set ETCD_ROOT_PASSWORD, ETCD_PASSWORD in .env: the registry profile's etcd needs them"
+        ]
+        first = init(**credentials, ETCD_TRAEFIK_ROOT="traefik")
+        assert first.returncode == 0, first.stderr
+        assert "pw" not in first.stdout + first.stderr, "no password is printed"
+        etcd.root_password = "root-pw"  # the helper calls as root from now on
+        assert granted() == sorted(service_ranges(service_name))
+        assert put(f"/nexus/services/{service_name}/i1", None) == 400, "anonymous writes are refused"
+        token = etcd.authenticate("svc", "svc-pw-1")
+        lease = etcd.post("lease/grant", {"TTL": 30}, token).json()["ID"]
+        for own in (
+            f"/nexus/services/{service_name}",
+            f"/nexus/services/{service_name}/i1",
+            f"traefik/http/routers/{service_name}_i1/rule",
+            f"traefik/http/middlewares/{service_name}_i1/stripPrefix/prefixes/0",
+            f"traefik/http/services/{service_name}/loadBalancer/servers/i1/url",
+        ):
+            assert put(own, token, lease) == 200, own
+        for other in (
+            f"/nexus/services/{service_name}2",
+            "/nexus/services/other/i1",
+            f"traefik/http/routers/{service_name}-x_i1/rule",
+            "traefik/http/routers/catch-all/rule",
+            "traefik/http/services/other/loadBalancer/servers/i1/url",
+        ):
+            assert put(other, token) != 200, other
+        assert etcd.post("lease/revoke", {"ID": lease}, token).status_code == 200
+
+        again = init(**{**credentials, "ETCD_PASSWORD": "svc-pw-2"})  # Traefik routing switched off
+        assert again.returncode == 0, again.stderr
+        assert granted() == sorted(service_ranges(service_name)[:2])
+        refused = etcd.post("auth/authenticate", {"name": "svc", "password": "svc-pw-1"})
+        assert refused.status_code != 200, "the old password no longer works"
+        token = etcd.authenticate("svc", "svc-pw-2")
+        assert put(f"/nexus/services/{service_name}/i1", token) == 200
+        assert put(f"traefik/http/routers/{service_name}_i1/rule", token) != 200
+
+        wrong_root = init(**{**credentials, "ETCD_ROOT_PASSWORD": "guess"})
+        assert wrong_root.returncode == 1
+        assert "root cannot log in" in wrong_root.stderr
+    finally:
+        etcd.stop()
 
 
 def kubernetes_manifests(service: Path) -> dict[str, dict]:
@@ -169,6 +309,38 @@ def test_kubernetes_manifests_validate_and_agree(rendered, name: str) -> None:
         assert limits["nvidia.com/gpu"] == answers.get("gpu_count", 1)
     else:
         assert "nvidia.com/gpu" not in limits
+
+
+def test_kubernetes_network_policy_and_disruption_budget_select_the_pods(rendered, name: str) -> None:
+    """The NetworkPolicy admits the gateway's labels only, to the named container port, and lets the pods
+    reach DNS, the backend and (registering) etcd; the budget lets drains take one pod at a time. What a
+    cluster enforces is the network plugin's business: podman cannot (tests/test_engines.py)."""
+    answers = load_answers(name)
+    if not answers.get("kubernetes", True):
+        assert not (rendered(name) / "deploy").exists()
+        return
+    manifests = kubernetes_manifests(rendered(name))
+    deployment = manifests["deployment.yaml"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    budget_spec = manifests["poddisruptionbudget.yaml"]["spec"]
+    assert budget_spec["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert budget_spec == {"maxUnavailable": 1, "selector": budget_spec["selector"]}, "drains never blocked"
+    policy = manifests["networkpolicy.yaml"]["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"], "both directions closed but for the rules"
+    [ingress] = policy["ingress"]
+    assert ingress["ports"] == [{"port": container["ports"][0]["name"], "protocol": "TCP"}]
+    gateway = {"app.kubernetes.io/part-of": "nexus", "app.kubernetes.io/component": "gateway"}
+    assert [peer["podSelector"]["matchLabels"] for peer in ingress["from"]] == [gateway, gateway]
+    assert ingress["from"][1]["namespaceSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "nexus"}
+    reached = [rule["to"][-1]["podSelector"]["matchLabels"] for rule in policy["egress"]]
+    dns, backend = {"k8s-app": "kube-dns"}, {"app.kubernetes.io/component": "backend"}
+    etcd = [{"app.kubernetes.io/name": "etcd"}] if answers.get("etcd_registration") else []
+    assert reached == [dns, backend, *etcd]
+    assert {port["port"] for port in policy["egress"][0]["ports"]} == {53}
+    if etcd:
+        assert policy["egress"][2]["ports"] == [{"port": 2379, "protocol": "TCP"}]
 
 
 def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:

@@ -6,6 +6,7 @@ here are printed (pytest -s) for the record; only settled states are asserted.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import subprocess
@@ -328,13 +329,25 @@ def test_the_cli_watch_reads_again_after_etcd_restarts(etcd: Etcd, tmp_path: Pat
     out = tmp_path / "watch.out"
     with watching(etcd.url, out):
         wait_for(lambda: json_lines(out), timeout=15)  # the first snapshot
-        instance = {"name": "a", "base_url": "http://10.0.0.1:1", "readiness": "pass", "instance_id": "1"}
-        etcd.put(f"{PREFIX}a/1", json.dumps(instance))
+        base = "http://10.0.0.1:1"
+        instance: dict[str, object] = {"name": "a", "base_url": base, "metadata_url": f"{base}/v1/metadata"}
+        instance |= {"version": "1", "capabilities": [], "readiness": "pass", "instance_id": "1"}
+
+        def register(key: str, value: dict) -> None:
+            """As an instance does, on its own lease (persisted: it outlives the restart)."""
+            lease = etcd.call("lease/grant", {"TTL": 60})["ID"]
+            encoded = {"key": key, "value": json.dumps(value)}
+            etcd.call(
+                "kv/put",
+                {k: base64.b64encode(v.encode()).decode() for k, v in encoded.items()} | {"lease": lease},
+            )
+
+        register(f"{PREFIX}a/1", instance)
         wait_for(lambda: len(json_lines(out)) == 2, timeout=10)
         etcd.stop()
         etcd.start()
         wait_for(lambda: "read again" in out.read_text(), timeout=15)
-        etcd.put(f"{PREFIX}a/2", json.dumps({**instance, "instance_id": "2"}))
+        register(f"{PREFIX}a/2", {**instance, "instance_id": "2"})
         wait_for(
             lambda: any(isinstance(c, dict) and c["key"] == f"{PREFIX}a/2" for c in json_lines(out)),
             timeout=10,

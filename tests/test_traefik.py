@@ -107,6 +107,7 @@ class Replicas:
                 "SERVICE_BASE_URL": f"http://127.0.0.1:{port}",
                 "ETCD_LEASE_TTL_SECONDS": str(TTL),
                 "ETCD_TRAEFIK_ROOT": "traefik",
+                "ETCD_TRAEFIK_ENTRYPOINTS": "web",
             },
         )
         return self.running[port]

@@ -22,8 +22,11 @@ from nexus_platform._identity import Identity
 from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import forward_context
 from nexus_platform._offload import BlockingPool
+from nexus_platform._registration.config import check_registration, etcd_tls_context
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 # readiness and registration make a call or two at a time
@@ -60,6 +63,7 @@ class NexusContext:
 
     def __post_init__(self) -> None:
         check_backend_pool(self.settings)
+        check_registration(self.settings)
         self.blocking = BlockingPool(self.settings.max_concurrent_requests)
         self.redact = Redactor(secret_values(self.settings, self.service_settings))
 
@@ -84,14 +88,17 @@ class NexusContext:
 
     @property
     def registration_http(self) -> "httpx.AsyncClient":
-        """The etcd registration's own client: a full backend pool does not let the lease expire."""
-        return self._client("registration", _SMALL_POOL)
+        """The etcd registration's own client: a full backend pool does not let the lease expire. It
+        alone trusts ETCD_CA_FILE and presents ETCD_CERT_FILE (the backend's client never does)."""
+        return self._client("registration", _SMALL_POOL, etcd_tls_context(self.settings))
 
-    def _client(self, purpose: str, connections: int) -> "httpx.AsyncClient":
+    def _client(
+        self, purpose: str, connections: int, tls: "ssl.SSLContext | None" = None
+    ) -> "httpx.AsyncClient":
         if not self.running:
             raise RuntimeError("the HTTP clients exist only while the app is running (lifespan)")
         if purpose not in self._clients:
-            self._clients[purpose] = _open_client(self.settings, connections)
+            self._clients[purpose] = _open_client(self.settings, connections, tls)
         client: httpx.AsyncClient = self._clients[purpose]
         return client
 
@@ -113,7 +120,9 @@ def check_backend_pool(settings: PlatformSettings) -> None:
         )
 
 
-def _open_client(settings: PlatformSettings, connections: int) -> "httpx.AsyncClient":
+def _open_client(
+    settings: PlatformSettings, connections: int, tls: "ssl.SSLContext | None" = None
+) -> "httpx.AsyncClient":
     import httpx
 
     class RetryOnce(httpx.AsyncHTTPTransport):
@@ -136,7 +145,8 @@ def _open_client(settings: PlatformSettings, connections: int) -> "httpx.AsyncCl
         keepalive_expiry=settings.backend_keepalive_seconds,
     )
     return httpx.AsyncClient(
-        transport=RetryOnce(limits=limits),
+        # None: httpx's default verification (the system's trust store, or SSL_CERT_FILE)
+        transport=RetryOnce(limits=limits, verify=True if tls is None else tls),
         timeout=settings.backend_timeout_seconds,
         # each call carries the request id and trace context of the request that makes it
         event_hooks={"request": [forward_context]},

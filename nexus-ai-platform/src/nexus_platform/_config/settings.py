@@ -478,6 +478,76 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             extra={"group": "Registration", "feature": "registration"},
         ),
     ] = ""
+    etcd_traefik_entrypoints: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^([A-Za-z0-9_-]+(\s*,\s*[A-Za-z0-9_-]+)*)?$",
+            description="Traefik entry points the generated routers attach to, comma-separated (e.g. web); "
+            "required with ETCD_TRAEFIK_ROOT: a router without entry points would be served on every one, "
+            "internet-facing ones included",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_traefik_middlewares: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^([A-Za-z0-9_@.-]+(\s*,\s*[A-Za-z0-9_@.-]+)*)?$",
+            description="Traefik middlewares the generated routers apply after the prefix strip, comma-"
+            "separated, in order (e.g. auth@file,ratelimit@file: defined in Traefik's own configuration, "
+            "never in etcd); empty: none",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_traefik_tls: Annotated[
+        bool,
+        msgspec.Meta(
+            description="true: the generated routers serve HTTPS only (Traefik's router tls option, with "
+            "the certificates of Traefik's configuration)",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = False
+    etcd_username: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[^\s]*$",
+            description="etcd user the registration authenticates as (etcd auth enabled; a role granting "
+            "read-write on this service's keys only: docs/registration.md); empty: no authentication",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_password: Annotated[
+        str,
+        SECRET,
+        msgspec.Meta(
+            description="Secret: ETCD_USERNAME's password; never logged",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_ca_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="PEM file of the CA certificates that sign etcd's server certificate (https:// "
+            "endpoints); empty: the default trust store. The registration's client only, never the "
+            "backend's",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_cert_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="Mutual TLS with etcd: PEM file of the client certificate the registration presents "
+            "(with ETCD_KEY_FILE); empty: none",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
+    etcd_key_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="PEM file of ETCD_CERT_FILE's private key, not encrypted; its content is a secret: "
+            "mount it read-only",
+            extra={"group": "Registration", "feature": "registration"},
+        ),
+    ] = ""
     gpu_min_count: Annotated[
         int,
         msgspec.Meta(

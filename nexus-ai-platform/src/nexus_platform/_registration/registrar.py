@@ -5,8 +5,14 @@ Each instance keeps its own keys on its own lease (ETCD_LEASE_TTL_SECONDS, kept 
 - `<ETCD_KEY_PREFIX><name>/<instance_id>`: {"name", "base_url", "metadata_url", "version", "capabilities",
   "instance_id", "readiness"};
 - with ETCD_TRAEFIK_ROOT set, the keys of Traefik's KV provider: the instance's own router (the service's
-  rule, identical for every instance), its strip-prefix middleware, and its server in the service's load
-  balancer. No Traefik key is shared between instances, so no instance's departure removes another's route.
+  rule, identical for every instance, on ETCD_TRAEFIK_ENTRYPOINTS only, with ETCD_TRAEFIK_MIDDLEWARES and
+  ETCD_TRAEFIK_TLS), its strip-prefix middleware, and its server in the service's load balancer. No
+  Traefik key is shared between instances, so no instance's departure removes another's route.
+
+Every round also verifies what others could have written (etcd open, or someone's credentials leaked): it
+reads back everything under its own prefixes, the service key and the service's instance keys and load
+balancer in one snapshot, rewrites its own keys where they differ or are off its lease, and deletes what is
+not a live instance's (a WARNING names each key); a service key on no live instance's lease is replaced.
 
 The keys exist only while the instance is ready: every round (TTL/3, and at once when a /readyz request
 sees the readiness status change) evaluates readiness; `fail` deletes them, `pass`/`warn` puts them back.
@@ -15,7 +21,7 @@ Registration starts once the server listens (`python -m app`), never before it c
 The service-level key `<ETCD_KEY_PREFIX><name>` of the original layout (one key per service) is kept for
 the gateways that read it: it holds one ready instance's value (less `readiness`), on that instance's lease.
 A ready instance creates it when it is absent; an instance that withdraws or stops hands it to another
-ready instance's lease first, so it stays while any instance is ready.
+live instance's lease first, so it stays while any instance is ready.
 
 etcd unreachable: keep serving, retry with backoff, report `warn`. A keepalive answered without TTL means
 the lease is gone: register again. SIGTERM revokes the lease at once (the keys disappear before the
@@ -27,7 +33,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -35,7 +41,19 @@ import msgspec
 from nexus_platform._context import NexusContext
 from nexus_platform._probes.metadata import RegistrationInfo, RegistrationState
 from nexus_platform._probes.readiness import CheckResult, Readiness, ReadinessReport, Status
-from nexus_platform._registration.etcd import EtcdClient, EtcdError, absent, delete, on_lease, put
+from nexus_platform._registration.config import etcd_credentials
+from nexus_platform._registration.etcd import (
+    EtcdClient,
+    EtcdError,
+    KeyValue,
+    absent,
+    delete,
+    delete_prefix,
+    on_lease,
+    prefix_range,
+    put,
+    unchanged,
+)
 
 __all__ = ["CHECK_NAME", "Registrar", "traefik_keys"]
 
@@ -55,16 +73,62 @@ def _json(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def traefik_keys(root: str, service: str, instance: str, base_url: str) -> dict[str, str]:
-    """Traefik's KV-provider keys for one instance: requests to /<service>/… reach <base_url>/…."""
-    router = f"{service}-{instance}"
-    return {
+def traefik_keys(
+    root: str,
+    service: str,
+    instance: str,
+    base_url: str,
+    entrypoints: list[str],
+    middlewares: Sequence[str] = (),
+    tls: bool = False,
+) -> dict[str, str]:
+    """Traefik's KV-provider keys for one instance: requests to /<service>/… on `entrypoints` reach
+    <base_url>/…, through the strip-prefix middleware and then `middlewares`."""
+    router = router_name(service, instance)
+    keys = {
         f"{root}/http/routers/{router}/rule": f"PathPrefix(`/{service}/`)",
         f"{root}/http/routers/{router}/service": service,
-        f"{root}/http/routers/{router}/middlewares/0": router,
         f"{root}/http/middlewares/{router}/stripPrefix/prefixes/0": f"/{service}",
         f"{root}/http/services/{service}/loadBalancer/servers/{instance}/url": base_url,
     }
+    keys |= {f"{root}/http/routers/{router}/entryPoints/{i}": name for i, name in enumerate(entrypoints)}
+    keys |= {
+        f"{root}/http/routers/{router}/middlewares/{i}": name for i, name in enumerate([router, *middlewares])
+    }
+    if tls:
+        keys[f"{root}/http/routers/{router}/tls"] = "true"
+    return keys
+
+
+def router_name(service: str, instance: str) -> str:
+    """The instance's router (and middleware) name. "_" never occurs in a service name, so the names of
+    one service share a prefix no other service's names start with (an etcd role grants by prefix)."""
+    return f"{service}_{instance}"
+
+
+def _holds(kv: KeyValue | None, value: str, lease: str) -> bool:
+    return kv is not None and kv.value == value and kv.lease == lease
+
+
+def _live_instances(found: dict[str, KeyValue], service_key: str) -> dict[str, str]:
+    """{instance id: lease} of the instance keys among `found` that a running instance wrote: on a lease,
+    one path segment below the service key, a JSON object naming that instance."""
+    instances = {}
+    for key, kv in found.items():
+        instance = key.removeprefix(service_key + "/")
+        if instance == key or "/" in instance or kv.lease == "0":
+            continue
+        try:
+            value = json.loads(kv.value)
+        except ValueError:
+            continue
+        if isinstance(value, dict) and value.get("instance_id") == instance:
+            instances[instance] = kv.lease
+    return instances
+
+
+def _names(setting: str) -> list[str]:
+    return [name.strip() for name in setting.split(",") if name.strip()]
 
 
 class Registrar:
@@ -86,6 +150,18 @@ class Registrar:
         self._wake = asyncio.Event()
         self._revoked = asyncio.Event()
         self._endpoints = [url.strip().rstrip("/") for url in settings.etcd_url.split(",") if url.strip()]
+        # the key prefixes that hold this instance's keys alone: anything else found under them is removed
+        self.owned = [self.key + "/"]
+        # the service's Traefik load balancer: only the servers of the service's live instances belong there
+        self.balancer = ""
+        if root := settings.etcd_traefik_root:
+            router = router_name(settings.service_name, context.instance_id)
+            self.owned += [
+                f"{root}/http/routers/{router}/",
+                f"{root}/http/middlewares/{router}/",
+                f"{root}/http/services/{settings.service_name}/loadBalancer/servers/{context.instance_id}/",
+            ]
+            self.balancer = f"{root}/http/services/{settings.service_name}/"
 
     def follow(self, readiness: Readiness) -> None:
         """Stay registered only while `readiness` passes or warns; re-check at once when its status changes."""
@@ -108,7 +184,13 @@ class Registrar:
         keys = {self.key: _json(value)}
         if settings.etcd_traefik_root:
             keys |= traefik_keys(
-                settings.etcd_traefik_root, settings.service_name, self.context.instance_id, base
+                settings.etcd_traefik_root,
+                settings.service_name,
+                self.context.instance_id,
+                base,
+                _names(settings.etcd_traefik_entrypoints),
+                _names(settings.etcd_traefik_middlewares),
+                settings.etcd_traefik_tls,
             )
         return keys
 
@@ -135,7 +217,12 @@ class Registrar:
             self.on_change()
 
     def _client(self) -> EtcdClient:
-        return EtcdClient(self.context.registration_http, self._endpoints, timeout=max(1.0, self.ttl / 3))
+        return EtcdClient(
+            self.context.registration_http,
+            self._endpoints,
+            timeout=max(1.0, self.ttl / 3),
+            credentials=etcd_credentials(self.context.settings),
+        )
 
     async def _readiness_status(self) -> Status:
         """The readiness status without this registration's own check (which only ever warns)."""
@@ -163,36 +250,94 @@ class Registrar:
         if readiness == "fail":
             if self._published:
                 await self._hand_over_service_key(etcd, self.lease)
-                await etcd.txn([], [delete(key) for key in self._published])
+                await etcd.txn([], [delete(self.key)] + [delete_prefix(prefix) for prefix in self.owned])
                 self._published = {}
                 logger.warning("withdrawn from etcd: readiness fails", extra={"key": self.key})
             self._set("withdrawn")
             return
-        keys = self.keys(readiness)
-        current = await etcd.get(self.key)
-        if keys != self._published or current is None or current.lease != self.lease:
-            await etcd.txn([], [put(key, value, self.lease) for key, value in keys.items()])
-            self._published = keys
-        service_value = json.loads(keys[self.key])
-        del service_value["readiness"]
-        await etcd.txn([absent(self.service_key)], [put(self.service_key, _json(service_value), self.lease)])
+        await self._publish(etcd, self.keys(readiness))
         if self.state != "registered":
             logger.info("registered in etcd", extra={"key": self.key, "lease": self.lease, "ttl": self.ttl})
         self._set("registered")
 
-    async def _hand_over_service_key(self, etcd: EtcdClient, lease: str) -> None:
-        """Move the service-level key, if it is on `lease` (ours), to another ready instance's lease (or delete it)."""
-        for other in await etcd.get_prefix(self.service_key + "/"):
-            if other.lease in {lease, "0"}:
+    async def _publish(self, etcd: EtcdClient, intent: dict[str, str]) -> None:
+        """Read back every key this instance publishes, and the service's keys around them, in one snapshot;
+        rewrite what differs from `intent` (or is off our lease), and remove what is not ours or not a live
+        instance's. A key that was right before and is not now was changed by someone else: a WARNING names
+        it."""
+        assert self.lease is not None
+        reads = [(self.key, ""), (self.service_key, ""), prefix_range(self.service_key + "/")]
+        reads += [prefix_range(prefix) for prefix in [*self.owned, self.balancer] if prefix]
+        found = {kv.key: kv for kv in await etcd.ranges(reads)}
+        ours = []
+        for key, value in intent.items():
+            if _holds(found.get(key), value, self.lease):
                 continue
+            if self._published.get(key) == value:  # this instance had put it so: someone changed it since
+                logger.warning("etcd key %r was changed or deleted by someone else: rewritten", key)
+            ours.append(put(key, value, self.lease))
+        if ours:  # unconditional: these keys are this instance's alone
+            await etcd.txn([], ours)
+        self._published = intent
+        instances = _live_instances(found, self.service_key)
+        checks, fixes = [], []
+        for key, kv in found.items():
+            if key not in intent and key != self.service_key and not self._belongs(key, kv, instances):
+                logger.warning("etcd key %r is not a live instance's: deleted", key)
+                checks.append(unchanged(key, kv.mod_revision))
+                fixes.append(delete(key))
+        fields = json.loads(intent[self.key])
+        del fields["readiness"]
+        service_value = _json(fields)
+        held = found.get(self.service_key)
+        if held is None:
+            checks.append(absent(self.service_key))
+            fixes.append(put(self.service_key, service_value, self.lease))
+        elif held.lease == self.lease and held.value != service_value:
+            logger.warning("etcd key %r differs from this instance's value: rewritten", self.service_key)
+            checks.append(unchanged(self.service_key, held.mod_revision))
+            fixes.append(put(self.service_key, service_value, self.lease))
+        elif held.lease != self.lease and held.lease not in instances.values():
+            logger.warning(
+                "etcd key %r is on no live instance's lease (lease %s): replaced",
+                self.service_key,
+                held.lease,
+            )
+            checks.append(unchanged(self.service_key, held.mod_revision))
+            fixes.append(put(self.service_key, service_value, self.lease))
+        if fixes:  # only if nothing changed since the read: otherwise the next round decides again
+            await etcd.txn(checks, fixes)
+
+    def _belongs(self, key: str, kv: KeyValue, instances: dict[str, str]) -> bool:
+        """Whether a key found around this instance's own is legitimate: another live instance's key, or
+        its server in the service's load balancer on that instance's lease."""
+        if key.startswith(self.service_key + "/"):
+            return instances.get(key.removeprefix(self.service_key + "/")) == kv.lease
+        if any(key.startswith(prefix) for prefix in self.owned):
+            return False
+        # the balancer: <root>/http/services/<name>/loadBalancer/servers/<instance>/url
+        instance, _, rest = key.removeprefix(self.balancer + "loadBalancer/servers/").partition("/")
+        return (
+            key.startswith(self.balancer + "loadBalancer/servers/")
+            and rest == "url"
+            and (instances.get(instance) == kv.lease)
+        )
+
+    async def _hand_over_service_key(self, etcd: EtcdClient, lease: str) -> None:
+        """Move the service-level key, if it is on `lease` (ours), to another live instance's lease (or
+        delete it)."""
+        found = {kv.key: kv for kv in await etcd.get_prefix(self.service_key + "/")}
+        for instance, other_lease in _live_instances(found, self.service_key).items():
+            if other_lease == lease:
+                continue
+            value = json.loads(found[f"{self.service_key}/{instance}"].value)
+            value.pop("readiness", None)
             try:
-                value = json.loads(other.value)
-                value.pop("readiness", None)
                 await etcd.txn(
                     [on_lease(self.service_key, lease)],
-                    [put(self.service_key, _json(value), other.lease)],
+                    [put(self.service_key, _json(value), other_lease)],
                 )
-            except (EtcdError, ValueError, AttributeError):  # that instance's lease went meanwhile: the next
+            except EtcdError:  # that instance's lease went meanwhile: the next one
                 continue
             return
         await etcd.txn([on_lease(self.service_key, lease)], [delete(self.service_key)])
