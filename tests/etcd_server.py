@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from nexus_platform._registration import role
 
 from devtools.live import free_port
 
@@ -145,20 +146,10 @@ def _b64(text: str) -> str:
 def service_ranges(
     service: str, prefix: str = "/nexus/services/", traefik_root: str = "traefik"
 ) -> list[tuple[str, str]]:
-    """The (key, range_end) ranges of a service's minimal etcd role (docs/registration.md): its service
-    key, its instance keys, its routers and middlewares (named <service>_<instance>) and its Traefik
-    service."""
-
-    def under(key: str) -> tuple[str, str]:
-        return key, key[:-1] + chr(ord(key[-1]) + 1)
-
-    return [
-        (prefix + service, ""),
-        under(f"{prefix}{service}/"),
-        under(f"{traefik_root}/http/routers/{service}_"),
-        under(f"{traefik_root}/http/middlewares/{service}_"),
-        under(f"{traefik_root}/http/services/{service}/"),
-    ]
+    """The (key, range_end) ranges of a service's minimal etcd role (docs/registration.md), as the platform
+    computes them for `etcd-init`: the tests check that the registrar stays inside them and that they
+    reach no other service's keys."""
+    return role.service_ranges(service, prefix, traefik_root)
 
 
 def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.05) -> float:

@@ -155,19 +155,19 @@ def test_the_registry_profile_keeps_etcd_private_and_confined(rendered, name: st
     assert "--advertise-client-urls=http://etcd:2379" in etcd["command"]
 
 
-def etcd_init_script(service: Path, service_name: str) -> str:
+def etcd_init_command(service: Path, service_name: str) -> list[str]:
     compose = yaml.safe_load((service / f"docker-compose.{service_name}.yml").read_text())
-    command = compose["services"]["etcd-init"]["command"]
-    assert command[:2] == ["python", "-c"]
-    return str(command[2])
+    command: list[str] = compose["services"]["etcd-init"]["command"]
+    assert command[:4] == ["python", "-m", "nexus_platform", "etcd-init"]
+    return command
 
 
 @pytest.mark.slow
 def test_etcd_init_turns_auth_on_with_a_role_for_the_service_keys_only(
     rendered, name: str, tmp_path: Path
 ) -> None:
-    """The rendered etcd-init script run against a real etcd: auth on, root and the service's user with the
-    minimal role of docs/registration.md (tests/etcd_server.py's service_ranges), anonymous writes refused,
+    """The rendered etcd-init command (the platform's `etcd-init`) run against a real etcd: auth on, root and the service's user with the
+    minimal role of docs/registration.md (nexus_platform's service_ranges), anonymous writes refused,
     the service's writes allowed on its own keys (leases included) and refused on another's; run again it
     converges on new settings; a missing variable or a wrong root password fails with one line."""
     answers = load_answers(name)
@@ -179,12 +179,12 @@ def test_etcd_init_turns_auth_on_with_a_role_for_the_service_keys_only(
     if ETCD is None:
         pytest.skip("no etcd binary (Debian's etcd-server)")
     service_name = answers["service_name"]
-    script = etcd_init_script(rendered(name), service_name)
+    command = etcd_init_command(rendered(name), service_name)
     etcd = Etcd(tmp_path / "etcd").start()
 
     def init(**env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", script],
+            [sys.executable, *command[1:]],
             env={"ETCD_URL": etcd.url, "PATH": os.environ["PATH"], **env},
             capture_output=True,
             text=True,

@@ -11,6 +11,7 @@ import pytest
 import yaml
 from nexus_platform._http.exchange import Outcome
 from nexus_platform._probes.metadata import json_schema
+from nexus_platform._registration.role import service_ranges
 
 from devtools.render import ROOT, render
 from extensions.context import deployment_facts
@@ -169,3 +170,13 @@ def test_a_rendered_readme_links_to_the_docs_of_its_own_release(rendered) -> Non
     assert links, "the README links to no template doc"
     for link in links:
         assert f"/blob/{commit.rsplit('-g', 1)[-1]}/docs/" in link, link
+
+
+def test_the_documented_etcd_role_is_the_one_the_platform_grants() -> None:
+    """docs/registration.md's `etcdctl role grant-permission` lines are nexus_platform's service_ranges."""
+    text = (ROOT / "docs" / "registration.md").read_text()
+    documented = []
+    for prefix, written in re.findall(r'grant-permission "\$S" readwrite (--prefix=true )?"([^"]+)"', text):
+        key = written.replace("${S}", "llm-proxy").replace("$S", "llm-proxy")
+        documented.append((key, key[:-1] + chr(ord(key[-1]) + 1) if prefix else ""))
+    assert documented == service_ranges("llm-proxy", "/nexus/services/", "traefik")

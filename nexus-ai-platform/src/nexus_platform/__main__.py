@@ -6,6 +6,9 @@ python -m nexus_platform lock --check      exit 1, saying why, when requirements
 python -m nexus_platform settings          print the platform settings' documentation (--format env|markdown):
                                            the platform part of .env.example, or the README's settings table,
                                            for a service with --features (gpu,registration; default: none)
+python -m nexus_platform etcd-init --service NAME
+                                           set up the registry etcd (compose's etcd-init): auth on, a role
+                                           that writes NAME's keys only, its user (docs/registration.md)
 """
 
 import argparse
@@ -63,7 +66,7 @@ def main() -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("command", choices=["metadata-schema", "lock", "settings"])
+    parser.add_argument("command", choices=["metadata-schema", "lock", "settings", "etcd-init"])
     parser.add_argument("--check", action="store_true", help="lock: check only, write nothing")
     parser.add_argument("--format", choices=["env", "markdown"], default="env", help="settings: the output")
     parser.add_argument(
@@ -81,7 +84,12 @@ def main() -> int:
     parser.add_argument(
         "--variables", default="", help="settings --format markdown: and these variables (comma-separated)"
     )
+    parser.add_argument("--service", default="", help="etcd-init: the service's name (SERVICE_NAME wins)")
     arguments = parser.parse_args()
+    if arguments.command == "etcd-init":
+        from nexus_platform._registration.role import etcd_init  # httpx: only this command needs it
+
+        return etcd_init(arguments.service)
     if arguments.command == "metadata-schema":
         sys.stdout.write(json_schema())
         return 0

@@ -132,8 +132,10 @@ def _gpu_metrics(settings: PlatformSettings) -> "GpuMetrics":
 
 
 def _registrar(context: NexusContext) -> "Registrar":
+    from nexus_platform._registration.config import check_registration
     from nexus_platform._registration.registrar import Registrar
 
+    check_registration(context.settings)
     return Registrar(context)
 
 

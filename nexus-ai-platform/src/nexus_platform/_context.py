@@ -22,7 +22,6 @@ from nexus_platform._identity import Identity
 from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import forward_context
 from nexus_platform._offload import BlockingPool
-from nexus_platform._registration.config import check_registration, etcd_tls_context
 
 if TYPE_CHECKING:
     import ssl
@@ -63,7 +62,6 @@ class NexusContext:
 
     def __post_init__(self) -> None:
         check_backend_pool(self.settings)
-        check_registration(self.settings)
         self.blocking = BlockingPool(self.settings.max_concurrent_requests)
         self.redact = Redactor(secret_values(self.settings, self.service_settings))
 
@@ -86,11 +84,11 @@ class NexusContext:
         """The readiness checks' own client: a full backend pool does not fail /readyz."""
         return self._client("readiness", _SMALL_POOL)
 
-    @property
-    def registration_http(self) -> "httpx.AsyncClient":
-        """The etcd registration's own client: a full backend pool does not let the lease expire. It
-        alone trusts ETCD_CA_FILE and presents ETCD_CERT_FILE (the backend's client never does)."""
-        return self._client("registration", _SMALL_POOL, etcd_tls_context(self.settings))
+    def own_client(self, purpose: str, tls: "ssl.SSLContext | None" = None) -> "httpx.AsyncClient":
+        """A small client of `purpose`'s own (the etcd registration's: a full backend pool does not let
+        its lease expire; it alone trusts ETCD_CA_FILE and presents ETCD_CERT_FILE), closed with the
+        others."""
+        return self._client(purpose, _SMALL_POOL, tls)
 
     def _client(
         self, purpose: str, connections: int, tls: "ssl.SSLContext | None" = None

@@ -41,7 +41,7 @@ import msgspec
 from nexus_platform._context import NexusContext
 from nexus_platform._probes.metadata import RegistrationInfo, RegistrationState
 from nexus_platform._probes.readiness import CheckResult, Readiness, ReadinessReport, Status
-from nexus_platform._registration.config import etcd_credentials
+from nexus_platform._registration.config import etcd_credentials, etcd_tls_context
 from nexus_platform._registration.etcd import (
     EtcdClient,
     EtcdError,
@@ -150,6 +150,7 @@ class Registrar:
         self._wake = asyncio.Event()
         self._revoked = asyncio.Event()
         self._endpoints = [url.strip().rstrip("/") for url in settings.etcd_url.split(",") if url.strip()]
+        self._tls = etcd_tls_context(settings)  # checked at start-up: a bad file stops it there
         # the key prefixes that hold this instance's keys alone: anything else found under them is removed
         self.owned = [self.key + "/"]
         # the service's Traefik load balancer: only the servers of the service's live instances belong there
@@ -218,7 +219,7 @@ class Registrar:
 
     def _client(self) -> EtcdClient:
         return EtcdClient(
-            self.context.registration_http,
+            self.context.own_client("registration", self._tls),
             self._endpoints,
             timeout=max(1.0, self.ttl / 3),
             credentials=etcd_credentials(self.context.settings),
