@@ -11,6 +11,7 @@ once. The password never appears in an error.
 
 import base64
 import contextlib
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,7 +110,8 @@ class EtcdClient:
                 response = await self._http.post(
                     f"{endpoint}/v3/{path}", json=body, headers=headers, timeout=self._timeout
                 )
-            except httpx.HTTPError as error:
+            # a client certificate etcd refuses can surface as the raw ssl.SSLError of its alert
+            except (httpx.HTTPError, ssl.SSLError) as error:
                 failure = type(error).__name__
                 continue
             status = response.status_code

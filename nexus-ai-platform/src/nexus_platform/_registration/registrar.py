@@ -361,11 +361,17 @@ class Registrar:
             try:
                 await self._round(etcd)
                 delay, backoff = self.ttl / 3, 0.5
-            except (EtcdError, KeyError, ValueError) as error:
+            except Exception as error:  # nothing may end the registration silently
                 if self._revoked.is_set():  # the lease was revoked under this round
                     break
+                expected = isinstance(error, (EtcdError, KeyError, ValueError))
                 self._set("retrying", str(error) if isinstance(error, EtcdError) else type(error).__name__)
-                logger.warning("etcd registration failed; retrying in %gs", backoff, extra={"key": self.key})
+                logger.warning(
+                    "etcd registration failed; retrying in %gs",
+                    backoff,
+                    extra={"key": self.key},
+                    exc_info=not expected,  # an unforeseen failure: its traceback, to find it
+                )
                 delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF_SECONDS, max(1.0, self.ttl / 3))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
