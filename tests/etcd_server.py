@@ -9,17 +9,18 @@ user grant-role / auth enable` commands docs/registration.md gives.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 from nexus_platform._registration import role
 
-from devtools.live import free_port
+from devtools.live import LiveService, free_port
 
 ETCD = shutil.which("etcd")
 
@@ -159,3 +160,30 @@ def wait_for(condition: Callable[[], object], timeout: float, step: float = 0.05
         assert time.monotonic() - started < timeout, f"not within {timeout}s"
         time.sleep(step)
     return time.monotonic() - started
+
+
+@contextlib.contextmanager
+def registering_services(rendered, folder: Path, ttl: int) -> Iterator[Callable[..., LiveService]]:
+    """start(etcd_url, **settings): the "registry" answer set's service on a free port, registering in etcd
+    with lease TTL `ttl` and Traefik routing on the `web` entry point; every one stopped by pid at the end."""
+    started: list[LiveService] = []
+
+    def start(etcd_url: str, **environment: str) -> LiveService:
+        port = free_port()
+        settings = {
+            "ETCD_URL": etcd_url,
+            "SERVICE_BASE_URL": f"http://127.0.0.1:{port}",
+            "ETCD_LEASE_TTL_SECONDS": str(ttl),
+            "ETCD_TRAEFIK_ROOT": "traefik",
+            "ETCD_TRAEFIK_ENTRYPOINTS": "web",
+            "DRAIN_SECONDS": "0",
+            **environment,
+        }
+        started.append(LiveService(rendered("registry"), folder, port=port, environment=settings))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for service in started:
+            service.stop()

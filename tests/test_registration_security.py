@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from devtools.live import LiveService, free_port, wait_for_health
-from tests.etcd_server import ETCD, Etcd, _b64, service_ranges, wait_for
+from tests.etcd_server import ETCD, Etcd, _b64, registering_services, service_ranges, wait_for
 from tests.test_traefik import TRAEFIK
 
 pytestmark = pytest.mark.xdist_group("etcd")
@@ -38,25 +38,8 @@ ATTACKER = "http://10.66.66.66:6666"
 
 @pytest.fixture
 def start_service(rendered, tmp_path: Path) -> Iterator[Callable[..., LiveService]]:
-    started: list[LiveService] = []
-
-    def start(etcd: Etcd, **environment: str) -> LiveService:
-        port = free_port()
-        settings = {
-            "ETCD_URL": etcd.url,
-            "SERVICE_BASE_URL": f"http://127.0.0.1:{port}",
-            "ETCD_LEASE_TTL_SECONDS": str(TTL),
-            "ETCD_TRAEFIK_ROOT": "traefik",
-            "ETCD_TRAEFIK_ENTRYPOINTS": "web",
-            "DRAIN_SECONDS": "0",
-            **environment,
-        }
-        started.append(LiveService(rendered("registry"), tmp_path, port=port, environment=settings))
-        return started[-1]
-
-    yield start
-    for service in started:
-        service.stop()
+    with registering_services(rendered, tmp_path, TTL) as start:
+        yield start
 
 
 def instance_of(service: LiveService) -> str:
@@ -113,7 +96,7 @@ def test_with_auth_and_its_own_role_it_registers_renews_hands_over_and_withdraws
 ) -> None:
     etcd = secured_etcd
     credentials = {"ETCD_USERNAME": SERVICE, "ETCD_PASSWORD": "llm-proxy-password"}
-    first = start_service(etcd, **credentials)
+    first = start_service(etcd.url, **credentials)
     first_id = instance_of(first)
     wait_for(lambda: text_of(etcd, SERVICE_KEY) and text_of(etcd, server_key(first_id)), timeout=10)
     lease = etcd.existing(f"{SERVICE_KEY}/{first_id}")["lease"]
@@ -149,7 +132,7 @@ def test_with_auth_and_its_own_role_it_registers_renews_hands_over_and_withdraws
     assert own.status_code == 200
 
     # hand-over: a second replica; the first leaves, the service key moves to the second's lease
-    second = start_service(etcd, **credentials)
+    second = start_service(etcd.url, **credentials)
     second_id = instance_of(second)
     wait_for(lambda: text_of(etcd, server_key(second_id)), timeout=10)
     second_lease = etcd.existing(f"{SERVICE_KEY}/{second_id}")["lease"]
@@ -167,7 +150,7 @@ def test_with_auth_and_its_own_role_it_registers_renews_hands_over_and_withdraws
 
 
 def test_wrong_credentials_leave_it_serving_and_retrying(secured_etcd: Etcd, start_service) -> None:
-    service = start_service(secured_etcd, ETCD_USERNAME=SERVICE, ETCD_PASSWORD="not-the-password")
+    service = start_service(secured_etcd.url, ETCD_USERNAME=SERVICE, ETCD_PASSWORD="not-the-password")
     wait_for(lambda: state_of(service) == "retrying", timeout=10)
     registration = httpx.get(f"{service.url}/v1/metadata").json()["registration"]
     assert "authentication" in registration["last_error"]
@@ -177,7 +160,7 @@ def test_wrong_credentials_leave_it_serving_and_retrying(secured_etcd: Etcd, sta
 
 
 def test_keys_changed_by_someone_else_are_repaired_within_a_round(etcd: Etcd, start_service) -> None:
-    service = start_service(etcd)
+    service = start_service(etcd.url)
     instance = instance_of(service)
     url = server_key(instance)
     wait_for(lambda: text_of(etcd, url) and text_of(etcd, SERVICE_KEY), timeout=10)
@@ -217,7 +200,7 @@ def test_keys_changed_by_someone_else_are_repaired_within_a_round(etcd: Etcd, st
 def test_a_revoked_lease_is_granted_again_and_everything_republished_within_a_round(
     etcd: Etcd, start_service
 ) -> None:
-    service = start_service(etcd)
+    service = start_service(etcd.url)
     instance = instance_of(service)
     wait_for(lambda: text_of(etcd, server_key(instance)) and text_of(etcd, SERVICE_KEY), timeout=10)
     expected = set(etcd.keys("traefik/")) | set(etcd.keys(SERVICE_KEY))
@@ -267,7 +250,7 @@ def test_the_route_is_served_on_the_configured_entry_point_only(
             details=lambda: log_path.read_text(errors="replace"),
             timeout=30,
         )
-        service = start_service(etcd)
+        service = start_service(etcd.url)
         wait_for(
             lambda: httpx.get(f"http://{web}/{SERVICE}/health", timeout=5).status_code == 200, timeout=15
         )
