@@ -290,7 +290,7 @@ def test_fifteen_revocations_in_fifteen_seconds_fail_requests_only_within_the_wi
             revoked_leases.append(lease)
             etcd.call("lease/revoke", {"ID": lease})
             revoked.append(time.monotonic())
-        time.sleep(WINDOW + SLACK)
+        time.sleep(WINDOW + 2 * SLACK + 2)  # then two seconds of requests after every window
     assert len(revoked) == 15
     # paced a second apart, each once the instance is back on a new lease: longer on a busy machine
     print(f"15 revocations in {revoked[-1] - revoked[0]:.1f} s")
@@ -308,7 +308,13 @@ def test_fifteen_revocations_in_fifteen_seconds_fail_requests_only_within_the_wi
     assert before == [], "requests failed before any revocation"
     assert max(late, default=0.0) <= WINDOW + 2 * SLACK  # a busy machine delays rounds and Traefik alike
     assert total > 200, "the load ran throughout"
-    assert len(failures) <= total / 2, "most requests through Traefik succeed"
+    # revocations a second apart, each keeping the route away for up to the window: the windows overlap, and
+    # the route may be missing for most of the flood (seen: 0 to 84% of its requests); once it stops, every
+    # request succeeds again
+    recovered = revoked[-1] + WINDOW + 2 * SLACK
+    after = [(status, served) for at, status, served in load.answers if at >= recovered]
+    assert after, "requests were sent after the window"
+    assert after == [(200, instance)] * len(after)
     assert registration_of(service)["state"] == "registered"
 
 
