@@ -32,6 +32,15 @@ import trustme
 
 from devtools.live import LiveService, free_port
 from tests.etcd_server import ETCD, Etcd, _b64, registering_services, wait_for
+from tests.test_registration_security import (
+    SERVICE,
+    SERVICE_KEY,
+    instance_of,
+    router,
+    server_key,
+    text_of,
+    warned,
+)
 from tests.test_traefik import TRAEFIK, TRAEFIK_THROTTLE_SECONDS, Traefik
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("etcd")]
@@ -41,8 +50,6 @@ ROUND = TTL / 3
 WINDOW = ROUND + TRAEFIK_THROTTLE_SECONDS
 # a busy 2-core machine: a round's etcd calls, the service's event loop, Traefik's reload
 SLACK = 2.0
-SERVICE = "llm-proxy"
-SERVICE_KEY = f"/nexus/services/{SERVICE}"
 
 
 @pytest.fixture
@@ -143,45 +150,13 @@ class Load:
         return [at for at, status, served in self.answers if status != 200 or served != instance]
 
 
-def instance_of(service: LiveService) -> str:
-    return str(httpx.get(f"{service.url}/v1/metadata").json()["instance_id"])
-
-
 def registration_of(service: LiveService) -> dict:
     return dict(httpx.get(f"{service.url}/v1/metadata").json()["registration"])
-
-
-def server_key(instance: str) -> str:
-    return f"traefik/http/services/{SERVICE}/loadBalancer/servers/{instance}/url"
-
-
-def router(instance: str) -> str:
-    return f"traefik/http/routers/{SERVICE}_{instance}"
-
-
-def text_of(etcd: Etcd, key: str) -> tuple[str, str] | None:
-    """(value, lease) of a key, its value as text."""
-    kvs = etcd.call("kv/range", {"key": _b64(key)}).get("kvs", [])
-    if not kvs:
-        return None
-    return base64.b64decode(kvs[0].get("value", "")).decode(), str(kvs[0].get("lease", "0"))
 
 
 def lease_of(etcd: Etcd, key: str) -> str | None:
     found = text_of(etcd, key)
     return found[1] if found else None
-
-
-def warned(service: LiveService, key: str) -> bool:
-    """A WARNING line of the service names `key`."""
-    for line in service.log().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("level") == "WARNING" and key in str(record.get("message", "")):
-            return True
-    return False
 
 
 def routed(traefik: Traefik, instance: str) -> bool:

@@ -63,7 +63,7 @@ def text_of(etcd: Etcd, key: str) -> tuple[str, str] | None:
     kvs = etcd.call("kv/range", {"key": _b64(key)}).get("kvs", [])
     if not kvs:
         return None
-    return base64.b64decode(kvs[0].get("value", "")).decode(), kvs[0].get("lease", "0")
+    return base64.b64decode(kvs[0].get("value", "")).decode(), str(kvs[0].get("lease", "0"))
 
 
 def warned(service: LiveService, key: str) -> bool:
