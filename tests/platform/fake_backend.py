@@ -6,7 +6,9 @@ Its answers follow the OpenAI API; a few model names make it misbehave: `missing
 `broken-stream-model` (a stream that breaks off after its first chunk), `echo-key-model` (401 whose message
 echoes the Authorization header it got; as a stream, an error event that does), `huge-<n>` (an answer of n
 bytes with its Content-Length), `chunked-<n>` (the same without: chunked), `long-line-<n>` (a stream whose
-first line is n bytes without a newline). Embeddings of `dims-<d>` have d dimensions.
+first line is n bytes without a newline), `sleep-<s>` (answers after s seconds). Embeddings of `dims-<d>`
+have d dimensions. A stream asked with stream_options.include_usage ends with a usage chunk. Every POST's
+decoded body is recorded (`bodies`), and every request that carried an empty X-Request-ID counted.
 
 `start(api_key=...)` makes it refuse (401) a request without that key; `start(idle_seconds=...)` makes it
 close a keep-alive connection idle that long, as servers do.
@@ -41,6 +43,8 @@ _SENT_CHUNK = 1 << 20
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     requests: ClassVar[list[tuple[str, str]]] = []  # (path, x-request-id) of every POST
+    bodies: ClassVar[list[dict]] = []  # the JSON body of every POST, as received
+    empty_request_ids: ClassVar[list[str]] = []  # the paths of requests with an empty X-Request-ID
     gets: ClassVar[list[tuple[str, str, str]]] = []  # (path, x-request-id, authorization) of every GET
     api_key: ClassVar[str | None] = None
 
@@ -60,7 +64,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(401, _error(401))
         return True
 
+    def _record_ids(self) -> None:
+        if self.headers.get("x-request-id") == "":
+            type(self).empty_request_ids.append(self.path)
+
     def do_GET(self) -> None:
+        self._record_ids()
         type(self).gets.append(
             (self.path, self.headers.get("x-request-id", ""), self.headers.get("authorization", ""))
         )
@@ -73,7 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         request = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+        self._record_ids()
         type(self).requests.append((self.path, self.headers.get("x-request-id", "")))
+        type(self).bodies.append(request)
         model = request.get("model")
         if self._refused():
             return
@@ -102,13 +113,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if model == "slow-model":
             time.sleep(3)
+        if model.startswith("sleep-"):
+            time.sleep(float(model.removeprefix("sleep-")))
         answer = _ANSWERS.get(self.path)
         if answer is None:
             self._send(404, _error(404))
         elif self.path == "/v1/embeddings" and model.startswith("dims-"):
             self._send_embeddings(len(request["input"]), int(model.removeprefix("dims-")))
         elif self.path == "/v1/chat/completions" and request.get("stream"):
-            self._stream_chat(model)
+            self._stream_chat(model, usage=bool((request.get("stream_options") or {}).get("include_usage")))
         else:
             body, content_type = answer(request)
             self._send(200, body, content_type)
@@ -141,7 +154,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
         self.wfile.write(b"0\r\n\r\n")
 
-    def _stream_chat(self, model: str) -> None:
+    def _stream_chat(self, model: str, *, usage: bool = False) -> None:
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")
         self.send_header("connection", "close")
@@ -175,6 +188,10 @@ class _Handler(BaseHTTPRequestHandler):
             }
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
             self.wfile.flush()
+        if usage:
+            counts = {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}
+            last = {"id": "chatcmpl-backend", "object": "chat.completion.chunk", "created": 0, "model": model}
+            self.wfile.write(f"data: {json.dumps({**last, 'choices': [], 'usage': counts})}\n\n".encode())
         self.wfile.write(b"data: [DONE]\n\n")
         self.close_connection = True
 
@@ -228,7 +245,16 @@ def start(*, api_key: str | None = None, idle_seconds: float | None = None) -> t
     `api_key`: requests without `Authorization: Bearer <api_key>` are answered 401; `idle_seconds`: a
     keep-alive connection with no request for that long is closed."""
     handler = type(
-        "Handler", (_Handler,), {"api_key": api_key, "timeout": idle_seconds, "requests": [], "gets": []}
+        "Handler",
+        (_Handler,),
+        {
+            "api_key": api_key,
+            "timeout": idle_seconds,
+            "requests": [],
+            "gets": [],
+            "bodies": [],
+            "empty_request_ids": [],
+        },
     )
     server = _Server(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

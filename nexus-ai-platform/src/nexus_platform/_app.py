@@ -28,6 +28,7 @@ from nexus_platform._config.settings import (
     redacted,
     secret_values,
 )
+from nexus_platform._config.sizing import PLAIN
 from nexus_platform._context import NexusContext
 from nexus_platform._edge.access import Access
 from nexus_platform._edge.asgi import NexusASGI
@@ -36,6 +37,7 @@ from nexus_platform._http.content import check_json_body
 from nexus_platform._http.errors import EXCEPTION_HANDLERS
 from nexus_platform._http.openapi import document_api
 from nexus_platform._identity import Identity
+from nexus_platform._observability.generation import LlmMetrics
 from nexus_platform._observability.logs import configure_logging, timestamp
 from nexus_platform._observability.metrics import HttpMetrics, Metrics
 from nexus_platform._probes.checks import platform_checks
@@ -97,7 +99,9 @@ def _settings(identity: Identity, facts: ServiceFacts, environ: Mapping[str, str
     """The platform settings: the environment over the identity's defaults. A setting of a feature the
     service was rendered without, set to anything but its default, is refused, not ignored."""
     settings = load_settings(
-        PlatformSettings, environ, {**identity.setting_defaults(), "service_version": facts.service_version}
+        PlatformSettings,
+        environ,
+        {**identity.setting_defaults(facts.service_capabilities), "service_version": facts.service_version},
     )
     refused = [
         f"{env_name(field.name)}: this service was rendered without {feature} (the template answer "
@@ -180,9 +184,13 @@ def create_app(
         capability_models(service.models, capabilities),
         context,
         cache_seconds=service.models_cache_seconds,
-        timeout=settings.backend_timeout_seconds,
+        # a model list is no generation: the plain bound, whatever the workload's
+        timeout=min(settings.backend_timeout_seconds, PLAIN.backend_timeout_seconds),
     )
     metrics = Metrics(HttpMetrics(), [readiness.families]) if settings.metrics_enabled else None
+    if metrics is not None and capabilities:
+        context.llm_metrics = LlmMetrics(lambda: catalog.ids)
+        metrics.add(context.llm_metrics.families)
     gpus = None
     if identity.gpu and metrics is not None:
         gpus = _gpu_metrics(settings)
@@ -208,6 +216,7 @@ def create_app(
         metrics.http if metrics is not None else None,
         tracing=settings.tracing_enabled,
         trace_header=bool(service.middleware),
+        llm=context.llm_metrics,
     )
     app = NexusASGI(litestar, context, probes.routes(), observer, access)
     if metrics is not None:
@@ -327,7 +336,7 @@ def _litestar(
     return Litestar(
         route_handlers=[
             *probe_handlers(probes),
-            *capability_handlers(capabilities),
+            *capability_handlers(capabilities, strict=settings.strict_openai_fields),
             *service.route_handlers,
         ],
         lifespan=[platform_lifespan],

@@ -39,6 +39,7 @@ __all__ = [
     "listening_servers",
     "open_connections",
     "raised_while_decoding_json",
+    "received_body",
     "request_cycle",
     "request_tasks",
     "shut_down_lifespan",
@@ -60,6 +61,13 @@ def decoded_json_body(request: Request[Any, Any, Any]) -> object:
     kept in the request's private connection state; decoding again would repeat the work)."""
     decoded: object = getattr(getattr(request, "_connection_state", None), "json", Empty)
     return None if decoded is Empty else decoded
+
+
+def received_body(request: Request[Any, Any, Any]) -> bytes | None:
+    """The request body Litestar read for the handler, or None when it was not read (kept in the request's
+    private connection state, as the decoded body is)."""
+    body: object = getattr(getattr(request, "_connection_state", None), "body", Empty)
+    return body if isinstance(body, bytes) else None
 
 
 def raised_while_decoding_json(exc: BaseException) -> bool:

@@ -19,6 +19,7 @@ from litestar import Request
 from nexus_platform._config.facts import ServiceFacts
 from nexus_platform._config.settings import ConfigError, PlatformSettings, secret_values
 from nexus_platform._identity import Identity
+from nexus_platform._observability.generation import LlmMetrics
 from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import forward_context
 from nexus_platform._offload import BlockingPool
@@ -51,6 +52,8 @@ class NexusContext:
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
+    # the LLM metrics (model, tokens, time to first token) the OpenAI routes feed; None with metrics off
+    llm_metrics: LlmMetrics | None = None
     # the bounded pool of nexus_platform._offload.run_blocking: MAX_CONCURRENT_REQUESTS threads, started on use
     blocking: BlockingPool = field(init=False)
     # redacts backend error text before it reaches a client, as the log lines are (the secret settings)

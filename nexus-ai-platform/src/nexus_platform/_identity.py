@@ -6,9 +6,12 @@ platform's code. The service's own facts (version, description, owner, capabilit
 are read from its `release/service.env` (`facts_file`), which the service edits.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from nexus_platform._config.sizing import workload_defaults
 
 __all__ = ["Identity"]
 
@@ -46,9 +49,11 @@ class Identity:
         """The optional features it was rendered with (nexus_platform._config.settings.FEATURE_ANSWERS)."""
         return tuple(name for name, on in (("gpu", self.gpu), ("registration", self.registration)) if on)
 
-    def setting_defaults(self) -> dict[str, object]:
-        """The platform settings whose default comes from an answer, by field name."""
-        return {
+    def setting_defaults(self, capabilities: Collection[str] = ()) -> dict[str, object]:
+        """The platform settings whose default comes from an answer, by field name; with the offered
+        `capabilities` (release/service.env's), also those sized for the workload
+        (nexus_platform._config.sizing)."""
+        defaults: dict[str, object] = {
             "service_name": self.name,
             "service_port": self.port,
             "backend_health_path": self.backend_health_path,
@@ -57,4 +62,9 @@ class Identity:
             "gpu_min_count": self.gpus,
             # a wrapper forwards chat requests to a backend that may fetch their image URLs itself
             "image_url_check": self.backend == "openai",
+            # a wrapper's clients send their backend's own fields (Ollama's options, vLLM's top_k)
+            "strict_openai_fields": self.backend != "openai",
         }
+        if capabilities or self.backend == "openai":
+            defaults.update(workload_defaults(capabilities, self.backend))
+        return defaults

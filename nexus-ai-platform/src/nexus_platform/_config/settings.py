@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from nexus_platform._config.sizing import described
 from nexus_platform._config.validation import field_errors
 from nexus_platform._observability.redaction import MASK, redact_url
 from nexus_platform._rules import KEBAB_CASE, SEMVER, SERVICE_NAME_MAX, anchored
@@ -105,8 +106,8 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
         Seconds,
         msgspec.Meta(
             description="Timeout of each call through the shared HTTP client (the handler sees "
-            "httpx.TimeoutException)",
-            extra={"group": "Backend"},
+            "httpx.TimeoutException): a wrapper's non-streamed answer must be complete within it",
+            extra={"group": "Backend", "default_doc": described("backend_timeout_seconds")},
         ),
     ] = 30.0
     backend_max_connections: Annotated[
@@ -150,6 +151,19 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             extra={"group": "Backend"},
         ),
     ] = 1 << 20
+    strict_openai_fields: Annotated[
+        bool,
+        msgspec.Meta(
+            description="true: an OpenAI request with a field the platform does not know is answered 400 "
+            "naming it; false: such fields are accepted, and a wrapper forwards them to its backend as sent "
+            "(Ollama's options and keep_alive, vLLM's top_k and repetition_penalty); the known fields are "
+            "validated either way",
+            extra={
+                "group": "Backend",
+                "default_doc": "false for a wrapper (backend answer openai), else true",
+            },
+        ),
+    ] = True
     readiness_timeout_seconds: Annotated[
         Seconds,
         msgspec.Meta(
@@ -173,7 +187,7 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             description="A request that has not started its answer within this is cancelled (the handler sees "
             "CancelledError; finally and async with clean up) and answered 504 timeout; a stream, once its first "
             "bytes are out, is bounded by STREAM_IDLE_TIMEOUT_SECONDS and STREAM_MAX_SECONDS instead",
-            extra={"group": "Limits"},
+            extra={"group": "Limits", "default_doc": described("request_timeout_seconds")},
         ),
     ] = 60.0
     stream_idle_timeout_seconds: Annotated[
@@ -209,7 +223,7 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             le=1 << 30,
             description="Larger request bodies are answered 413, refused from Content-Length before the body "
             "is read",
-            extra={"group": "Limits"},
+            extra={"group": "Limits", "default_doc": described("max_body_bytes")},
         ),
     ] = 1 << 20
     max_header_bytes: Annotated[

@@ -40,6 +40,7 @@ from nexus_platform._edge.observe import Observer
 from nexus_platform._http.errors import JSON, NO_RETRY, error_body
 from nexus_platform._http.exchange import Exchange, Exchanges
 from nexus_platform._observability.correlation import HEADER, request_id_var
+from nexus_platform._observability.generation import Generation
 from nexus_platform._observability.metrics import UNROUTED
 from nexus_platform._probes.probes import FastRoute
 
@@ -162,6 +163,7 @@ class NexusASGI:
         status = 500
         received = sent = 0
         outcome = key = None
+        generation = None
         method = scope["method"]
         if method == "HEAD":  # routed as GET; the server sends no body for HEAD
             scope = {**scope, "method": "GET"}
@@ -188,14 +190,25 @@ class NexusASGI:
                 sent = await _send_bytes(send, status, headers, answer.body)
             else:
                 caller = key or _client(scope)
-                status, received, sent, outcome = await self._counted(
+                status, received, sent, outcome, generation = await self._counted(
                     scope, receive, send, started, request_id.encode(), caller
                 )
         finally:
             # the metric label: the probe's own path (never an alias such as /health/), or the route template
             route = self.probe_paths[probe] if probe is not None else scope.get("path_template", UNROUTED)
             self.observer.finish(
-                method, scope["path"], route, status, started, request_id, trace, received, sent, outcome, key
+                method,
+                scope["path"],
+                route,
+                status,
+                started,
+                request_id,
+                trace,
+                received,
+                sent,
+                outcome,
+                key,
+                generation,
             )
             request_id_var.reset(token)
 
@@ -246,8 +259,9 @@ class NexusASGI:
 
     async def _counted(
         self, scope: HTTPScope, receive: Receive, send: Send, started: float, request_id: bytes, caller: str
-    ) -> tuple[int, int, int, str | None]:
-        """A request under the concurrency limits: (status, body bytes received and sent, outcome)."""
+    ) -> tuple[int, int, int, str | None, Generation | None]:
+        """A request under the concurrency limits: (status, body bytes received and sent, outcome, and
+        what it generated when it asked a model)."""
         if (
             self.in_flight + self.context.blocking.abandoned >= self.limit
             or self.per_caller.get(caller, 0) >= self.caller_limit
@@ -255,7 +269,7 @@ class NexusASGI:
             self.rejected += 1
             extra = ((b"retry-after", b"1"), (b"x-should-retry", b"true"))
             headers = _headers(JSON, len(_OVERLOADED), request_id, *extra)
-            return 503, 0, await _send_bytes(send, 503, headers, _OVERLOADED), None
+            return 503, 0, await _send_bytes(send, 503, headers, _OVERLOADED), None, None
         self.per_caller[caller] = self.per_caller.get(caller, 0) + 1
         exchange = self.exchanges.open(scope, receive, started)
         try:
@@ -264,7 +278,7 @@ class NexusASGI:
             self.exchanges.close(exchange)
             if (left := self.per_caller.pop(caller) - 1) > 0:
                 self.per_caller[caller] = left
-        return status, exchange.bytes_received, exchange.bytes_sent, exchange.outcome
+        return status, exchange.bytes_received, exchange.bytes_sent, exchange.outcome, exchange.generation
 
     async def _limited(self, scope: HTTPScope, exchange: Exchange, send: Send, request_id: bytes) -> int:
         """Run one counted request under its deadlines; return the status sent (499: the client left first)."""

@@ -10,6 +10,7 @@ from typing import Any, Protocol, get_args, get_type_hints
 from litestar.types import Scope
 
 from nexus_platform._context import NexusContext
+from nexus_platform._observability.generation import Generation, LlmMetrics
 from nexus_platform._observability.logs import AccessLog, LogQueue
 from nexus_platform._observability.metrics import Collector, Family, HttpMetrics, Labels
 from nexus_platform._observability.tracing import (
@@ -30,13 +31,20 @@ class Observer:
     """`trace_header`: when this service started the trace, the app sees it as the request's `traceparent`
     (a tracing middleware from ServiceSpec.middleware then records spans under the trace the logs show)."""
 
-    __slots__ = ("access_log", "metrics", "trace_header", "tracing")
+    __slots__ = ("access_log", "llm", "metrics", "trace_header", "tracing")
 
     def __init__(
-        self, access_log: AccessLog, metrics: HttpMetrics | None, *, tracing: bool, trace_header: bool = False
+        self,
+        access_log: AccessLog,
+        metrics: HttpMetrics | None,
+        *,
+        tracing: bool,
+        trace_header: bool = False,
+        llm: LlmMetrics | None = None,
     ) -> None:
         self.access_log = access_log
         self.metrics = metrics
+        self.llm = llm
         self.tracing = tracing
         self.trace_header = tracing and trace_header
 
@@ -73,26 +81,33 @@ class Observer:
         sent: int,
         outcome: str | None,
         key: str | None = None,
+        generation: Generation | None = None,
     ) -> None:
         """Record the request that arrived at `started` (time.monotonic()) and is done: `received` and
         `sent` body bytes, `outcome` when the platform or the client ended it early
-        (nexus_platform._http.exchange.Outcome), and the fingerprint of the caller's key."""
+        (nexus_platform._http.exchange.Outcome), the fingerprint of the caller's key, and what it
+        generated when it asked a model."""
         seconds = time.monotonic() - started
         if self.metrics is not None:
             self.metrics.observe(route, method, status, seconds, received, sent)
-        if trace is None:
-            if self.access_log.enabled:
-                self.access_log.write(
-                    method, path, status, seconds, request_id, "", bytes_sent=sent, outcome=outcome, key=key
-                )
-            return
+        if generation is not None and self.llm is not None:
+            self.llm.finish(generation, status, outcome)
         if self.access_log.enabled:
-            current = trace_var.get()  # set by start_trace for this request
-            trace_id = current[0] if current is not None else ""
+            current = trace_var.get() if trace is not None else None  # set by start_trace for this request
             self.access_log.write(
-                method, path, status, seconds, request_id, trace_id, bytes_sent=sent, outcome=outcome, key=key
+                method,
+                path,
+                status,
+                seconds,
+                request_id,
+                current[0] if current is not None else "",
+                bytes_sent=sent,
+                outcome=outcome,
+                key=key,
+                generation=generation,
             )
-        trace_var.reset(trace)
+        if trace is not None:
+            trace_var.reset(trace)
 
 
 # the states the metadata document declares (one series each)

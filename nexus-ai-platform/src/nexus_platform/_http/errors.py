@@ -5,15 +5,16 @@ Raise litestar.exceptions.HTTPException subclasses (NotFoundException, ClientExc
 """
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.types import ExceptionHandlersMap
 
-from nexus_platform._compat import decoded_json_body, raised_while_decoding_json
+from nexus_platform._compat import decoded_json_body, raised_while_decoding_json, received_body
 from nexus_platform._config.validation import field_errors
 from nexus_platform._http.encoded import encoded_response
 from nexus_platform._http.exchange import current_exchange
@@ -65,20 +66,31 @@ class ErrorBody(msgspec.Struct):
 
 
 class ServiceError(HTTPException):
-    """An error with an explicit OpenAI `code` and `param`, e.g. ServiceError(404, "model_not_found", ...)."""
+    """An error with an explicit OpenAI `code` and `param`, e.g. ServiceError(404, "model_not_found", ...);
+    `type_`: OpenAI's `type` when it is not the status's own (a backend's error, passed through)."""
 
-    def __init__(self, status_code: int, code: str, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self, status_code: int, code: str, message: str, *, param: str | None = None, type_: str | None = None
+    ) -> None:
         super().__init__(detail=message, status_code=status_code)
         self.code = code
         self.param = param
+        self.type_ = type_
 
 
 def error_type(status_code: int) -> str:
     return _TYPES.get(status_code, "server_error" if status_code >= 500 else "invalid_request_error")
 
 
-def error_body(status_code: int, message: str, *, code: str | None = None, param: str | None = None) -> bytes:
-    detail = ErrorDetail(message=message, type=error_type(status_code), param=param, code=code)
+def error_body(
+    status_code: int,
+    message: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    type_: str | None = None,
+) -> bytes:
+    detail = ErrorDetail(message=message, type=type_ or error_type(status_code), param=param, code=code)
     return msgspec.json.encode(ErrorBody(detail))
 
 
@@ -93,9 +105,10 @@ def error_response(
     code: str | None = None,
     param: str | None = None,
     headers: dict[str, str] | None = None,
+    type_: str | None = None,
 ) -> Response[ErrorBody]:
     return encoded_response(
-        error_body(status_code, message, code=code or _default_code(status_code), param=param),
+        error_body(status_code, message, code=code or _default_code(status_code), param=param, type_=type_),
         ErrorBody,
         status_code=status_code,
         media_type=JSON,
@@ -143,8 +156,23 @@ def _client_gone() -> bool:
     return exchange is not None and exchange.outcome == "client_disconnected"
 
 
+def _malformed_json(request: Request[Any, Any, Any], reason: str) -> Response[ErrorBody]:
+    """400 invalid_json saying where decoding failed: msgspec names the byte of a malformed body; a
+    truncated one failed at its end."""
+    body = received_body(request) or b""
+    found = re.search(r"\s*\(byte (\d+)\)$", reason)
+    offset = int(found.group(1)) if found else len(body)
+    reason = reason[: found.start()] if found else reason
+    line = body.count(b"\n", 0, offset) + 1
+    column = offset - (body.rfind(b"\n", 0, offset) + 1) + 1
+    message = f"The request body is not valid JSON: {_clipped(reason)} at line {line}, column {column} (byte {offset})"
+    return error_response(400, message, code="invalid_json")
+
+
 def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[ErrorBody]:
     status = exc.status_code
+    if status == 400 and isinstance(exc.__cause__, SerializationException):
+        return _malformed_json(request, str(exc.detail))
     if isinstance(exc, ServiceError):
         message = exc.detail
     elif status == 404:
@@ -166,6 +194,7 @@ def _on_http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
         code=getattr(exc, "code", None),
         param=getattr(exc, "param", None),
         headers=exc.headers,
+        type_=getattr(exc, "type_", None),
     )
 
 

@@ -30,11 +30,14 @@ outcome first; a cancellation that finds no outcome came from elsewhere (the ser
 import asyncio
 import time
 from contextvars import ContextVar
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from litestar.types import HTTPResponseBodyEvent, HTTPScope, Receive, ReceiveMessage
 
 from nexus_platform._config.settings import PlatformSettings
+
+if TYPE_CHECKING:
+    from nexus_platform._observability.generation import Generation
 
 __all__ = [
     "DISCONNECT_CHECK_AFTER",
@@ -84,6 +87,7 @@ class Exchange:
         "bytes_sent",
         "chunks_sent",
         "complete",
+        "generation",
         "idle_timeout",
         "listen_for_disconnect",
         "max_seconds",
@@ -115,6 +119,8 @@ class Exchange:
         self.max_seconds = max_seconds
         self.bytes_received = 0
         self.bytes_sent = 0
+        # a model request's model, tokens and timing (the OpenAI routes set it)
+        self.generation: Generation | None = None
         self.chunks_sent = 0  # body messages with bytes
         # the watchdog's view of a stream: the chunks it has seen, and the tick it last saw a new one at
         # (the watchdog reads the clock, a chunk does not)

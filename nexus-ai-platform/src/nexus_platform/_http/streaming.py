@@ -129,7 +129,9 @@ def _failure_event(error: Exception, exchange: Exchange | None, *, events: bool)
     if not events:  # no way to say it in a byte stream: the connection closes unfinished
         raise asyncio.CancelledError from None
     if isinstance(error, ServiceError):
-        body = error_body(error.status_code, error.detail, code=error.code, param=error.param)
+        body = error_body(
+            error.status_code, error.detail, code=error.code, param=error.param, type_=error.type_
+        )
         return b"data: " + body + b"\n\n"
     return _error_event("producer_error")
 

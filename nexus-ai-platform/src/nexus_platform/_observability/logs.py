@@ -27,13 +27,16 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from logging.handlers import QueueHandler, QueueListener
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
 from nexus_platform._observability.correlation import current_request_id
 from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import current_trace_id
+
+if TYPE_CHECKING:
+    from nexus_platform._observability.generation import Generation
 
 __all__ = [
     "AccessLog",
@@ -55,6 +58,8 @@ _RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))
 # access-line fields come from the client: bounded, so that a 60 KB path does not make a 60 KB line
 MAX_PATH_CHARS = 512
 MAX_METHOD_CHARS = 16
+# the model a client names is its own text (the request's validation bounds it at 256)
+MAX_MODEL_CHARS = 256
 # seconds the exit waits for queued lines when stdout is stalled
 _EXIT_FLUSH_SECONDS = 2.0
 
@@ -127,6 +132,12 @@ class AccessLine(msgspec.Struct, omit_defaults=True):
     outcome: str | None = None
     # the fingerprint of the API key the request came with (nexus_platform._edge.access); absent if none
     key: str | None = None
+    # a model request's (nexus_platform._observability.generation): absent for other requests
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    # a stream's first event, from the request's arrival
+    ttft_ms: float | None = None
 
 
 class LogQueue(queue.Queue[bytes | None]):
@@ -288,6 +299,7 @@ class AccessLog:
         bytes_sent: int = 0,
         outcome: str | None = None,
         key: str | None = None,
+        generation: "Generation | None" = None,
     ) -> None:
         if len(path) > MAX_PATH_CHARS:
             path = path[:MAX_PATH_CHARS] + "…"
@@ -306,6 +318,12 @@ class AccessLog:
             outcome=outcome,
             key=key,
         )
+        if generation is not None:
+            line.model = generation.model[:MAX_MODEL_CHARS]
+            line.prompt_tokens = generation.prompt_tokens
+            line.completion_tokens = generation.completion_tokens
+            first = generation.first_token_seconds
+            line.ttft_ms = round(first * 1000, 3) if first is not None else None
         self.lines.offer(_encode(line) + b"\n")
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "Family",
     "HttpMetrics",
     "Metrics",
+    "histogram_samples",
     "process_families",
 ]
 
@@ -107,12 +108,8 @@ class HttpMetrics:
             total[3] += sent
             total[4] = [a + b for a, b in zip(total[4], buckets, strict=True)]
         durations: list[tuple[str, Labels, float]] = []
-        for route, (count, seconds, _, _, buckets) in routes.items():
-            cumulative = 0
-            for bound, in_bucket in zip((*BUCKETS, float("inf")), buckets, strict=True):
-                cumulative += in_bucket
-                durations.append(("_bucket", (("route", route), ("le", _number(float(bound)))), cumulative))
-            durations += [("_count", (("route", route),), count), ("_sum", (("route", route),), seconds)]
+        for route, (_, seconds, _, _, buckets) in routes.items():
+            durations += histogram_samples((("route", route),), BUCKETS, buckets, seconds)
         return [
             Family("nexus_http_requests", "counter", "HTTP requests by route template, method and status class.", requests),
             Family("nexus_http_request_duration_seconds", "histogram", "HTTP request duration by route template.", durations),
@@ -129,6 +126,18 @@ class HttpMetrics:
                 [("_total", (("route", route),), total[3]) for route, total in routes.items()],
             ),
         ]  # fmt: skip
+
+
+def histogram_samples(
+    labels: Labels, bounds: Sequence[float], counts: Sequence[int], total: float
+) -> list[tuple[str, Labels, float]]:
+    """A histogram's samples from its per-bucket counts (the last one: above every bound)."""
+    samples: list[tuple[str, Labels, float]] = []
+    cumulative = 0
+    for bound, in_bucket in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += in_bucket
+        samples.append(("_bucket", (*labels, ("le", _number(float(bound)))), cumulative))
+    return [*samples, ("_count", labels, cumulative), ("_sum", labels, total)]
 
 
 def process_families() -> list[Family]:

@@ -42,6 +42,8 @@ class ModelCatalog:
     ) -> None:
         self._provider = models if callable(models) else None
         self.models: list[Model] = [] if callable(models) else list(models)
+        # the ids of `models`, for bounded metric labels (nexus_platform._observability.generation)
+        self.ids = frozenset(model.id for model in self.models)
         self._answer: ModelsAnswer | None = None if callable(models) else _encode(self.models)
         self._context = context
         self._cache_seconds = cache_seconds
@@ -81,6 +83,7 @@ class ModelCatalog:
         self._expires = time.monotonic() + self._cache_seconds
         if models != self.models:
             self.models = models
+            self.ids = frozenset(model.id for model in models)
             if self.on_change is not None:
                 self.on_change(models)
         return self._answer

@@ -1,8 +1,9 @@
 """The capabilities of a wrapper service (answer backend=openai): forwarded to the OpenAI-compatible
 backend at BACKEND_URL (Ollama, vLLM, another Nexus service) through the pooled HTTP client.
 
-- Requests are validated here first, then forwarded as sent, with the request's X-Request-ID and, when
-  BACKEND_API_KEY is set, `Authorization: Bearer`. Answers pass through unchanged; streams pass through
+- Requests are validated here first, then their bodies forwarded as received (FORWARDS_BODY: with
+  STRICT_OPENAI_FIELDS=false, the default here, fields the platform does not know reach the backend
+  untouched), with the request's X-Request-ID and, when BACKEND_API_KEY is set, `Authorization: Bearer`. Answers pass through unchanged; streams pass through
   event by event, ending with [DONE] (or an error event), under the platform's stream timeouts.
 - Backend answers are bounded: a non-streamed one is read as it arrives and held once, up to
   BACKEND_MAX_RESPONSE_BYTES (a larger one, or one whose Content-Length says so, answers 502
@@ -10,11 +11,14 @@ backend at BACKEND_URL (Ollama, vLLM, another Nexus service) through the pooled 
   BACKEND_MAX_EVENT_BYTES, else the stream ends with the error event `backend_event_too_large`
   (httpx's own line reader would hold a line of any length).
 - The backend's errors become OpenAI errors with honest statuses: its 4xx (and 429, 503 with their
-  Retry-After) pass through with its message; its other 5xx answer 502 `backend_error`; no answer within
+  Retry-After) pass through with its message, type, code and param; its other 5xx answer 502 `backend_error`; no answer within
   BACKEND_TIMEOUT_SECONDS answers 504 `backend_timeout`; no connection answers 503 `backend_unavailable`.
   A message that reaches the client (an error answer's, a stream's error event) passes the log lines'
   redaction first: a backend that echoes the key (`Incorrect API key provided: Bearer sk-…`) does not hand
-  it to the caller. The backend's error is logged at WARNING (redacted too) under the request id.
+  it to the caller. Every failed backend call is logged once at WARNING under the request and trace ids:
+  the backend's status, error type, code and message (redacted, bounded), or why there was no answer.
+- The answer's `usage` (a non-streamed answer's, or a stream's last event with
+  stream_options.include_usage) feeds the LLM metrics and the access line (the routes read the stream's).
 - GET /v1/models answers the backend's model list: `list_models` is the model catalog's provider
   (nexus_platform._probes.models: fetched at most every ServiceSpec.models_cache_seconds, the last good list kept while
   the backend is unreachable, the metadata following it); readiness checks the backend's /v1/models.
@@ -30,15 +34,18 @@ import msgspec
 from litestar.response import Stream
 
 from nexus_platform._context import NexusContext
-from nexus_platform._http.errors import JSON, ErrorBody, ServiceError
+from nexus_platform._http.errors import JSON, ErrorBody, ErrorDetail, ServiceError
+from nexus_platform._http.exchange import current_exchange
 from nexus_platform._observability.correlation import HEADER, current_request_id
 from nexus_platform._probes.metadata import Model, ModelList
 from nexus_platform._probes.readiness import CheckResult
+from nexus_platform.openai._usage import read_usage
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
+    "FORWARDS_BODY",
     "MODELS",
     "complete",
     "embed",
@@ -51,6 +58,8 @@ __all__ = [
 
 # the backend decides which models exist: any name is forwarded (its 404 comes back as it is)
 MODELS: list[Model] = []
+# the routes hand each function the request body as received (`body=`), forwarded instead of re-encoded
+FORWARDS_BODY = True
 _PASSED_THROUGH = frozenset({400, 401, 403, 404, 409, 413, 415, 422, 429, 503})
 # an error answer's message is in its first bytes; the rest is not read
 _ERROR_BYTES = 64 << 10
@@ -70,39 +79,57 @@ def _url(nexus: NexusContext, path: str) -> str:
 
 def _headers(nexus: NexusContext) -> dict[str, str]:
     # identity: a compressed answer would be inflated a whole piece at a time, past the bounds on its size
-    headers = {HEADER.decode(): current_request_id(), "content-type": JSON, "accept-encoding": "identity"}
+    headers = {"content-type": JSON, "accept-encoding": "identity"}
+    request_id = current_request_id()
+    if request_id:  # a background call (the model list's refresh) has none, and sends none
+        headers[HEADER.decode()] = request_id
     if nexus.settings.backend_api_key:
         headers["authorization"] = f"Bearer {nexus.settings.backend_api_key}"
     return headers
 
 
+def _log_failure(why: str, **fields: object) -> None:
+    """The one WARNING of a failed backend call (the formatter adds the request and trace ids)."""
+    logger.warning(
+        "backend call failed: %s", why, extra={f"backend_{name}": value for name, value in fields.items()}
+    )
+
+
 def _backend_error(nexus: NexusContext, status: int, body: bytes, retry_after: str | None) -> ServiceError:
     """The OpenAI error for a backend's error answer (its message redacted); the backend's words logged."""
-    logger.warning(
-        "the backend answered HTTP %d: %s",
-        status,
-        nexus.redact(body.decode(errors="replace"))[:_LOGGED],
-        extra={"backend_status": status},
+    try:
+        detail: ErrorDetail | None = msgspec.json.decode(body, type=ErrorBody).error
+    except msgspec.DecodeError:
+        detail = None
+    text = detail.message if detail is not None else body.decode(errors="replace")
+    _log_failure(
+        f"HTTP {status}: {nexus.redact(text)[:_LOGGED]}",
+        status=status,
+        error_type=detail.type if detail is not None else None,
+        error_code=detail.code if detail is not None else None,
     )
-    if status in _PASSED_THROUGH:
-        try:
-            detail = msgspec.json.decode(body, type=ErrorBody).error
-        except msgspec.DecodeError:
-            error = ServiceError(status, "backend_error", f"The backend answered HTTP {status}")
-        else:
-            param = nexus.redact(detail.param) if detail.param is not None else None
-            message = nexus.redact(detail.message)
-            error = ServiceError(status, detail.code or "backend_error", message, param=param)
-        if retry_after is not None and status in (429, 503):
-            error.headers = {"retry-after": retry_after}
-        return error
-    return ServiceError(502, "backend_error", f"The backend failed (HTTP {status})")
+    if status not in _PASSED_THROUGH:
+        return ServiceError(502, "backend_error", f"The backend failed (HTTP {status})")
+    if detail is None:
+        error = ServiceError(status, "backend_error", f"The backend answered HTTP {status}")
+    else:
+        error = ServiceError(
+            status,
+            detail.code or "backend_error",
+            nexus.redact(detail.message),
+            param=nexus.redact(detail.param) if detail.param is not None else None,
+            type_=detail.type,
+        )
+    if retry_after is not None and status in (429, 503):
+        error.headers = {"retry-after": retry_after}
+    return error
 
 
 def _broken_stream(error: Exception) -> ServiceError:
     """The OpenAI error for a backend answer that failed after it started."""
     import httpx
 
+    _log_failure(f"the answer broke off ({type(error).__name__})", error_type=type(error).__name__)
     if isinstance(error, httpx.TimeoutException):
         return ServiceError(504, "backend_timeout", "The backend's stream went silent")
     return ServiceError(502, "backend_error", f"The backend's stream broke off ({type(error).__name__})")
@@ -111,6 +138,7 @@ def _broken_stream(error: Exception) -> ServiceError:
 def _transport_error(error: Exception) -> ServiceError:
     import httpx
 
+    _log_failure(f"no answer ({type(error).__name__})", error_type=type(error).__name__)
     if isinstance(error, httpx.TimeoutException):
         return ServiceError(504, "backend_timeout", "The backend did not answer in time")
     failure = ServiceError(503, "backend_unavailable", f"Cannot reach the backend ({type(error).__name__})")
@@ -135,13 +163,13 @@ def _event_too_large(limit: int) -> ServiceError:
 
 
 async def _open(
-    nexus: NexusContext, method: str, path: str, request: msgspec.Struct | None
+    nexus: NexusContext, method: str, path: str, request: msgspec.Struct | None, body: bytes | None = None
 ) -> "httpx.Response":
     """The backend's answer, its body not read yet, once its status says it is a success (else the
-    OpenAI error)."""
+    OpenAI error). The request body: `body` as received, else `request` encoded."""
     import httpx
 
-    content = _encode(request) if request is not None else None
+    content = body if body is not None else _encode(request) if request is not None else None
     outgoing = nexus.http.build_request(method, _url(nexus, path), content=content, headers=_headers(nexus))
     try:
         answer = await nexus.http.send(outgoing, stream=True)
@@ -149,18 +177,18 @@ async def _open(
         raise _transport_error(error) from None
     if answer.is_success:
         return answer
-    body = bytearray()
+    failure = bytearray()
     try:
         async for chunk in answer.aiter_bytes():
-            body += chunk
-            if len(body) >= _ERROR_BYTES:
+            failure += chunk
+            if len(failure) >= _ERROR_BYTES:
                 break
     except httpx.HTTPError as error:
         raise _broken_stream(error) from None
     finally:
         await answer.aclose()
     raise _backend_error(
-        nexus, answer.status_code, bytes(body[:_ERROR_BYTES]), answer.headers.get("retry-after")
+        nexus, answer.status_code, bytes(failure[:_ERROR_BYTES]), answer.headers.get("retry-after")
     )
 
 
@@ -211,13 +239,17 @@ async def _sent(buffer: mmap.mmap, size: int) -> AsyncIterator[bytes]:
         buffer.close()
 
 
-async def _post(nexus: NexusContext, path: str, request: msgspec.Struct) -> Stream:
-    answer = await _open(nexus, "POST", path, request)
+async def _post(nexus: NexusContext, path: str, request: msgspec.Struct, body: bytes | None) -> Stream:
+    answer = await _open(nexus, "POST", path, request, body)
     try:
         buffer, size = await _body(answer, nexus.settings.backend_max_response_bytes)
     except ServiceError:  # too large, or broken off: the connection closed with data unread
         _release_cut_answer()
         raise
+    exchange = current_exchange()
+    if exchange is not None and exchange.generation is not None:
+        with memoryview(buffer) as held:
+            exchange.generation.count(read_usage(held[:size]))
     return Stream(
         _sent(buffer, size),
         status_code=200,
@@ -282,15 +314,20 @@ async def _events(nexus: NexusContext, answer: "httpx.Response") -> AsyncIterato
 
 def _stream_error(nexus: NexusContext, event: bytes) -> ServiceError:
     """The OpenAI error for a backend stream's error event (its message redacted); the event logged."""
-    logger.warning(
-        "the backend's stream ended with an error: %s", nexus.redact(event.decode(errors="replace"))[:_LOGGED]
-    )
     try:
         error = msgspec.json.decode(event, type=ErrorBody).error
     except msgspec.DecodeError:
+        _log_failure(
+            f"the stream ended with an error: {nexus.redact(event.decode(errors='replace'))[:_LOGGED]}"
+        )
         return ServiceError(502, "backend_error", "The backend's stream ended with an error")
     message = nexus.redact(error.message)
-    return ServiceError(502, error.code or "backend_error", f"The backend failed: {message}")
+    _log_failure(
+        f"the stream ended with an error: {message[:_LOGGED]}", error_type=error.type, error_code=error.code
+    )
+    return ServiceError(
+        502, error.code or "backend_error", f"The backend failed: {message}", type_=error.type
+    )
 
 
 async def _bytes(answer: "httpx.Response") -> AsyncIterator[bytes]:
@@ -305,24 +342,28 @@ async def _bytes(answer: "httpx.Response") -> AsyncIterator[bytes]:
         await answer.aclose()
 
 
-async def complete(request: msgspec.Struct, nexus: NexusContext) -> Stream:
-    return await _post(nexus, "/v1/chat/completions", request)
+async def complete(request: msgspec.Struct, nexus: NexusContext, body: bytes | None = None) -> Stream:
+    return await _post(nexus, "/v1/chat/completions", request, body)
 
 
-async def stream(request: msgspec.Struct, nexus: NexusContext) -> AsyncIterator[bytes]:
-    return _events(nexus, await _open(nexus, "POST", "/v1/chat/completions", request))
+async def stream(
+    request: msgspec.Struct, nexus: NexusContext, body: bytes | None = None
+) -> AsyncIterator[bytes]:
+    return _events(nexus, await _open(nexus, "POST", "/v1/chat/completions", request, body))
 
 
-async def embed(request: msgspec.Struct, nexus: NexusContext) -> Stream:
-    return await _post(nexus, "/v1/embeddings", request)
+async def embed(request: msgspec.Struct, nexus: NexusContext, body: bytes | None = None) -> Stream:
+    return await _post(nexus, "/v1/embeddings", request, body)
 
 
-async def speak(request: msgspec.Struct, nexus: NexusContext) -> AsyncIterator[bytes]:
-    return _bytes(await _open(nexus, "POST", "/v1/audio/speech", request))
+async def speak(
+    request: msgspec.Struct, nexus: NexusContext, body: bytes | None = None
+) -> AsyncIterator[bytes]:
+    return _bytes(await _open(nexus, "POST", "/v1/audio/speech", request, body))
 
 
-async def generate(request: msgspec.Struct, nexus: NexusContext) -> Stream:
-    return await _post(nexus, "/v1/images/generations", request)
+async def generate(request: msgspec.Struct, nexus: NexusContext, body: bytes | None = None) -> Stream:
+    return await _post(nexus, "/v1/images/generations", request, body)
 
 
 async def no_backend_check(nexus: NexusContext) -> CheckResult:
