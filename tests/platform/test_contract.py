@@ -447,7 +447,7 @@ def _settings_command(*args: str) -> subprocess.CompletedProcess[str]:
 def test_settings_command_prints_the_documentation() -> None:
     result = _settings_command("--format", "markdown", "--groups", "Limits")
     assert result.returncode == 0, result.stderr
-    assert "| `MAX_BODY_BYTES` | `1048576` |" in result.stdout
+    assert "| `MAX_HEADER_BYTES` | `16384` |" in result.stdout
     assert "SERVICE_PORT" not in result.stdout
     env = _settings_command()
     assert env.returncode == 0

@@ -9,6 +9,7 @@ from types import ModuleType
 
 import msgspec
 import nexus_platform
+import nexus_platform.gateway
 import nexus_platform.openai
 import nexus_platform.testing
 import pytest
@@ -91,6 +92,9 @@ TESTING_NAMES = [
     "pytest_generate_tests",
 ]
 
+# the gateway a `role: gateway` render serves (docs/gateway.md)
+GATEWAY_NAMES = ["CHECK_NAME", "OPENAI_PATHS", "Gateway", "GatewaySettings", "gateway_of", "gateway_spec"]
+
 
 def test_every_other_module_of_the_platform_is_private() -> None:
     """Only the packages and `python -m nexus_platform` are public; a module a service could import by
@@ -101,7 +105,13 @@ def test_every_other_module_of_the_platform_is_private() -> None:
         for path in package.rglob("*.py")
         if not any(part.startswith("_") and not part.startswith("__") for part in path.parts)
     }
-    assert public == {"__init__.py", "__main__.py", "openai/__init__.py", "testing/__init__.py"}
+    assert public == {
+        "__init__.py",
+        "__main__.py",
+        "gateway/__init__.py",
+        "openai/__init__.py",
+        "testing/__init__.py",
+    }
 
 
 @pytest.mark.parametrize(
@@ -110,8 +120,9 @@ def test_every_other_module_of_the_platform_is_private() -> None:
         (nexus_platform, PUBLIC_NAMES),
         (nexus_platform.openai, OPENAI_NAMES),
         (nexus_platform.testing, TESTING_NAMES),
+        (nexus_platform.gateway, GATEWAY_NAMES),
     ],
-    ids=["nexus_platform", "openai", "testing"],
+    ids=["nexus_platform", "openai", "testing", "gateway"],
 )
 def test_the_public_names_are_pinned(module: ModuleType, names: list[str]) -> None:
     assert sorted(module.__all__) == sorted(names)
@@ -278,7 +289,7 @@ def test_metadata_and_openapi_say_what_release_service_env_says(
             "SERVICE_VERSION=1.2.0\nSERVICE_DESCRIPTION=x\nSERVICE_OWNER=team\nSERVICE_CAPABILITIES=Chat",
             "CAPABILITIES",
         ),
-        ('SERVICE_VERSION="1.2.0"', "SERVICE_VERSION"),
+        ('SERVICE_VERSION="1.2.0', "SERVICE_VERSION"),
         ("version: 1.2.0", ":1:"),
     ],
 )

@@ -188,6 +188,7 @@ def create_app(
         timeout=min(settings.backend_timeout_seconds, PLAIN.backend_timeout_seconds),
     )
     metrics = Metrics(HttpMetrics(), [readiness.families]) if settings.metrics_enabled else None
+    context.metrics = metrics
     if metrics is not None and capabilities:
         context.llm_metrics = LlmMetrics(lambda: catalog.ids)
         metrics.add(context.llm_metrics.families)

@@ -20,6 +20,7 @@ from nexus_platform._config.facts import ServiceFacts
 from nexus_platform._config.settings import ConfigError, PlatformSettings, secret_values
 from nexus_platform._identity import Identity
 from nexus_platform._observability.generation import LlmMetrics
+from nexus_platform._observability.metrics import Metrics
 from nexus_platform._observability.redaction import Redactor
 from nexus_platform._observability.tracing import forward_context
 from nexus_platform._offload import BlockingPool
@@ -52,6 +53,8 @@ class NexusContext:
     # the service's own long-lived objects (model handles, clients), set up in its lifespan
     state: dict[str, Any] = field(default_factory=dict)
     running: bool = False
+    # GET /metrics (None with METRICS_ENABLED=false): the platform's parts (the gateway's) add collectors
+    metrics: Metrics | None = None
     # the LLM metrics (model, tokens, time to first token) the OpenAI routes feed; None with metrics off
     llm_metrics: LlmMetrics | None = None
     # the bounded pool of nexus_platform._offload.run_blocking: MAX_CONCURRENT_REQUESTS threads, started on use

@@ -1,0 +1,255 @@
+"""Benchmark the gateway against a direct call to its upstream and against LiteLLM's proxy (issue 24).
+
+    python -m bench.gateway                      # 5 s per measurement, 4/32/64 connections (about 2 minutes)
+    python -m bench.gateway --seconds 1 --smoke  # checks the harness (no LiteLLM, one connection count)
+
+The same fast fake upstream for all three (bench/peers/fake_openai.py, with the /v1/metadata a Nexus
+service has): a rendered `role: gateway` service (`python -m app`, production defaults: JSON access log
+at INFO, metrics on; MAX_CONCURRENT_REQUESTS raised to 1024 so that 64 connections from one caller are
+not limited) routing to it from GATEWAY_SERVICES, and LiteLLM's proxy (`litellm[proxy]` in a venv of its
+own, bench/.venvs/litellm) with one model on the same upstream. The gateway and LiteLLM run on core 0, the
+upstream and wrk on core 1. Measured with wrk: a non-streamed chat (bench/chat.lua's body, the fake's
+model) and a stream (24 events each), at 4, 32 and 64 connections; reported: requests/s, p50/p99 and
+the issue's goals (gateway/LiteLLM chat throughput at 32, added p50 over direct at 4, throughput at 64
+over 4, streamed events/s over direct).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.peers import fake_openai
+from bench.run import VENVS, _search
+from devtools.live import free_port, wait_for_health
+from devtools.render import PYTHON, ROOT, copy_working_tree, render
+
+Event = dict[str, Any]
+GATEWAY_CORE, UPSTREAM_CORE, LOAD_CORE = "0", "1", "1"
+MODEL = fake_openai.MODEL
+# events of one fake stream: the role chunk, the words, the finish chunk, the usage chunk, [DONE]
+STREAM_EVENTS = fake_openai.STREAM_CHUNKS + 4
+CHAT_BODY = {"model": MODEL, "messages": [{"role": "user", "content": "hello from wrk, how are you today?"}]}
+_METADATA = json.dumps(
+    {"name": "fake-upstream", "instance_id": "fake-1", "capabilities": ["chat.completions"]}
+)
+
+
+async def upstream(scope: Event, receive: Any, send: Any) -> None:
+    """fake_openai's app, plus the /v1/metadata the gateway reads of each instance."""
+    if scope["type"] == "http" and scope["path"] == "/v1/metadata":
+        body = _METADATA.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
+    await fake_openai.app(scope, receive, send)
+
+
+@contextmanager
+def process(  # noqa: PLR0917 - a command line and where it runs
+    command: list[str], core: str, env: dict[str, str], health: str, log: Path, cwd: Path = ROOT
+) -> Iterator[None]:
+    with log.open("wb") as out:
+        started = subprocess.Popen(
+            ["taskset", "-c", core, *command],
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_health(health, died=lambda: started.poll() is not None, details=log.read_text, timeout=120)
+        yield
+    finally:
+        started.terminate()
+        try:
+            started.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            started.kill()
+            started.wait()
+
+
+def lua(folder: Path, name: str, body: dict[str, Any], key: str | None) -> Path:
+    script = folder / f"{name}.lua"
+    lines = [
+        'wrk.method = "POST"',
+        f"wrk.body = '{json.dumps(body)}'",
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
+    if key:
+        lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
+    script.write_text("\n".join(lines) + "\n")
+    return script
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    command = [
+        "taskset",
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+    ]
+    output = subprocess.run(
+        [*command, "-s", str(script), url], capture_output=True, text=True, check=True
+    ).stdout
+    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def latency(percent: str) -> float:
+        found = _search(rf"^\s+{percent}%\s+([\d.]+(?:us|ms|s))\s*$", output)
+        unit = found.lstrip("0123456789.")
+        return float(found.removesuffix(unit)) * units[unit]
+
+    errors = _search(r"Non-2xx or 3xx responses: (\d+)", output) if "Non-2xx" in output else "0"
+    return {
+        "rps": float(_search(r"Requests/sec:\s+([\d.]+)", output)),
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(errors),
+    }
+
+
+def litellm_config(folder: Path, upstream_url: str) -> Path:
+    """LiteLLM's config (JSON is YAML) as bench/proxy.py writes it: one model on the same upstream."""
+    config = folder / "litellm.yaml"
+    model = {"model": f"openai/{MODEL}", "api_base": f"{upstream_url}/v1", "api_key": "sk-upstream"}
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [{"model_name": MODEL, "litellm_params": model}],
+                "general_settings": {"master_key": "os.environ/LITELLM_MASTER_KEY"},
+            }
+        )
+    )
+    return config
+
+
+def run(seconds: float, connections: list[int], with_litellm: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as temporary:
+        folder = Path(temporary)
+        gateway = render(
+            copy_working_tree(folder / "template"),
+            folder / "gateway",
+            {"service_name": "gateway", "role": "gateway", "capabilities": []},
+        )
+        up_port, gw_port, ll_port = free_port(), free_port(), free_port()
+        upstream_url = f"http://127.0.0.1:{up_port}"
+        targets: dict[str, tuple[str, str | None]] = {
+            "direct": (upstream_url, None),
+            "gateway": (f"http://127.0.0.1:{gw_port}", None),
+        }
+        uvicorn = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(up_port), "--no-access-log"]
+        peers = {"PYTHONPATH": str(ROOT)}
+        gateway_env = {
+            "SERVICE_HOST": "127.0.0.1",
+            "SERVICE_PORT": str(gw_port),
+            "GATEWAY_SERVICES": upstream_url,
+            "MAX_CONCURRENT_REQUESTS": "1024",
+            "DRAIN_SECONDS": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+        master_key = "sk-" + secrets.token_hex(32)
+        litellm = VENVS / "litellm" / "bin" / "litellm"
+        with (
+            process([*uvicorn, "bench.gateway:upstream"], UPSTREAM_CORE, peers, f"{upstream_url}/health", folder / "upstream.log"),
+            process([PYTHON, "-m", "app"], GATEWAY_CORE, gateway_env, f"http://127.0.0.1:{gw_port}/health", folder / "gateway.log", gateway),
+        ):  # fmt: skip
+            deadline = time.monotonic() + 30
+            while b'"routable":true' not in subprocess.run(["curl", "-s", f"http://127.0.0.1:{gw_port}/v1/gateway/instances"], capture_output=True, check=False).stdout:  # fmt: skip
+                assert time.monotonic() < deadline, (folder / "gateway.log").read_text()
+                time.sleep(0.1)
+            results |= measure(targets, folder, seconds, connections)
+            if with_litellm:
+                # the cost map bundled with the package: no fetch from the network
+                env = {"LITELLM_MASTER_KEY": master_key, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+                command = [str(litellm), "--config", str(litellm_config(folder, upstream_url)), "--host", "127.0.0.1", "--port", str(ll_port), "--num_workers", "1"]  # fmt: skip
+                with process(
+                    command,
+                    GATEWAY_CORE,
+                    env,
+                    f"http://127.0.0.1:{ll_port}/health/liveliness",
+                    folder / "litellm.log",
+                ):
+                    results |= measure(
+                        {"litellm": (f"http://127.0.0.1:{ll_port}", master_key)}, folder, seconds, connections
+                    )
+    return results
+
+
+def measure(
+    targets: dict[str, tuple[str, str | None]], folder: Path, seconds: float, connections: list[int]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for name, (url, key) in targets.items():
+        chat = lua(folder, f"{name}-chat", CHAT_BODY, key)
+        stream = lua(folder, f"{name}-stream", {**CHAT_BODY, "stream": True}, key)
+        wrk(f"{url}/v1/chat/completions", chat, 4, 1)  # warm up: connections, caches
+        for count in connections:
+            for kind, script in (("chat", chat), ("stream", stream)):
+                sample = wrk(f"{url}/v1/chat/completions", script, count, seconds)
+                results[f"{name} {kind} {count}"] = sample
+                print(f"{name:8} {kind:6} c={count:<3} {sample['rps']:9.1f}/s  p50 {sample['p50_ms']:7.2f} ms  "
+                      f"p99 {sample['p99_ms']:7.2f} ms  non-2xx {sample['non_2xx']}", flush=True)  # fmt: skip
+    return results
+
+
+def goals(results: dict[str, Any], connections: list[int]) -> list[str]:
+    lines = []
+    low, mid, high = min(connections), 32 if 32 in connections else max(connections), max(connections)
+    if f"litellm chat {mid}" in results:
+        ratio = results[f"gateway chat {mid}"]["rps"] / results[f"litellm chat {mid}"]["rps"]
+        lines.append(f"chat throughput gateway/LiteLLM at {mid} connections: {ratio:.1f}x (goal >= 10x)")
+    added = results[f"gateway chat {low}"]["p50_ms"] - results[f"direct chat {low}"]["p50_ms"]
+    lines.append(f"added median latency over direct at {low} connections: {added:.2f} ms (goal <= 1 ms)")
+    held = results[f"gateway chat {high}"]["rps"] / results[f"gateway chat {low}"]["rps"]
+    lines.append(f"gateway chat throughput at {high} over {low} connections: {held:.2f} (goal >= 0.9)")
+    events = results[f"gateway stream {mid}"]["rps"] / results[f"direct stream {mid}"]["rps"]
+    lines.append(
+        f"streamed events/s gateway/direct at {mid} connections: {events:.2f} "
+        f"({results[f'gateway stream {mid}']['rps'] * STREAM_EVENTS:.0f} events/s; goal >= 0.9)"
+    )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", default="4,32,64")
+    parser.add_argument("--smoke", action="store_true", help="one second, 4 connections, no LiteLLM")
+    parser.add_argument("--json", type=Path, help="also write the samples to this file")
+    options = parser.parse_args(argv)
+    connections = [4] if options.smoke else [int(count) for count in options.connections.split(",")]
+    seconds = 1.0 if options.smoke else options.seconds
+    litellm = not options.smoke and (VENVS / "litellm" / "bin" / "litellm").exists()
+    if not options.smoke and not litellm:
+        print(
+            "no LiteLLM at bench/.venvs/litellm: pip install 'litellm[proxy]' into it to compare",
+            file=sys.stderr,
+        )
+    results = run(seconds, connections, litellm)
+    for line in goals(results, connections):
+        print(line)
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,257 @@
+"""Forwarding one request to an instance, with the gateway's failover: the only module that speaks HTTP to
+the upstreams, so that the client (httpx today) can be swapped without touching the rest.
+
+- The body goes as received; the caller's `content-type` and `accept` go with it, the gateway's service key
+  (GATEWAY_SERVICE_API_KEY) replaces the client's, and the request id and trace context travel along.
+- One httpx.AsyncClient per gateway: GATEWAY_MAX_CONNECTIONS, idle connections retired after
+  BACKEND_KEEPALIVE_SECONDS, GATEWAY_CONNECT_TIMEOUT_SECONDS to connect, BACKEND_TIMEOUT_SECONDS per read,
+  and no retries inside the transport: this module decides.
+- A refused connection, a connect timeout, a connection that broke before the answer was read, and a 503
+  cool the instance down (GATEWAY_COOLDOWN_SECONDS) and, while nothing reached the client, the request is
+  tried once more on another instance. A non-streamed answer (with a Content-Length up to
+  BACKEND_MAX_RESPONSE_BYTES) is read whole before anything is sent, so an instance that dies while
+  answering is retried too; a stream (SSE, chunked bytes) passes chunk by chunk and is never retried once
+  it began. The last attempt's status, body, `retry-after` and `x-should-retry` reach the client, with
+  `x-nexus-instance` (<service>/<instance id> that answered) and `x-nexus-attempts`.
+- An upstream stream that breaks off ends the client's event stream with an error event (a byte stream
+  is cut, as the platform's byte streams are); a client that goes away closes the upstream request.
+"""
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import httpx
+import msgspec
+from litestar import Request, Response
+
+from nexus_platform._config.settings import PlatformSettings
+from nexus_platform._http.errors import ServiceError, error_body
+from nexus_platform._http.streaming import EVENT_STREAM, byte_stream
+from nexus_platform._observability.tracing import forward_context
+from nexus_platform.gateway._balance import pick
+from nexus_platform.gateway._metrics import GatewayMetrics
+from nexus_platform.gateway._settings import GatewaySettings
+from nexus_platform.gateway._table import Instance
+
+__all__ = ["Forwarder"]
+
+# the request headers that travel with the body (the client's key does not: the gateway uses its own)
+_REQUEST_HEADERS = ("content-type", "accept")
+# the answer headers the client gets (length and framing are the gateway's own)
+_ANSWER_HEADERS = ("content-type", "retry-after", "x-should-retry")
+# an answer that is retried elsewhere is read this far (its message), then dropped
+_ERROR_BYTES = 64 << 10
+_ATTEMPTS = 2
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Answer(msgspec.Struct):
+    usage: _Usage | None = None
+
+
+_usage = msgspec.json.Decoder(_Answer)
+
+
+def _unavailable(why: str) -> ServiceError:
+    error = ServiceError(503, "upstream_unavailable", why)
+    error.headers = {"retry-after": "1", "x-should-retry": "true"}
+    return error
+
+
+class Forwarder:
+    def __init__(
+        self, platform: PlatformSettings, settings: GatewaySettings, metrics: GatewayMetrics
+    ) -> None:
+        connections = settings.gateway_max_connections
+        limits = httpx.Limits(
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            keepalive_expiry=platform.backend_keepalive_seconds,
+        )
+        self.http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(limits=limits, retries=0),
+            timeout=httpx.Timeout(
+                platform.backend_timeout_seconds, connect=settings.gateway_connect_timeout_seconds
+            ),
+            event_hooks={"request": [forward_context]},
+        )
+        self._key = settings.gateway_service_api_key
+        self._cooldown = settings.gateway_cooldown_seconds
+        self._max_bytes = platform.backend_max_response_bytes
+        self._metrics = metrics
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    def _headers(self, request: Request[Any, Any, Any]) -> dict[str, str]:
+        # identity: the answer passes through as the instance sent it, never inflated here
+        headers = {name: value for name in _REQUEST_HEADERS if (value := request.headers.get(name))}
+        headers["accept-encoding"] = "identity"
+        if self._key:
+            headers["authorization"] = f"Bearer {self._key}"
+        return headers
+
+    def _cool(self, instance: Instance) -> None:
+        instance.cool_until = time.monotonic() + self._cooldown
+
+    async def forward(
+        self,
+        request: Request[Any, Any, Any],
+        candidates: Sequence[Instance],
+        path: str,
+        body: bytes,
+        model: str = "",
+    ) -> Response[Any]:
+        """The answer of one of `candidates` to `request` (its method, `path` with the query, `body`)."""
+        started = time.perf_counter()
+        outgoing = (request.method, path, body, self._headers(request))
+        failure = _unavailable("No instance can take the request now")
+        tried: Instance | None = None
+        attempts = 0
+        while attempts < _ATTEMPTS and (instance := pick(candidates, tried)) is not None:
+            tried, attempts = instance, attempts + 1
+            # the last try passes a 503 on; an earlier one leaves it for another instance
+            last = attempts == _ATTEMPTS or pick(candidates, instance) is None
+            outcome = await self._try(instance, outgoing, model, attempts, last=last, started=started)
+            if isinstance(outcome, Response):
+                return outcome
+            failure = outcome
+        if tried is not None:
+            self._metrics.finished(
+                tried.name, tried.label, model, "unavailable", time.perf_counter() - started
+            )
+        failure.headers = {**(failure.headers or {}), "x-nexus-attempts": str(attempts)}
+        raise failure
+
+    async def _try(
+        self,
+        instance: Instance,
+        outgoing: tuple[str, str, bytes, dict[str, str]],
+        model: str,
+        attempt: int,
+        *,
+        last: bool,
+        started: float,
+    ) -> Response[Any] | ServiceError:
+        """One instance's answer, or the error to answer if no other instance does better."""
+        method, path, body, headers = outgoing
+        labels = (instance.name, instance.label, model)
+        request = self.http.build_request(method, instance.base_url + path, content=body, headers=headers)
+        instance.outstanding += 1
+        try:
+            answer = await self.http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            instance.outstanding -= 1
+            self._cool(instance)
+            self._metrics.attempt(*labels, "refused")
+            return _unavailable(f"Cannot reach {instance.label} ({type(error).__name__})")
+        except httpx.TimeoutException:  # it may still work on it: another instance would double the cost
+            instance.outstanding -= 1
+            self._metrics.attempt(*labels, "failed")
+            self._metrics.finished(*labels, "unavailable", time.perf_counter() - started)
+            timeout = ServiceError(504, "upstream_timeout", f"{instance.label} did not answer in time")
+            timeout.headers = {"x-should-retry": "false", "x-nexus-instance": instance.label}
+            timeout.headers["x-nexus-attempts"] = str(attempt)
+            raise timeout from None
+        except httpx.HTTPError as error:  # closed before answering (it died, or closed a keep-alive)
+            instance.outstanding -= 1
+            self._cool(instance)
+            self._metrics.attempt(*labels, "failed")
+            return _unavailable(f"{instance.label} failed before answering ({type(error).__name__})")
+        if answer.status_code == 503:
+            self._cool(instance)
+            if not last:
+                await _drop(answer)
+                instance.outstanding -= 1
+                self._metrics.attempt(*labels, "unavailable")
+                return _unavailable(f"{instance.label} answered 503")
+        self._metrics.attempt(*labels, "answered")
+        return await self._answered(answer, instance, model, attempt, started)
+
+    async def _answered(
+        self, answer: httpx.Response, instance: Instance, model: str, attempt: int, started: float
+    ) -> Response[Any] | ServiceError:
+        """The response that passes `answer` on: read whole first when it is short, else relayed."""
+        reply = {name: value for name in _ANSWER_HEADERS if (value := answer.headers.get(name))}
+        reply |= {"x-nexus-instance": instance.label, "x-nexus-attempts": str(attempt)}
+        media_type = reply.pop("content-type", "application/json")
+        length = answer.headers.get("content-length", "")
+        if media_type.startswith(EVENT_STREAM) or not (length.isdigit() and int(length) <= self._max_bytes):
+            return self._relay(answer, instance, model, media_type, reply, started)
+        try:
+            content = await answer.aread()
+        except httpx.HTTPError as error:  # it died while answering: nothing reached the client yet
+            self._cool(instance)
+            return _unavailable(f"{instance.label} broke off its answer ({type(error).__name__})")
+        finally:
+            await answer.aclose()
+            instance.outstanding -= 1
+        self._done(instance, model, answer.status_code, content, started)
+        return Response(content, status_code=answer.status_code, media_type=media_type, headers=reply)
+
+    def _done(self, instance: Instance, model: str, status: int, content: bytes, started: float) -> None:
+        seconds = time.perf_counter() - started
+        outcome = "ok" if status < 400 else "client_error" if status < 500 else "upstream_error"
+        self._metrics.first_byte(instance.name, instance.label, model, seconds)
+        self._metrics.finished(instance.name, instance.label, model, outcome, seconds)
+        if status == 200 and b'"usage"' in content:
+            try:
+                usage = _usage.decode(content).usage
+            except msgspec.DecodeError:
+                usage = None
+            if usage is not None:
+                self._metrics.used(instance.name, model, usage.prompt_tokens, usage.completion_tokens)
+
+    def _relay(
+        self,
+        answer: httpx.Response,
+        instance: Instance,
+        model: str,
+        media_type: str,
+        headers: dict[str, str],
+        started: float,
+    ) -> Response[Any]:
+        events = media_type.startswith(EVENT_STREAM)
+        metrics, labels = self._metrics, (instance.name, instance.label, model)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            outcome, tail, first = "broken", b"\n\n", True
+            try:
+                async for chunk in answer.aiter_raw():
+                    if first:
+                        metrics.first_byte(*labels, time.perf_counter() - started)
+                        first = False
+                    tail = chunk[-2:] or tail
+                    yield chunk
+                outcome = "ok" if answer.status_code < 400 else "upstream_error"
+            except httpx.HTTPError as error:
+                message = f"The stream of {instance.label} broke off ({type(error).__name__})"
+                if not events:
+                    raise ServiceError(502, "upstream_error", message) from None
+                separator = b"" if tail == b"\n\n" else b"\n\n"  # ends the event it cut, if any
+                yield separator + b"data: " + error_body(502, message, code="upstream_error") + b"\n\n"
+            finally:  # also when the client went away: the upstream request is closed with it
+                await answer.aclose()
+                instance.outstanding -= 1
+                metrics.finished(*labels, outcome, time.perf_counter() - started)
+
+        response = byte_stream(chunks(), media_type, headers=headers)
+        response.status_code = answer.status_code
+        return response
+
+
+async def _drop(answer: httpx.Response) -> None:
+    """Close an answer that is not passed on; a short one is read first, so its connection stays pooled."""
+    length = answer.headers.get("content-length", "")
+    try:
+        if length.isdigit() and int(length) <= _ERROR_BYTES:
+            await answer.aread()
+    except httpx.HTTPError:
+        pass
+    finally:
+        await answer.aclose()

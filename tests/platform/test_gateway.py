@@ -1,0 +1,340 @@
+"""The gateway in process (nexus_platform.gateway): its app built with create_app around gateway_spec, in
+front of small upstreams of this file (real HTTP servers in threads, each answering /v1/metadata,
+/v1/models and /readyz like a Nexus service), in static-list mode. The end-to-end story with etcd and
+rendered services is tests/test_gateway.py.
+"""
+
+import base64
+import contextlib
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import pytest
+from litestar.testing import TestClient
+from nexus_platform import ConfigError, NexusContext
+from nexus_platform._registration.etcd import KeyValue
+from nexus_platform.gateway import Gateway, GatewaySettings, gateway_spec
+from nexus_platform.gateway import gateway_of as nexus_gateway
+from nexus_platform.gateway._discovery import registrations
+from nexus_platform.gateway._settings import static_urls
+
+SERVICE_KEY = "sk-service-" + "s" * 32
+Client = TestClient[Any]
+
+
+class Upstream:
+    """One instance of a service: `mode` says how it answers a POST (ok, busy, stream, break)."""
+
+    def __init__(self, name: str, models: list[str], mode: str = "ok") -> None:
+        self.name, self.models, self.mode = name, models, mode
+        self.instance_id = f"{name}-{id(self):x}"
+        self.received: list[tuple[str, bytes, dict[str, str]]] = []
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            calls: ClassVar[int] = 0
+
+            def _send(self, status: int, body: bytes, **headers: str) -> None:
+                self.send_response(status)
+                self.send_header("content-type", headers.pop("content_type", "application/json"))
+                self.send_header("content-length", str(len(body)))
+                self.send_header("connection", "close")  # every request opens a connection: a stop refuses
+                for header, value in headers.items():
+                    self.send_header(header.replace("_", "-"), value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path == "/v1/metadata":
+                    metadata = {
+                        "name": upstream.name,
+                        "instance_id": upstream.instance_id,
+                        "capabilities": ["c"],
+                    }
+                    self._send(200, json.dumps(metadata).encode())
+                elif self.path == "/v1/models":
+                    data = [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "x"} for m in upstream.models
+                    ]
+                    self._send(200, json.dumps({"object": "list", "data": data}).encode())
+                elif self.path == "/readyz":
+                    self._send(200, b'{"status":"pass"}')
+                else:
+                    upstream.received.append((self.path, b"", dict(self.headers)))
+                    self._send(200, json.dumps({"path": self.path, "by": upstream.instance_id}).encode())
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                upstream.received.append((self.path, body, dict(self.headers)))
+                if upstream.mode == "busy":
+                    error = {
+                        "error": {"message": f"{upstream.instance_id} is busy", "type": "x", "code": "busy"}
+                    }
+                    self._send(503, json.dumps(error).encode(), retry_after="7", x_should_retry="true")
+                elif upstream.mode in ("stream", "break"):
+                    self._stream(broken=upstream.mode == "break")
+                else:
+                    answer = {
+                        "by": upstream.instance_id,
+                        "usage": {"prompt_tokens": 2, "completion_tokens": 3},
+                    }
+                    self._send(200, json.dumps(answer).encode())
+
+            def _stream(self, *, broken: bool) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for index in range(3):
+                    event = f'data: {{"n": {index}}}\n\n'.encode()
+                    if broken and index == 1:  # half a chunk, then the connection closes
+                        self.wfile.write(b"%x\r\n%s" % (len(event), event[:5]))
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                done = b"data: [DONE]\n\n"
+                self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}/{self.instance_id}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def upstreams() -> Iterator[Callable[..., Upstream]]:
+    started: list[Upstream] = []
+
+    def start(name: str, models: list[str], mode: str = "ok") -> Upstream:
+        started.append(Upstream(name, models, mode))
+        return started[-1]
+
+    yield start
+    for upstream in started:
+        upstream.stop()
+
+
+@pytest.fixture
+def gateway(make_client, make_identity) -> Callable[..., Client]:
+    """gateway(*upstreams, **environment) -> a started gateway app routing to them (static list)."""
+
+    def make(*upstreams: Upstream, **environment: str) -> Client:
+        client: Client = make_client(
+            gateway_spec(lifespan=_remembered),
+            make_identity(),
+            GATEWAY_SERVICES=",".join(upstream.url for upstream in upstreams),
+            GATEWAY_SERVICE_API_KEY=SERVICE_KEY,
+            **environment,
+        )
+        deadline = time.monotonic() + 10
+        while len([row for row in client.get("/v1/gateway/instances").json() if row["routable"]]) < len(
+            upstreams
+        ):
+            assert time.monotonic() < deadline, client.get("/v1/gateway/instances").json()
+            time.sleep(0.05)
+        return client
+
+    return make
+
+
+_RUNNING: list[Gateway] = []
+
+
+@contextlib.asynccontextmanager
+async def _remembered(nexus: NexusContext) -> AsyncIterator[None]:
+    """The gateway service's own lifespan, here: it notes the running gateway for the test to look at."""
+    _RUNNING.append(nexus_gateway(nexus))
+    yield
+
+
+def gateway_of(client: Client) -> Gateway:
+    """The gateway the client's app runs (the last one started)."""
+    assert client.get("/health").status_code == 200
+    return _RUNNING[-1]
+
+
+def test_routes_by_model_forwards_the_body_as_received_and_lists_the_union(upstreams, gateway) -> None:
+    chat, embed = upstreams("chat", ["m-chat", "shared"]), upstreams("embed", ["m-embed", "shared"])
+    client = gateway(chat, embed)
+    listed = client.get("/v1/models").json()["data"]
+    assert {(model["id"], model["owned_by"]) for model in listed} == {
+        ("m-chat", "chat"),
+        ("m-embed", "embed"),
+        ("shared", "chat"),  # the first service by name owns a model several serve
+    }
+    body = b'{"messages": [],   "model": "m-embed", "extra": "\\u00e9t\\u00e9"}'
+    answer = client.post(
+        "/v1/embeddings?x=1",
+        content=body,
+        headers={"content-type": "application/json", "authorization": "Bearer client", "x-request-id": "r-1"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["by"] == embed.instance_id
+    assert answer.headers["x-nexus-instance"] == embed.label
+    assert answer.headers["x-nexus-attempts"] == "1"
+    path, received, headers = embed.received[-1]
+    assert (path, received) == ("/v1/embeddings?x=1", body)  # byte for byte
+    assert headers["authorization"] == f"Bearer {SERVICE_KEY}"  # the gateway's key, not the client's
+    assert headers["x-request-id"] == "r-1"
+    unknown = client.post("/v1/chat/completions", json={"model": "nope", "messages": []})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+    assert client.post("/v1/chat/completions", json={"messages": []}).status_code == 400
+    assert client.post("/v1/chat/completions", content=b"not json").json()["error"]["code"] == "invalid_json"
+    own = client.get("/services/chat/v1/custom?q=2")
+    assert own.json() == {"path": "/v1/custom?q=2", "by": chat.instance_id}
+    assert client.get("/services/nobody/v1/x").json()["error"]["code"] == "service_not_found"
+    ready = client.get("/readyz").json()
+    assert ready["checks"]["gateway:routes"][0]["observedValue"] == 2
+
+
+def test_a_refused_connection_is_retried_on_another_instance_and_cools_down(upstreams, gateway) -> None:
+    first, second = upstreams("chat", ["m"]), upstreams("chat", ["m"])
+    client = gateway(first, second, GATEWAY_COOLDOWN_SECONDS="30")
+    first.stop()
+    answers = [client.post("/v1/chat/completions", json={"model": "m"}) for _ in range(6)]
+    assert [answer.status_code for answer in answers] == [200] * 6
+    assert {answer.headers["x-nexus-instance"] for answer in answers} == {second.label}
+    assert sorted(answer.headers["x-nexus-attempts"] for answer in answers) == ["1"] * 5 + [
+        "2"
+    ]  # cooled down
+    second.stop()  # nothing left: the client hears so, and may retry
+    failed = client.post("/v1/chat/completions", json={"model": "m"})
+    assert failed.status_code == 503
+    assert failed.json()["error"]["code"] == "upstream_unavailable"
+    assert failed.headers["retry-after"] == "1"
+
+
+def test_a_503_is_retried_elsewhere_and_the_last_one_passes_through(upstreams, gateway) -> None:
+    busy, ok = upstreams("chat", ["m"], mode="busy"), upstreams("chat", ["m"])
+    client = gateway(busy, ok, GATEWAY_COOLDOWN_SECONDS="0")
+    answers = [client.post("/v1/chat/completions", json={"model": "m"}) for _ in range(8)]
+    assert {answer.headers["x-nexus-instance"] for answer in answers} == {ok.label}
+    assert "2" in {answer.headers["x-nexus-attempts"] for answer in answers}
+    ok.stop()
+    refused_then_busy = client.post("/v1/chat/completions", json={"model": "m"})
+    only_busy = [client.post("/v1/chat/completions", json={"model": "m"}) for _ in range(3)]
+    # the busy instance's own answer, when it was the last attempt
+    passed = [answer for answer in [refused_then_busy, *only_busy] if answer.headers.get("x-nexus-instance")]
+    assert passed
+    for answer in passed:
+        assert answer.status_code == 503
+        assert answer.headers["retry-after"] == "7"
+        assert answer.headers["x-should-retry"] == "true"
+        assert answer.json()["error"]["message"] == f"{busy.instance_id} is busy"
+    metrics = gateway_of(client).metrics
+    assert metrics.attempts[("chat", busy.label, "m", "unavailable")] >= 1
+    assert metrics.tokens[("chat", "m", "completion")] == 3 * 8
+
+
+def test_streams_pass_through_and_a_broken_one_ends_with_an_error_event(upstreams, gateway) -> None:
+    streaming, breaking = upstreams("chat", ["s"], mode="stream"), upstreams("other", ["b"], mode="break")
+    client = gateway(streaming, breaking)
+    with client.stream("POST", "/v1/chat/completions", json={"model": "s", "stream": True}) as answer:
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        events = [line for line in answer.iter_lines() if line]
+    assert events == ['data: {"n": 0}', 'data: {"n": 1}', 'data: {"n": 2}', "data: [DONE]"]
+    with client.stream("POST", "/v1/chat/completions", json={"model": "b", "stream": True}) as answer:
+        assert answer.status_code == 200
+        events = [line for line in answer.iter_lines() if line.startswith("data: ")]
+    assert events[0] == 'data: {"n": 0}'
+    error = json.loads(events[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "upstream_error"
+    assert breaking.label in error["message"]
+    families = {family.name: family for family in gateway_of(client).metrics.families()}
+    outcomes = {dict(labels)["outcome"] for _, labels, _ in families["nexus_gateway_requests"].samples}
+    assert outcomes == {"ok", "broken"}
+    assert families["nexus_gateway_time_to_first_byte_seconds"].samples
+    scraped = client.get("/metrics").text
+    assert (
+        f'nexus_gateway_requests_total{{service="other",instance="{breaking.label}",model="b",outcome="broken"}} 1'
+        in scraped
+    )
+
+
+def _kv(key: str, value: object, lease: str = "7") -> KeyValue:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return KeyValue(
+        {"key": base64.b64encode(key.encode()), "value": base64.b64encode(text.encode()), "lease": lease}
+    )
+
+
+def _value(
+    name: str, instance: str, base_url: str = "http://10.0.0.1:9000", **changes: object
+) -> dict[str, object]:
+    value: dict[str, object] = {
+        "name": name,
+        "base_url": base_url,
+        "metadata_url": f"{base_url}/v1/metadata",
+        "version": "1.0.0",
+        "capabilities": [],
+        "instance_id": instance,
+        "readiness": "pass",
+    }
+    return value | changes
+
+
+def test_only_well_formed_instance_keys_on_live_leases_are_routed() -> None:
+    prefix = "/nexus/services/"
+    kvs = [
+        _kv(f"{prefix}chat/a", _value("chat", "a"), lease="1"),
+        _kv(f"{prefix}chat", _value("chat", "a"), lease="1"),  # the service-level hint: never routed
+        _kv(f"{prefix}chat/b", _value("chat", "b"), lease="0"),  # no lease
+        _kv(f"{prefix}chat/c", _value("chat", "c"), lease="2"),  # a day-long lease
+        _kv(f"{prefix}chat/d", _value("other", "d"), lease="3"),  # name differs from the key's
+        _kv(f"{prefix}chat/e", _value("chat", "e", base_url="file:///etc"), lease="4"),
+        _kv(f"{prefix}chat/f", _value("chat", "f", readiness="fail"), lease="5"),
+        _kv(f"{prefix}chat/g", _value("chat", "g"), lease="6"),  # two instance keys on one lease
+        _kv(f"{prefix}chat/h", _value("chat", "h"), lease="6"),
+        _kv(f"{prefix}chat/i/x", _value("chat", "i"), lease="8"),  # deeper than an instance key
+        _kv(f"{prefix}chat/j", "{not json", lease="9"),
+        _kv(f"{prefix}chat/k", _value("chat", "k"), lease="10"),  # a lease that is not live
+    ]
+    granted: dict[str, int | None] = {
+        "1": 15,
+        "2": 86400,
+        "3": 15,
+        "4": 15,
+        "5": 15,
+        "6": 15,
+        "8": 15,
+        "9": 15,
+    }
+    granted["10"] = None
+    found = registrations(kvs, prefix, granted)
+    assert list(found) == [f"{prefix}chat/a"]
+    assert found[f"{prefix}chat/a"].base_url == "http://10.0.0.1:9000"
+
+
+def test_the_static_list_reads_gateway_services_and_every_name_base_url() -> None:
+    settings = GatewaySettings(gateway_services="http://a:1/, http://b:2")
+    environ = {
+        "CHAT_BASE_URL": "http://c:3",
+        "SERVICE_BASE_URL": "http://me:9000",  # the gateway's own address
+        "EMBED_BASE_URL": "http://a:1",  # a repeat
+        "BASE_URL": "http://x",  # no <NAME>_
+        "LOWER_base_url": "http://y",
+    }
+    assert static_urls(settings, environ) == ["http://a:1", "http://b:2", "http://c:3"]
+    with pytest.raises(ConfigError, match=r"^CHAT_BASE_URL: 'chat:9000' is not an http"):
+        static_urls(settings, {"CHAT_BASE_URL": "chat:9000"})
