@@ -1,4 +1,5 @@
-"""Build the default service's image with a real engine, run it, health-check it, stop it.
+"""Build the default service's image with a real engine as CI does (its image/build-like-ci.sh: tag and
+labels from release/service.env), run it, health-check it, stop it.
 
 The engine comes from CONTAINER_ENGINE (docker or podman), else whichever answers. `.ci/run` sets up
 podman and a local python:3.11-slim stand-in (../shared/tools/oci-sandbox); without an engine the test
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +45,18 @@ def run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False)
 
 
+# a description a shell and the platform must read alike: quotes, $, a backslash, backquotes
+DESCRIPTION = 'Says "hi" for $5 \\ `now`'
+LABELS = [f"org.opencontainers.image.{name}" for name in ("description", "version", "revision", "vendor")]
+
+
+def describe(service: Path, description: str) -> None:
+    """Set SERVICE_DESCRIPTION in the service's release/service.env, quoted as the template quotes it."""
+    facts = service / "release" / "service.env"
+    line = 'SERVICE_DESCRIPTION="' + re.sub(r'(["$`\\])', r"\\\1", description) + '"'
+    facts.write_text(re.sub(r"(?m)^SERVICE_DESCRIPTION=.*$", lambda _: line, facts.read_text()))
+
+
 def stop_with_sigterm(tool: str, name: str) -> dict[str, float | int]:
     started = time.monotonic()
     assert run(tool, "kill", "--signal", "TERM", name).returncode == 0
@@ -64,16 +79,32 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered, tmp_p
         )
     service = shutil.copytree(rendered("default"), tmp_path / "service")
     add_to_image_context(service)  # no index has this checkout's nexus-ai-platform
+    describe(service, DESCRIPTION)
     tag = f"localhost/nexus-test-{uuid.uuid4().hex[:8]}:latest"
+    released = "nexus/echo-service:0.1.0"  # the script's tag: image name and SERVICE_VERSION
     name = f"nexus-test-{uuid.uuid4().hex[:8]}"
     port = free_port()
     report: dict[str, object] = {"engine": tool}
 
     started = time.monotonic()
-    build = run(tool, "build", "--network", "host", "--build-arg", "GIT_SHA=0123abc", "-t", tag, str(service))
+    build = subprocess.run(
+        [str(service / "image" / "build-like-ci.sh"), "--network", "host", "--tag", tag],
+        env={**os.environ, "CONTAINER_ENGINE": tool, "PYTHON": sys.executable, "GIT_SHA": "0123abc"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     report["build_seconds"] = round(time.monotonic() - started, 1)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     try:
+        labels = json.loads(run(tool, "image", "inspect", released, "--format", "{{json .Labels}}").stdout)
+        assert {name.removeprefix("org.opencontainers.image."): labels[name] for name in LABELS} == {
+            "description": DESCRIPTION,
+            "version": "0.1.0",
+            "revision": "0123abc",
+            "vendor": "Nexus (nexus-platform)",
+        }
         report["image_bytes"] = int(
             run(tool, "image", "inspect", tag, "--format", "{{.Size}}").stdout.strip()
         )
@@ -116,4 +147,4 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered, tmp_p
     finally:
         print("container check:", json.dumps(report))
         run(tool, "rm", "-f", name)
-        run(tool, "rmi", "-f", tag)
+        run(tool, "rmi", "-f", tag, released)

@@ -391,3 +391,71 @@ def test_the_service_owned_deploy_files_merge_and_build(rendered, name: str) -> 
     assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == version[1]
     for item in yaml.safe_load_all(built.stdout):
         kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)
+
+
+def test_gpu_pods_get_the_runtime_gpu_nodes_shared_memory_a_cache_and_time_to_load(
+    rendered, name: str
+) -> None:
+    """GPU pods: the NVIDIA runtime class, GPU nodes only, a memory-backed /dev/shm, a writable cache that
+    HOME, XDG_CACHE_HOME and HF_HOME point into (the root file system is read-only), and 600 s to start;
+    the README's overlay changes them and still validates. Other pods have none of it."""
+    answers = load_answers(name)
+    if not answers.get("kubernetes", True):
+        return
+    service = rendered(name)
+    pod = kubernetes_manifests(service)["deployment.yaml"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+    startup = container["startupProbe"]
+    if not answers.get("gpu"):
+        assert "runtimeClassName" not in pod
+        assert "nodeSelector" not in pod
+        assert set(mounts) == {"/tmp"}  # noqa: S108 (the container's)
+        return
+    assert pod["runtimeClassName"] == "nvidia"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"  # noqa: S108 (the container's)
+    cache = Path(next(path for path, volume in mounts.items() if volume == "cache"))
+    environment = {item["name"]: item.get("value") for item in container["env"]}
+    for variable in ("HOME", "XDG_CACHE_HOME", "HF_HOME"):
+        assert Path(environment[variable]).is_relative_to(cache), variable
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "model loading takes minutes"
+
+    # the README's GPU overlay: each field it names is where the patch expects it
+    readme = (service / "README.md").read_text()
+    patch = re.search(
+        r"# deploy/overlays/production/kustomization.yaml \(continued\)\n(.*?)```", readme, re.DOTALL
+    )
+    assert patch, "the README shows the GPU overlay"
+    overlay = service / "deploy" / "overlays" / "gpu"
+    overlay.mkdir(parents=True, exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../kubernetes\n"
+        f"patches:\n{patch[1]}"
+    )
+    built = subprocess.run(
+        [str(Path(sys.executable).with_name("kubectl")), "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert built.returncode == 0, built.stderr
+    [deployment] = [item for item in yaml.safe_load_all(built.stdout) if item["kind"] == "Deployment"]
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    patched = deployment["spec"]["template"]["spec"]
+    assert patched["runtimeClassName"] == "nvidia-cdi"
+    assert patched["volumes"][1] == {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}
+    assert patched["containers"][0]["startupProbe"]["failureThreshold"] == 360
+
+
+def test_the_image_needs_no_registry_but_its_base_images(rendered, name: str) -> None:
+    """Every stage starts from the base image (the one registry it needs): no image of another registry is
+    copied from (the GPU image's uv comes from the package index), and the build checks its labels against
+    release/service.env with the platform's parser."""
+    text = (rendered(name) / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (\S+)(?: AS (\S+))?$", text, re.MULTILINE)
+    assert {image for image, _ in stages} == {"${BASE_IMAGE}"}
+    named = {stage for _, stage in stages if stage}
+    assert set(re.findall(r"--from=(\S+)", text)) <= named
+    assert "RUN python -m nexus_platform facts --check" in text

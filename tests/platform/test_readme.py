@@ -1,6 +1,7 @@
 """Every `app/service.py` example in a rendered service's README works as written: each one becomes the
-service of a copy of the rendered service (with the `.env.example` lines that follow it), which must lint
-clean and pass the contract (nexus_platform.testing)."""
+service of a copy of the rendered service (with the `.env.example` lines that follow it, and the README's
+service settings table as `python -m nexus_platform settings --app` writes it), which must lint clean and
+pass the contract (nexus_platform.testing)."""
 
 import re
 import shutil
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from nexus_platform._config.docs import SERVICE_README_END, SERVICE_README_START
 
 pytestmark = pytest.mark.slow  # a rendered service's suite per example
 
@@ -55,6 +57,13 @@ def test_a_readme_example_works_as_written(
     settings_line = SERVICE_SETTINGS.search(env)
     assert settings_line, ".env.example has no 'Service settings' line"
     (copy / ".env.example").write_text(env[: settings_line.end()] + dotenv)
+    tables = _run(copy, "-m", "nexus_platform", "settings", "--app", "--format", "markdown")
+    assert tables.returncode == 0, tables.stderr
+    own = tables.stdout.split("\n\n")[-1]  # the second table: the service's own settings
+    readme = (copy / "README.md").read_text()
+    before, rest = readme.split(SERVICE_README_START + "\n")
+    after = rest[rest.index(SERVICE_README_END) :]
+    (copy / "README.md").write_text(f"{before}{SERVICE_README_START}\n\n{own}\n{after}")
 
     for lint in (
         ["check", "--no-cache", "app/service.py"],

@@ -4,6 +4,10 @@ place a setting is explained. The platform part of a service's .env.example and 
 this module's output (nexus_platform.testing keeps them equal); the template's docs tables are made the
 same way.
 
+A service's own settings (the fields of its `ServiceSpec.settings` struct) are documented the same way, from
+their `msgspec.Meta(description=...)`: `own_settings` reads them, `service_env_lines` writes their part of
+.env.example (under the SERVICE_HEADER line) and `markdown_table` the README's service settings table.
+
 A setting of an optional feature (`extra={"feature": "gpu"}`) is documented only for services with that
 feature. Defaults that come from a template answer (`extra={"answer": "port"}`) are written as the
 service's value (its Identity), as the Jinja expression the template renders it from (`{{ port }}`), or
@@ -32,13 +36,19 @@ __all__ = [
     "FEATURES",
     "README_END",
     "README_START",
+    "SERVICE_GROUP",
+    "SERVICE_HEADER",
+    "SERVICE_README_END",
+    "SERVICE_README_START",
     "AnswerDefaults",
     "Setting",
     "UndocumentedSettings",
     "env_block",
     "generated_block",
     "markdown_table",
+    "own_settings",
     "platform_settings",
+    "service_env_lines",
     "service_settings",
 ]
 
@@ -50,6 +60,14 @@ ENV_END = "# --- Service settings"
 README_START = "<!-- platform settings: generated from nexus-ai-platform's settings (python -m nexus_platform settings) -->"
 README_END = "<!-- end of the platform settings -->"
 _WIDTH = 103
+# the service's own part of .env.example starts with this line (ENV_END starts it too); the README's table
+# of the service's settings runs from SERVICE_README_START to SERVICE_README_END
+SERVICE_GROUP = "Service settings"
+SERVICE_HEADER = f"# --- {SERVICE_GROUP} (yours: add your variables below this line) ".ljust(_WIDTH, "-")
+SERVICE_README_START = (
+    "<!-- service settings: generated from ServiceSpec.settings (python -m nexus_platform settings --app) -->"
+)
+SERVICE_README_END = "<!-- end of the service settings -->"
 _JINJA_MARKERS = ("{{", "{%", "{#")
 AnswerDefaults = Literal["values", "jinja", "words"]
 
@@ -73,7 +91,13 @@ class Setting:
     @property
     def explained(self) -> str:
         """The description, with the accepted values where the type limits them."""
-        return f"{self.description}; accepted: {self.accepts}" if self.accepts else self.description
+        if not self.accepts:
+            return self.description
+        return (
+            f"{self.description}; accepted: {self.accepts}"
+            if self.description
+            else f"accepted: {self.accepts}"
+        )
 
 
 def _meta(annotation: Any) -> tuple[str, dict[str, Any]]:
@@ -160,6 +184,39 @@ def platform_settings(
 def service_settings(identity: Identity) -> list[Setting]:
     """The platform settings of the service `identity` describes: its features' settings, its defaults."""
     return platform_settings(features=identity.features, defaults=identity.setting_defaults())
+
+
+def own_settings(settings_type: type[msgspec.Struct] | None) -> list[Setting]:
+    """The fields of a service's settings struct (`ServiceSpec.settings`), each with its description (empty
+    where its `msgspec.Meta` gives none: a service's setting may stay undocumented), in the SERVICE_GROUP."""
+    if settings_type is None:
+        return []
+    hidden = secret_fields(settings_type)
+    documented = []
+    for field in msgspec.structs.fields(settings_type):
+        description, _ = _meta(field.type)
+        default = field.default
+        if default is msgspec.NODEFAULT:
+            default = field.default_factory() if field.default_factory is not msgspec.NODEFAULT else ""
+        documented.append(
+            Setting(
+                env_name(field.name),
+                default,
+                " ".join(description.split()),
+                SERVICE_GROUP,
+                "",
+                field.name in hidden,
+                _accepts(field.type),
+            )
+        )
+    return documented
+
+
+def service_env_lines(setting: Setting) -> list[str]:
+    """The lines of .env.example that document one of the service's own settings: its description, then
+    VARIABLE=default (as the platform's are written)."""
+    comment = textwrap.wrap(setting.explained, _WIDTH - 2, initial_indent="# ", subsequent_indent="# ")
+    return [*comment, f"{setting.variable}={_env_value(setting, 'values')}"]
 
 
 def _env_value(setting: Setting, answers: AnswerDefaults) -> str:

@@ -1,8 +1,15 @@
 """The service's own facts (version, description, owner, capabilities), read from release/service.env.
 
 That file belongs to the service: releasing it is an edit of its SERVICE_VERSION line. The app reads it
-here (for /v1/metadata and OpenAPI); CI passes the same lines to the image build (labels, tag) and
-kustomize reads it for the Kubernetes image tag. Format: KEY=value per line, no quotes, # comments.
+here (for /v1/metadata and OpenAPI); `image/build-like-ci.sh` passes the values this parser reads to the
+image build (labels, tag; `python -m nexus_platform facts`), the Dockerfile checks them the same way, and
+kustomize reads the file for the Kubernetes image tag.
+
+Format: KEY=value per line, # comment lines. The file is valid shell too (a test sources it with bash): a
+value with spaces or shell characters is quoted, "..." (where \\, \", \\$ and \\` stand for the character) or
+'...' (as written), and means what a shell would read. An unquoted value is the rest of the line, as the
+files of services made before the quoting have it. Kustomize's env reader keeps quotes as they are: the
+values it uses (SERVICE_VERSION, SERVICE_OWNER) never need them.
 """
 
 import re
@@ -40,10 +47,29 @@ class FactsError(Exception):
     """release/service.env is missing or says something invalid; the message names the line."""
 
 
+# In "...", a shell removes the backslash before these only; unescaped, $ and ` would be expanded
+_ESCAPED = re.compile(r'\\(["\\$`])')
+_EXPANDED = re.compile(r'(?<!\\)(?:\\\\)*["$`]')
+
+
+def _unquoted(value: str) -> str | None:
+    """The value a shell reads from `value`, or None where the shell would read something else (an
+    unclosed or inner quote, an expansion) than the text."""
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        inner = value[1:-1]
+        return None if "'" in inner else inner
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        inner = value[1:-1]
+        if (len(inner) - len(inner.rstrip("\\"))) % 2:
+            return None  # the closing quote is escaped
+        return None if _EXPANDED.search(inner) else _ESCAPED.sub(r"\1", inner)
+    return None if value[:1] in {"'", '"'} else value
+
+
 def parse_facts(text: str, source: str = "release/service.env") -> ServiceFacts:
-    """The facts of `text`; FactsError names the line of a malformed, repeated or invalid value. The other
-    readers of the file (CI's sed, kustomize) take a line as it is: a value with spaces around it, a key
-    given twice or a capability listed twice is refused here, not read differently there."""
+    """The facts of `text`; FactsError names the line of a malformed, repeated or invalid value. A value a
+    shell would read differently (spaces around it, a quote left open, a $ or ` it would expand), a key
+    given twice or a capability listed twice is refused here, not read differently elsewhere."""
     raw: dict[str, object] = {}
     lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
@@ -57,7 +83,13 @@ def parse_facts(text: str, source: str = "release/service.env") -> ServiceFacts:
             raise FactsError(f"{source}:{number}: {key} is already set on line {lines[key]}")
         if value != value.strip():
             raise FactsError(f"{source}:{number}: {key} has spaces around its value")
-        raw[key], lines[key] = value, number
+        unquoted = _unquoted(value)
+        if unquoted is None:
+            raise FactsError(
+                f'{source}:{number}: {key} must be quoted as a shell reads it: "..." with \\", \\$, \\` and '
+                f"\\\\ for those characters, or '...' without ' (got {value})"
+            )
+        raw[key], lines[key] = unquoted, number
     if isinstance(capabilities := raw.get("SERVICE_CAPABILITIES"), str):
         listed = [item.strip() for item in capabilities.split(",") if item.strip()]
         if twice := sorted({item for item in listed if listed.count(item) > 1}):

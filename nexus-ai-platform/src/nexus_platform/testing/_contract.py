@@ -28,9 +28,13 @@ from nexus_platform._config.docs import (
     ENV_START,
     README_END,
     README_START,
+    SERVICE_README_END,
+    SERVICE_README_START,
     env_block,
     generated_block,
     markdown_table,
+    own_settings,
+    service_env_lines,
     service_settings,
 )
 from nexus_platform._config.settings import PlatformSettings, load_settings, variable_names
@@ -70,6 +74,14 @@ async def _contract_input(data: JSONBody[_Input]) -> dict[str, str]:
 def _dotenv(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if re.match(r"^[A-Z][A-Z0-9_]*=", line))
     return dict(pairs)
+
+
+def _has_lines(lines: list[str], comment: list[str], variable: str) -> bool:
+    """Whether the line `variable=...` of .env.example has the lines `comment` right above it."""
+    for number, line in enumerate(lines):
+        if line.startswith(f"{variable}="):
+            return lines[max(0, number - len(comment)) : number] == comment
+    return False
 
 
 def _offered(service: NexusService) -> dict[str, ModuleType]:
@@ -357,17 +369,41 @@ class ContractTests:
         assert not problems, "\n".join(problems)
 
     def test_env_example_documents_every_setting_with_its_default(self, nexus_service: NexusService) -> None:
-        documented = _dotenv((nexus_service.root / ".env.example").read_text())
+        """Every variable of the platform and of ServiceSpec.settings, and no other, with its default; a
+        service setting with a description has it as its comment, as `settings --app` writes it."""
+        text = (nexus_service.root / ".env.example").read_text()
+        documented = _dotenv(text)
         settings_type = nexus_service.spec.settings
-        expected = [setting.variable for setting in service_settings(nexus_service.identity)]
-        expected += variable_names(settings_type) if settings_type else []
-        undocumented = sorted(set(expected) - set(documented))
-        assert not undocumented, f".env.example: document {', '.join(undocumented)}"
-        unknown = sorted(set(documented) - set(expected))
-        assert not unknown, (
-            f".env.example: remove {', '.join(unknown)}: no setting of this service (ServiceSpec.settings) or "
-            "of the platform"
-        )
+        own = variable_names(settings_type) if settings_type else []
+        platform = [setting.variable for setting in service_settings(nexus_service.identity)]
+        declared = settings_type.__name__ if settings_type else "ServiceSpec.settings"
+        problems = [
+            f"{variable} is declared in {declared} but missing from .env.example (`python -m nexus_platform "
+            "settings --app` prints its lines)"
+            for variable in own
+            if variable not in documented
+        ]
+        problems += [
+            f"{variable} is a platform setting but missing from .env.example (take the template update of the "
+            "release you pin)"
+            for variable in platform
+            if variable not in documented
+        ]
+        problems += [
+            f"{variable} is in .env.example but declared neither in {declared} nor by the platform"
+            for variable in documented
+            if variable not in {*own, *platform}
+        ]
+        lines = text.splitlines()
+        problems += [
+            f"{setting.variable}'s comment in .env.example is not its description in {declared} (write the "
+            f"lines `python -m nexus_platform settings --app` prints for it)"
+            for setting in own_settings(settings_type)
+            if setting.description
+            and setting.variable in documented
+            and not _has_lines(lines, service_env_lines(setting)[:-1], setting.variable)
+        ]
+        assert not problems, "\n".join(problems)
         defaults = nexus_service.identity.setting_defaults()
         assert load_settings(PlatformSettings, documented, defaults) == load_settings(
             PlatformSettings, {}, defaults
@@ -388,12 +424,34 @@ class ContractTests:
         )
 
     def test_readme_settings_table_is_what_the_platform_produces(self, nexus_service: NexusService) -> None:
-        readme = nexus_service.root / "README.md"
-        published = generated_block(readme.read_text(), README_START, README_END)
+        """The platform's table, as this release writes it; each service setting with a description has
+        its row, as `settings --app --format markdown` writes it, in the service settings table."""
+        text = (nexus_service.root / "README.md").read_text()
+        published = generated_block(text, README_START, README_END)
         assert published is not None, f"README.md: the platform settings table ({README_START!r}) is missing"
         assert published == markdown_table(service_settings(nexus_service.identity)), (
             "README.md: the settings table differs from this platform release's settings: take the template "
             "update of the release you pin (copier update)"
+        )
+        described = [setting for setting in own_settings(nexus_service.spec.settings) if setting.description]
+        if not described:
+            return
+        table = generated_block(text, SERVICE_README_START, SERVICE_README_END)
+        assert table is not None, (
+            f"README.md: the service settings table ({SERVICE_README_START!r} to {SERVICE_README_END!r}) is "
+            "missing: put the second table `python -m nexus_platform settings --app --format markdown` prints there"
+        )
+        rows = set(table.splitlines())
+        stale = [
+            setting.variable
+            for setting in described
+            if markdown_table([setting]).splitlines()[-1] not in rows
+        ]
+        assert not stale, "\n".join(
+            f"{variable} is declared in {nexus_service.spec.settings.__name__ if nexus_service.spec.settings else ''} "
+            "with a description its row in README.md's service settings table lacks (`python -m nexus_platform "
+            "settings --app --format markdown` prints the table)"
+            for variable in stale
         )
 
     def test_no_conflict_markers_are_left_in_the_service(self, nexus_service: NexusService) -> None:
