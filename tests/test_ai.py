@@ -24,6 +24,7 @@ from devtools.live import LiveService, free_port
 from devtools.render import answer_sets, run_python
 from extensions.context import OPENAI_CAPABILITIES, openai_capabilities
 from tests.edits import edit_file
+from tests.platform import fake_backend
 
 pytestmark = pytest.mark.xdist_group("ai")
 USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello backend"}]
@@ -240,3 +241,29 @@ def test_an_offered_capability_without_its_module_stops_start_up_with_one_line(
     own = run_python(service, "-c", CALL_OWN_ROUTE)
     assert own.returncode == 0, own.stderr
     assert "{'own': True} 400" in own.stdout
+
+
+def test_a_default_wrapper_waits_for_a_long_generation_and_takes_a_long_context(
+    rendered, tmp_path: Path
+) -> None:
+    """Model-sized defaults (nexus_platform/_config/sizing.py): a rendered wrapper with no limit set
+    completes a non-streamed answer that takes 90 s at the backend (1,800 tokens at 20 tokens/s) and
+    accepts a 4 MiB chat body (a long context, a base64 image)."""
+    backend_url, backend = fake_backend.start()
+    wrapper = LiveService(
+        rendered("ai-backend"), tmp_path, environment={"DRAIN_SECONDS": "0", "BACKEND_URL": backend_url}
+    )
+    try:
+        client = openai.OpenAI(base_url=f"{wrapper.url}/v1", api_key="x", max_retries=0, timeout=150)
+        long_context = "word " * ((4 << 20) // 5)  # 4 MiB
+        answer = client.chat.completions.create(
+            model="backend-model", messages=[{"role": "user", "content": long_context}]
+        )
+        assert answer.choices[0].message.content == "Hello from the backend"
+        assert len(backend.bodies[-1]["messages"][0]["content"]) == len(long_context)
+        started = time.monotonic()
+        slow = client.chat.completions.create(model="sleep-90", messages=[{"role": "user", "content": "hi"}])
+        assert slow.choices[0].message.content == "Hello from the backend"
+        assert time.monotonic() - started >= 90
+    finally:
+        wrapper.stop()

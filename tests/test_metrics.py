@@ -9,10 +9,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
@@ -38,6 +41,13 @@ def live(rendered, tmp_path: Path) -> Iterator[LiveService]:
 
 @pytest.fixture
 def prometheus(live: LiveService, tmp_path: Path) -> Iterator[str]:
+    with scraping(live, tmp_path) as url:
+        yield url
+
+
+@contextmanager
+def scraping(live: LiveService, tmp_path: Path) -> Iterator[str]:
+    """A real Prometheus scraping `live` every second: its URL."""
     if PROMETHEUS is None:
         pytest.skip("needs Debian's prometheus (apt-get install prometheus; .ci/run does)")
     port = free_port()
@@ -220,3 +230,38 @@ def test_limit_rejections_timeouts_and_in_flight_are_counted(
         found["nexus_http_requests_total[('method', 'POST'), ('route', '(unrouted)'), ('status', '5xx')]"]
         == 3
     )
+
+
+def test_prometheus_scrapes_per_model_tokens_and_time_to_first_token(rendered, tmp_path: Path) -> None:
+    """The LLM metrics of a service with its own chat implementation (the example's usage: the words of
+    the prompt and of its answer), as a real Prometheus stores them."""
+    service = LiveService(
+        rendered("ai-local"), tmp_path, environment={"DRAIN_SECONDS": "0", "LOG_LEVEL": "WARNING"}
+    )
+    try:
+        with scraping(service, tmp_path) as prometheus:
+            client = openai.OpenAI(base_url=f"{service.url}/v1", api_key="x", max_retries=0)
+            hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello there"}]
+            for _ in range(3):  # "You said: hello there": 4 completion tokens, 2 prompt tokens
+                client.chat.completions.create(model="example-chat", messages=hello)
+            for _ in range(2):
+                stream = client.chat.completions.create(
+                    model="example-chat", messages=hello, stream=True, stream_options={"include_usage": True}
+                )
+                assert sum(1 for _ in stream) > 4
+            model = 'model="example-chat"'
+            expected = {
+                f'nexus_llm_tokens_total{{{model},kind="completion"}}': 5 * 4,
+                f'nexus_llm_tokens_total{{{model},kind="prompt"}}': 5 * 2,
+                f'nexus_llm_requests_total{{{model},outcome="ok"}}': 5,
+                f"nexus_llm_time_to_first_token_seconds_count{{{model}}}": 2,
+                f'nexus_llm_time_to_first_token_seconds_bucket{{{model},le="+Inf"}}': 2,
+            }
+            found = {promql: eventually(prometheus, promql, value) for promql, value in expected.items()}
+            assert found == expected
+            # a time to first token, not the whole stream's: within the request, and positive
+            first = query(prometheus, f"nexus_llm_time_to_first_token_seconds_sum{{{model}}}")
+            assert first is not None
+            assert 0 < first < 10
+    finally:
+        service.stop()
