@@ -4,7 +4,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 PYTEST_WORKERS ?= auto
 
-.PHONY: setup wheel check test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
+.PHONY: setup wheel release check test test-under-load lint format demo snapshots lock settings-docs fuzz bench clean
 
 # Every distribution of the maintainers' environment comes from requirements-dev.lock, with hashes.
 $(VENV)/.installed: pyproject.toml requirements-dev.lock nexus-ai-platform/pyproject.toml
@@ -22,6 +22,11 @@ setup: $(VENV)/.installed
 # The nexus-ai-platform wheel, reproducibly into dist/ (the same commit gives the same bytes)
 wheel: $(VENV)/.installed
 	$(PYTHON) -m devtools.wheel
+
+# Cut release vVERSION (docs/updating.md, "Releases"), in a clean checkout after `make setup`: checks that the
+# release names its version, builds the wheel, dates the CHANGELOG section, commits, tags; pushes nothing.
+release:
+	$(PYTHON) -m devtools.release $(VERSION)
 
 lint: setup
 	$(VENV)/bin/ruff check .

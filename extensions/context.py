@@ -9,27 +9,62 @@ exists), hence `.get`.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 import sys
+import tomllib
 import types
 import zlib
 from pathlib import Path
 from typing import Any
 
+from copier._vcs import get_repo  # copier's own expansion of gh:/gl: shortcuts
 from copier_template_extensions import ContextHook
 
-# Where the template's own repository lives; rendered READMEs link to the docs of their own release.
-TEMPLATE_REPOSITORY = "https://github.com/nexus-ai/nexus-template"
 # copier records `git describe --tags`: "v0.2.0" on a release, "v0.2.0-3-g1a2b3c4" between releases
 _BETWEEN_RELEASES = re.compile(r"-\d+-g([0-9a-f]+)$")
+# a git address with a web page per file: https://host/org/repo(.git) or git@host:org/repo(.git)
+_WEB_HOSTED = re.compile(r"^(?:https?://(?:[^@/]+@)?|git@)(?P<host>[^/:]+)[/:](?P<path>[^:]+?)(?:\.git)?/?$")
 
 
-def template_docs(commit: str | None) -> str:
-    """The docs folder of the template release (or commit) a service was rendered from."""
+def template_git_url(src_path: str | None) -> str:
+    """The template's address as git (and pip's `git+`) reads it: copier's shortcuts expanded as copier
+    expands them (`gh:org/repo`), an ssh address in URL form, a local path as a file:// URL."""
+    if not src_path:
+        return ""
+    url = get_repo(src_path) or src_path
+    if scp_like := re.match(r"^(?P<user>[\w.-]+)@(?P<host>[^/:]+):(?P<path>.+)$", url):
+        return f"ssh://{scp_like['user']}@{scp_like['host']}/{scp_like['path']}"
+    if "://" not in url:
+        return Path(url).resolve().as_uri()
+    return url
+
+
+def docs_base_url(src_path: str | None) -> str:
+    """What docs_base_url `auto` stands for: the docs/ folder of release {ref} on the template's git host
+    (GitLab's page layout for gitlab.com, GitHub's for any other host), a local template's docs/ folder."""
+    url = (get_repo(src_path) or src_path) if src_path else ""
+    if hosted := _WEB_HOSTED.match(url or ""):
+        page = "-/blob" if hosted["host"] == "gitlab.com" else "blob"
+        return f"https://{hosted['host']}/{hosted['path']}/{page}/{{ref}}/docs"
+    return f"{template_git_url(src_path)}/docs" if url else ""
+
+
+@functools.cache
+def uv_version() -> str:
+    """The uv that nexus-template runs with (pyproject.toml's pin), for the workflows that install it."""
+    project = tomllib.loads(Path(__file__).resolve().parents[1].joinpath("pyproject.toml").read_text())
+    dependencies: list[str] = project["project"]["dependencies"]
+    return next(pin.partition("==")[2] for pin in dependencies if pin.startswith("uv=="))
+
+
+def template_docs(base_url: str, commit: str | None) -> str:
+    """The docs of the template release (or commit) a service was rendered from: docs_base_url with its
+    {ref} filled in. Computed once here; the generated README links `{{ template_docs }}/<page>.md`."""
     between = _BETWEEN_RELEASES.search(commit or "")
     ref = between.group(1) if between else commit or "HEAD"
-    return f"{TEMPLATE_REPOSITORY}/blob/{ref}/docs"
+    return base_url.replace("{ref}", ref)
 
 
 # The answer that means "derive me" (copier.yml's default for every derived answer).
@@ -120,7 +155,13 @@ def derive(context: dict[str, Any]) -> None:
     """Add every derived value to `context` (the answers so far; copier's render context)."""
     service_name = context.get("service_name")
     answers = context.get("_copier_answers") or {}
-    context["template_docs"] = template_docs(answers.get("_commit"))
+    base_url = context.get("docs_base_url", AUTO)
+    source = answers.get("_src_path")
+    context["template_git_url"] = template_git_url(source)
+    context["uv_version"] = uv_version()
+    context["template_docs"] = template_docs(
+        docs_base_url(source) if base_url == AUTO else base_url, answers.get("_commit")
+    )
     context.update(deployment_facts())
     context["platform_version"] = _platform.platform_version()
     context["openai_capabilities"] = openai_capabilities(context.get("capabilities"))

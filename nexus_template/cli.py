@@ -1,4 +1,5 @@
-"""`nexus-template`: update one service or a whole fleet and report what happened; list registrations."""
+"""`nexus-template`: update one service or a whole fleet and report what happened; list registrations;
+the services of a monorepo a change touches (its root workflow's matrix)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import sys
 from contextlib import nullcontext
 from pathlib import Path
 
+from nexus_template.matrix import MATRIX_HELP, add_matrix_command, run_matrix_command
 from nexus_template.services import SERVICES_HELP, add_services_command, run_services_command
 from nexus_template.updating import (
     RESTORE,
@@ -121,10 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser("update-all", help="update every service found under FOLDER, one at a time"),
     )
     add_services_command(commands.add_parser("services", help=SERVICES_HELP))
+    add_matrix_command(commands.add_parser("matrix", help=MATRIX_HELP))
 
     args = parser.parse_args(argv)
     if args.command == "services":
         return run_services_command(args)
+    if args.command == "matrix":
+        return run_matrix_command(args)
     options = {
         "vcs_ref": args.vcs_ref,
         "run_tests": args.test,

@@ -18,6 +18,8 @@ CANONICAL = ["default", "gpu"]
 _VOLATILE = [
     (re.compile(r"^_commit: .*$", re.MULTILINE), "_commit: <commit>"),
     (re.compile(r"^_src_path: .*$", re.MULTILINE), "_src_path: <template>"),
+    # the README links a local template's docs by its path (tests/test_docs.py)
+    (re.compile(r"file://\S+?/docs/"), "<template>/docs/"),
     (re.compile(r'^    template_version=".*",$', re.MULTILINE), '    template_version="<commit>",'),
     # the library's wheel changes with every change of its code (tests/test_wheel.py checks this hash)
     (

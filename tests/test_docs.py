@@ -163,13 +163,15 @@ def test_the_docs_stand_alone() -> None:
     assert not found, "\n".join(found)
 
 
-def test_a_rendered_readme_links_to_the_docs_of_its_own_release(rendered) -> None:
+def test_a_rendered_readme_links_to_the_docs_of_its_own_release(rendered, template_repo) -> None:
+    """Rendered from a local template (no web address to link), the README links that checkout's docs;
+    the links of a template at a web address (its release's `/blob/<ref>/docs`) are tests/test_release.py's."""
     service = rendered("default")
-    commit = yaml.safe_load((service / ".copier-answers.yml").read_text())["_commit"]
-    links = re.findall(r"\]\((https://[^)]+/docs/[^)]+)\)", (service / "README.md").read_text())
+    links = re.findall(r"\]\(([a-z]+://[^)]+/docs/[^)]+)\)", (service / "README.md").read_text())
     assert links, "the README links to no template doc"
     for link in links:
-        assert f"/blob/{commit.rsplit('-g', 1)[-1]}/docs/" in link, link
+        assert link.startswith(f"{template_repo.as_uri()}/docs/"), link
+        assert (template_repo / "docs" / link.split("/docs/", 1)[1].split("#")[0]).is_file(), link
 
 
 def test_the_documented_etcd_role_is_the_one_the_platform_grants() -> None:

@@ -280,7 +280,7 @@ def test_an_answer_a_release_asks_only_under_a_condition_is_not_dropped_silently
 ) -> None:
     service = generate(history.path, monorepo, "greeter", "v1.0.0")
     assert answers(service)["kubernetes"] is True
-    history.replace("copier.yml", "kubernetes:\n", 'kubernetes:\n  when: "{{ gpu }}"\n')
+    history.replace("copier.yml", "kubernetes:\n  when: *a_service\n", 'kubernetes:\n  when: "{{ gpu }}"\n')
     history.release("v1.1.0")
 
     code, result = update_json(capsys, "update", str(service), "--no-resolve")
