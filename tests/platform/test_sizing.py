@@ -4,7 +4,7 @@ the largest of what its capabilities ask for."""
 import re
 from pathlib import Path
 
-from nexus_platform._config.sizing import PLAIN, SIZES, WRAPPER, workload_defaults
+from nexus_platform._config.sizing import GATEWAY, PLAIN, SIZES, WRAPPER, workload_defaults
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
@@ -13,9 +13,13 @@ def test_the_documented_table_is_the_code_s() -> None:
     rows = {}
     for line in DOCS.read_text().splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if len(cells) == 4 and re.fullmatch(r"\d+(\.\d+)?", cells[1]):
-            rows[cells[0]] = (float(cells[1]), float(cells[2]), int(cells[3].split()[0]))
-    expected = {"no OpenAI capability": PLAIN, "a wrapper (`backend: openai`)": WRAPPER}
+        if len(cells) == 5 and re.fullmatch(r"\d+(\.\d+)?", cells[1]):
+            rows[cells[0]] = (float(cells[1]), float(cells[2]), int(cells[3].split()[0]), int(cells[4]))
+    expected = {
+        "no OpenAI capability": PLAIN,
+        "a wrapper (`backend: openai`)": WRAPPER,
+        "the gateway (`role: gateway`)": GATEWAY,
+    }
     expected |= {f"`{name}`": sizes for name, sizes in SIZES.items()}
     assert rows == {label: tuple(sizes) for label, sizes in expected.items()}
 
@@ -27,5 +31,7 @@ def test_a_service_gets_the_largest_its_capabilities_ask_for() -> None:
         "backend_timeout_seconds": 120.0,
         "request_timeout_seconds": 120.0,
         "max_body_bytes": 16 << 20,
+        "max_concurrent_requests": 64,
     }
     assert workload_defaults(["audio.speech"], "openai") == WRAPPER._asdict()
+    assert workload_defaults([], "none", "gateway") == GATEWAY._asdict()

@@ -29,6 +29,8 @@ class Identity:
     gpus: int = 0
     # "openai": the OpenAI capabilities forward to the OpenAI-compatible backend at BACKEND_URL
     backend: Literal["none", "openai"] = "none"
+    # "gateway": the platform's gateway (nexus_platform.gateway), sized for everyone's traffic
+    role: Literal["service", "gateway"] = "service"
     # the etcd registration (its settings, ETCD_URL and the rest, are accepted only then)
     registration: bool = False
     backend_health_path: str = "/health"
@@ -65,6 +67,6 @@ class Identity:
             # a wrapper's clients send their backend's own fields (Ollama's options, vLLM's top_k)
             "strict_openai_fields": self.backend != "openai",
         }
-        if capabilities or self.backend == "openai":
-            defaults.update(workload_defaults(capabilities, self.backend))
+        if capabilities or self.backend == "openai" or self.role == "gateway":
+            defaults.update(workload_defaults(capabilities, self.backend, self.role))
         return defaults

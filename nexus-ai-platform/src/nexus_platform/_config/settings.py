@@ -213,7 +213,7 @@ class PlatformSettings(msgspec.Struct, frozen=True, kw_only=True):
             le=100_000,
             description="More concurrent requests than this are answered 503 overloaded at once, with "
             "Retry-After: 1 and X-Should-Retry: true; nothing queues, and probes and metadata never count",
-            extra={"group": "Limits"},
+            extra={"group": "Limits", "default_doc": described("max_concurrent_requests")},
         ),
     ] = 64
     max_body_bytes: Annotated[

@@ -10,7 +10,6 @@ from litestar.enums import HttpMethod
 
 from nexus_platform._context import nexus_of
 from nexus_platform._http.errors import ServiceError
-from nexus_platform._observability.metrics import TEXT, render
 from nexus_platform.gateway._gateway import Gateway
 from nexus_platform.gateway._table import InstanceView
 

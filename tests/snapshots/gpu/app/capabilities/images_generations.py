@@ -2,7 +2,9 @@
 
 The platform validates the request and answers 404 for a model not in MODELS. The example paints each
 image in one colour taken from a hash of the prompt (PNG); replace it with your model. Without storage
-for images, `response_format: url` answers data: URLs.
+for images, `response_format: url` answers data: URLs. Painting and compressing stand in for the model:
+CPU work, run in the platform's thread pool (`run_blocking`), never on the event loop, which serves every
+other request meanwhile.
 """
 
 import base64
@@ -11,7 +13,7 @@ import struct
 import time
 import zlib
 
-from nexus_platform import Model, NexusContext, ServiceError
+from nexus_platform import Model, NexusContext, ServiceError, run_blocking
 from nexus_platform.openai import Image, ImageGenerationRequest, ImagesResponse
 
 MODELS = [Model(id="example-image", created=0, owned_by="media-team")]
@@ -45,6 +47,14 @@ def _png(width: int, height: int, rgb: bytes) -> bytes:
 
 async def generate(request: ImageGenerationRequest, nexus: NexusContext) -> ImagesResponse:
     width, height = _size(request)
+    images = await run_blocking(nexus, _paint, request, width, height)
+    return ImagesResponse(
+        created=int(time.time()), data=images, output_format="png", size=f"{width}x{height}"
+    )
+
+
+def _paint(request: ImageGenerationRequest, width: int, height: int) -> list[Image]:
+    """The model's work (blocking: in a thread)."""
     images = []
     for index in range(request.n or 1):
         rgb = hashlib.sha256(f"{request.prompt}#{index}".encode()).digest()[:3]
@@ -53,6 +63,4 @@ async def generate(request: ImageGenerationRequest, nexus: NexusContext) -> Imag
             images.append(Image(b64_json=encoded))
         else:
             images.append(Image(url=f"data:image/png;base64,{encoded}"))
-    return ImagesResponse(
-        created=int(time.time()), data=images, output_format="png", size=f"{width}x{height}"
-    )
+    return images
