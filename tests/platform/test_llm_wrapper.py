@@ -195,7 +195,7 @@ def test_a_backend_failure_is_logged_once_under_the_request_id(
 def test_a_backend_4xx_keeps_its_type_code_and_param(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         client.chat.completions.create(model="missing-model", messages=USER)
-    assert missing.value.body == {  # type: ignore[comparison-overlap]
+    assert missing.value.body == {
         "message": "backend says 404",
         "type": "invalid_request_error",
         "param": "model",

@@ -169,11 +169,16 @@ def main() -> int:
         help="settings: the service whose app/main.py is MODULE (default app.main), run in its folder",
     )
     parser.add_argument("--service", default="", help="etcd-init: the service's name (SERVICE_NAME wins)")
+    parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="etcd-init: the service is a gateway: it also reads every registration",
+    )
     arguments = parser.parse_args()
     if arguments.command == "etcd-init":
         from nexus_platform._registration.role import etcd_init  # httpx: only this command needs it
 
-        return etcd_init(arguments.service)
+        return etcd_init(arguments.service, gateway=arguments.gateway)
     if arguments.command == "metadata-schema":
         sys.stdout.write(json_schema())
         return 0

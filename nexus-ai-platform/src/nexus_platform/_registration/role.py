@@ -14,7 +14,7 @@ import base64
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -78,22 +78,31 @@ class _Init:
                     raise ConfigError(f"no answer from {self.url} in {_STARTUP_SECONDS} s") from None
                 time.sleep(1)
 
-    def grant_exactly(self, role: str, ranges: list[tuple[str, str]]) -> None:
-        wanted = {(_b64(key), _b64(end)) for key, end in ranges}
+    def grant_exactly(
+        self,
+        role: str,
+        ranges: Sequence[tuple[str, str]],
+        read_ranges: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """`role` holds READWRITE on `ranges`, READ on `read_ranges`, and nothing else."""
+        wanted = {(_b64(key), _b64(end), "READWRITE") for key, end in ranges}
+        wanted |= {(_b64(key), _b64(end), "READ") for key, end in read_ranges}
         for permission in self.call("auth/role/get", {"role": role}).get("perm", []):
-            held = (permission["key"], permission.get("range_end", ""))
-            if held in wanted and permission.get("permType") == "READWRITE":
+            # etcd omits a zero enum: READ is permType 0
+            held = (permission["key"], permission.get("range_end", ""), permission.get("permType", "READ"))
+            if held in wanted:
                 wanted.discard(held)
             else:
                 self.must("auth/role/revoke", {"role": role, "key": held[0], "range_end": held[1]})
-        for key, end in sorted(wanted):
-            permission = {"permType": "READWRITE", "key": key, "range_end": end}
+        for key, end, kind in sorted(wanted):
+            permission = {"permType": kind, "key": key, "range_end": end}
             self.must("auth/role/grant", {"name": role, "perm": permission})
 
 
-def etcd_init(service: str, environ: Mapping[str, str] | None = None) -> int:
+def etcd_init(service: str, environ: Mapping[str, str] | None = None, *, gateway: bool = False) -> int:
     """Set up the registry etcd for `service` (SERVICE_NAME in the environment wins, as for the service);
-    0 on success, 1 with one line on stderr otherwise."""
+    a `gateway` also reads every registration (ETCD_KEY_PREFIX), to route by them. 0 on success, 1 with one
+    line on stderr otherwise."""
     environ = os.environ if environ is None else environ
     missing = [
         name for name in ("ETCD_ROOT_PASSWORD", "ETCD_USERNAME", "ETCD_PASSWORD") if not environ.get(name)
@@ -120,7 +129,9 @@ def etcd_init(service: str, environ: Mapping[str, str] | None = None) -> int:
             init.must("auth/role/add", {"name": "root"}, "already exists")
             init.must("auth/user/grant", {"user": "root", "role": "root"})
             init.must("auth/role/add", {"name": user}, "already exists")
-            init.grant_exactly(user, ranges)
+            prefix = settings.etcd_key_prefix
+            reads = [(prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1))] if gateway else []
+            init.grant_exactly(user, ranges, reads)
             init.must("auth/user/add", {"name": user, "password": settings.etcd_password}, "already exists")
             init.must("auth/user/changepw", {"name": user, "password": settings.etcd_password})
             init.must("auth/user/grant", {"user": user, "role": user})
@@ -130,5 +141,6 @@ def etcd_init(service: str, environ: Mapping[str, str] | None = None) -> int:
         return 1
     print(
         f"etcd-init: auth on; {user} reads and writes {len(ranges)} key ranges of {settings.service_name} only"
+        + (f", and reads the registrations under {settings.etcd_key_prefix}" if gateway else "")
     )
     return 0
