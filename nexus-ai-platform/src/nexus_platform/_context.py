@@ -28,6 +28,7 @@ from nexus_platform._offload import BlockingPool
 if TYPE_CHECKING:
     import ssl
 
+    import aiohttp
     import httpx
 
 # readiness and registration make a call or two at a time
@@ -86,6 +87,19 @@ class NexusContext:
         return self._client("backend", self.settings.backend_max_connections)
 
     @property
+    def proxy_http(self) -> "aiohttp.ClientSession":
+        """The wrapper's pool (openai/_proxy.py): BACKEND_MAX_CONNECTIONS connections of aiohttp, whose
+        pool hands out a connection in constant time where httpcore's scans every pooled connection, a
+        syscall each, twice per request (docs/performance.md, "The proxy path"). Opened on first use
+        while the app runs (aiohttp is imported then) and closed when the app stops."""
+        if not self.running:
+            raise RuntimeError("the HTTP clients exist only while the app is running (lifespan)")
+        if "proxy" not in self._clients:
+            self._clients["proxy"] = _open_session(self.settings)
+        session: aiohttp.ClientSession = self._clients["proxy"]
+        return session
+
+    @property
     def readiness_http(self) -> "httpx.AsyncClient":
         """The readiness checks' own client: a full backend pool does not fail /readyz."""
         return self._client("readiness", _SMALL_POOL)
@@ -109,7 +123,8 @@ class NexusContext:
     async def close_http(self) -> None:
         clients, self._clients = self._clients, {}
         for client in clients.values():
-            await client.aclose()
+            # httpx's AsyncClient.aclose, aiohttp's ClientSession.close
+            await (client.aclose() if hasattr(client, "aclose") else client.close())
 
 
 def check_backend_pool(settings: PlatformSettings) -> None:
@@ -154,6 +169,26 @@ def _open_client(
         timeout=settings.backend_timeout_seconds,
         # each call carries the request id and trace context of the request that makes it
         event_hooks={"request": [forward_context]},
+    )
+
+
+def _open_session(settings: PlatformSettings) -> "aiohttp.ClientSession":
+    import aiohttp
+
+    seconds = settings.backend_timeout_seconds
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(
+            limit=settings.backend_max_connections,
+            limit_per_host=0,
+            keepalive_timeout=settings.backend_keepalive_seconds,
+        ),
+        # as httpx's timeout was: connecting (waiting for a pooled connection included) and each read
+        # (the status line, every chunk) within BACKEND_TIMEOUT_SECONDS, no bound on the whole answer
+        timeout=aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds),
+        # a compressed answer would be inflated a whole piece at a time, past the bounds on its size
+        auto_decompress=False,
+        # a backend's cookies are not the next caller's
+        cookie_jar=aiohttp.DummyCookieJar(),
     )
 
 

@@ -9,7 +9,7 @@ backend at BACKEND_URL (Ollama, vLLM, another Nexus service) through the pooled 
   BACKEND_MAX_RESPONSE_BYTES (a larger one, or one whose Content-Length says so, answers 502
   `backend_response_too_large`); a stream is split into lines here, each (and each event) up to
   BACKEND_MAX_EVENT_BYTES, else the stream ends with the error event `backend_event_too_large`
-  (httpx's own line reader would hold a line of any length).
+  (aiohttp's own line reader would refuse a line over its buffer with a bare ValueError).
 - The backend's errors become OpenAI errors with honest statuses: its 4xx (and 429, 503 with their
   Retry-After) pass through with its message, type, code and param; its other 5xx answer 502 `backend_error`; no answer within
   BACKEND_TIMEOUT_SECONDS answers 504 `backend_timeout`; no connection answers 503 `backend_unavailable`.
@@ -37,12 +37,13 @@ from nexus_platform._context import NexusContext
 from nexus_platform._http.errors import JSON, ErrorBody, ErrorDetail, ServiceError
 from nexus_platform._http.exchange import current_exchange
 from nexus_platform._observability.correlation import HEADER, current_request_id
+from nexus_platform._observability.tracing import outgoing_traceparent, trace_var
 from nexus_platform._probes.metadata import Model, ModelList
 from nexus_platform._probes.readiness import CheckResult
 from nexus_platform.openai._usage import read_usage
 
 if TYPE_CHECKING:
-    import httpx
+    import aiohttp
 
 __all__ = [
     "FORWARDS_BODY",
@@ -83,6 +84,9 @@ def _headers(nexus: NexusContext) -> dict[str, str]:
     request_id = current_request_id()
     if request_id:  # a background call (the model list's refresh) has none, and sends none
         headers[HEADER.decode()] = request_id
+    trace = trace_var.get()
+    if trace is not None:
+        headers["traceparent"] = outgoing_traceparent(trace)
     if nexus.settings.backend_api_key:
         headers["authorization"] = f"Bearer {nexus.settings.backend_api_key}"
     return headers
@@ -126,20 +130,21 @@ def _backend_error(nexus: NexusContext, status: int, body: bytes, retry_after: s
 
 
 def _broken_stream(error: Exception) -> ServiceError:
-    """The OpenAI error for a backend answer that failed after it started."""
-    import httpx
-
+    """The OpenAI error for a backend answer that failed after it started: silent past
+    BACKEND_TIMEOUT_SECONDS (aiohttp's read timeout, a TimeoutError), or cut (ClientPayloadError: fewer
+    bytes than its Content-Length or a broken chunk; ClientConnectionError: the connection closed)."""
     _log_failure(f"the answer broke off ({type(error).__name__})", error_type=type(error).__name__)
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, TimeoutError):
         return ServiceError(504, "backend_timeout", "The backend's stream went silent")
     return ServiceError(502, "backend_error", f"The backend's stream broke off ({type(error).__name__})")
 
 
 def _transport_error(error: Exception) -> ServiceError:
-    import httpx
-
+    """The OpenAI error for a call that got no answer: none within BACKEND_TIMEOUT_SECONDS (connecting,
+    waiting for a pooled connection, or for the status line: aiohttp's timeouts are TimeoutErrors), or no
+    connection (ClientConnectorError: refused, unresolvable; ServerDisconnectedError: closed twice)."""
     _log_failure(f"no answer ({type(error).__name__})", error_type=type(error).__name__)
-    if isinstance(error, httpx.TimeoutException):
+    if isinstance(error, TimeoutError):
         return ServiceError(504, "backend_timeout", "The backend did not answer in time")
     failure = ServiceError(503, "backend_unavailable", f"Cannot reach the backend ({type(error).__name__})")
     failure.headers = {"retry-after": "1"}
@@ -164,31 +169,38 @@ def _event_too_large(limit: int) -> ServiceError:
 
 async def _open(
     nexus: NexusContext, method: str, path: str, request: msgspec.Struct | None, body: bytes | None = None
-) -> "httpx.Response":
+) -> "aiohttp.ClientResponse":
     """The backend's answer, its body not read yet, once its status says it is a success (else the
-    OpenAI error). The request body: `body` as received, else `request` encoded."""
-    import httpx
+    OpenAI error). The request body: `body` as received, else `request` encoded.
+
+    A call whose connection failed before any byte of an answer arrived is tried once more: refused, or
+    closed by the backend as it was taken from the pool (the keep-alive race; aiohttp retries that
+    itself only for idempotent methods, and these are POSTs). The body is bytes: it can be sent again."""
+    import aiohttp
 
     content = body if body is not None else _encode(request) if request is not None else None
-    outgoing = nexus.http.build_request(method, _url(nexus, path), content=content, headers=_headers(nexus))
+    url, headers, session = _url(nexus, path), _headers(nexus), nexus.proxy_http
     try:
-        answer = await nexus.http.send(outgoing, stream=True)
-    except httpx.HTTPError as error:
+        try:
+            answer = await session.request(method, url, data=content, headers=headers)
+        except aiohttp.ClientConnectionError as error:
+            if isinstance(error, TimeoutError):  # aiohttp's timeouts are connection errors too
+                raise
+            answer = await session.request(method, url, data=content, headers=headers)
+    except (aiohttp.ClientError, TimeoutError) as error:
         raise _transport_error(error) from None
-    if answer.is_success:
+    if 200 <= answer.status < 300:
         return answer
     failure = bytearray()
     try:
-        async for chunk in answer.aiter_bytes():
+        while len(failure) < _ERROR_BYTES and (chunk := await answer.content.readany()):
             failure += chunk
-            if len(failure) >= _ERROR_BYTES:
-                break
-    except httpx.HTTPError as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         raise _broken_stream(error) from None
     finally:
-        await answer.aclose()
+        answer.release()  # back to the pool when read whole, else the connection is closed
     raise _backend_error(
-        nexus, answer.status_code, bytes(failure[:_ERROR_BYTES]), answer.headers.get("retry-after")
+        nexus, answer.status, bytes(failure[:_ERROR_BYTES]), answer.headers.get("retry-after")
     )
 
 
@@ -201,32 +213,33 @@ def _release_cut_answer() -> None:
     gc.collect()
 
 
-async def _body(answer: "httpx.Response", limit: int) -> tuple[mmap.mmap, int]:
+async def _body(answer: "aiohttp.ClientResponse", limit: int) -> tuple[mmap.mmap, int]:
     """The answer's body, read as it arrives into a buffer of its own, and its size; the 502
     backend_response_too_large once it exceeds `limit` bytes, or when its Content-Length says it will.
 
     The buffer is an anonymous memory map: its pages are taken as they are written and all given back to
     the system when it is closed, where freed heap memory would stay with the process.
     """
-    import httpx
+    import aiohttp
 
-    length = answer.headers.get("content-length", "")
-    buffer = mmap.mmap(-1, int(length) if length.isdigit() and 0 < int(length) <= limit else limit)
+    length = answer.content_length
+    buffer = mmap.mmap(-1, length if length is not None and 0 < length <= limit else limit)
     try:
-        if length.isdigit() and int(length) > limit:
+        if length is not None and length > limit:
             raise _too_large(limit)
-        async for chunk in answer.aiter_bytes():
+        # each chunk as it arrives; aiohttp stops reading the socket while 64 KiB wait unread
+        async for chunk in answer.content.iter_any():
             if buffer.tell() + len(chunk) > len(buffer):
                 raise _too_large(limit)
             buffer.write(chunk)
-    except httpx.HTTPError as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         buffer.close()
         raise _broken_stream(error) from None
     except BaseException:
         buffer.close()
         raise
     finally:
-        await answer.aclose()  # unread bytes: the connection is closed, not returned to the pool
+        answer.release()  # unread bytes: the connection is closed, not returned to the pool
     return buffer, buffer.tell()
 
 
@@ -258,12 +271,12 @@ async def _post(nexus: NexusContext, path: str, request: msgspec.Struct, body: b
     )
 
 
-async def _lines(answer: "httpx.Response", limit: int) -> AsyncIterator[bytes]:
+async def _lines(answer: "aiohttp.ClientResponse", limit: int) -> AsyncIterator[bytes]:
     """The lines of the answer without their line endings (LF or CRLF); backend_event_too_large for a
     line longer than `limit` bytes, found before more than `limit` bytes of it are held. An unfinished
     last line is dropped (it would end no event)."""
     pending = bytearray()
-    async for chunk in answer.aiter_bytes():
+    async for chunk in answer.content.iter_any():
         pending += chunk
         start = 0
         while (end := pending.find(b"\n", start)) >= 0:
@@ -276,11 +289,11 @@ async def _lines(answer: "httpx.Response", limit: int) -> AsyncIterator[bytes]:
             raise _event_too_large(limit)
 
 
-async def _events(nexus: NexusContext, answer: "httpx.Response") -> AsyncIterator[bytes]:
+async def _events(nexus: NexusContext, answer: "aiohttp.ClientResponse") -> AsyncIterator[bytes]:
     """The data of each server-sent event of the backend, up to its [DONE]. An event is complete at its
     blank line (an unfinished one is dropped, as the SSE standard says); a stream that ends without
     [DONE] broke off. An event's data is bounded as its lines are."""
-    import httpx
+    import aiohttp
 
     limit = nexus.settings.backend_max_event_bytes
     data: list[bytes] = []
@@ -299,16 +312,16 @@ async def _events(nexus: NexusContext, answer: "httpx.Response") -> AsyncIterato
                 if event.startswith(b'{"error"'):
                     raise _stream_error(nexus, event)
                 yield event
-    except httpx.HTTPError as error:
-        await answer.aclose()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        answer.close()
         _release_cut_answer()
         raise _broken_stream(error) from None
     except ServiceError:  # an event over the bound: the rest of the stream is left unread
-        await answer.aclose()
+        answer.close()
         _release_cut_answer()
         raise
     finally:
-        await answer.aclose()  # the pooled client's connection, also when the client went away
+        answer.release()  # the pooled connection, also when the client went away (closed: unread)
     raise ServiceError(502, "backend_error", "The backend's stream broke off before [DONE]")
 
 
@@ -330,16 +343,16 @@ def _stream_error(nexus: NexusContext, event: bytes) -> ServiceError:
     )
 
 
-async def _bytes(answer: "httpx.Response") -> AsyncIterator[bytes]:
-    import httpx
+async def _bytes(answer: "aiohttp.ClientResponse") -> AsyncIterator[bytes]:
+    import aiohttp
 
     try:
-        async for chunk in answer.aiter_raw():
+        async for chunk in answer.content.iter_any():
             yield chunk
-    except httpx.HTTPError as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         raise _broken_stream(error) from None
     finally:
-        await answer.aclose()
+        answer.release()
 
 
 async def complete(request: msgspec.Struct, nexus: NexusContext, body: bytes | None = None) -> Stream:
