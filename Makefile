@@ -70,9 +70,12 @@ lock: setup
 settings-docs: setup
 	$(PYTHON) -m tests.settings_docs
 
-# The benchmark (about 10 minutes; needs wrk): results in bench/results/, BENCH_ARGS=--update-docs to publish
+# The benchmarks (about 30 minutes; need wrk): the service against its peers, the wrapper's proxy path and the
+# gateway against LiteLLM's proxy; results in bench/results/, BENCH_ARGS=--update-docs to publish
 bench: setup
 	$(PYTHON) -m bench $(BENCH_ARGS)
+	$(PYTHON) -m bench.proxy $(BENCH_ARGS)
+	$(PYTHON) -m bench.gateway $(BENCH_ARGS)
 
 # A long property-based fuzz run (make test runs a bounded one); FUZZ_ARGS go to schemathesis run.
 fuzz: setup

@@ -234,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", default="4,32,64")
     parser.add_argument("--smoke", action="store_true", help="one second, 4 connections, no LiteLLM")
     parser.add_argument("--json", type=Path, help="also write the samples to this file")
+    parser.add_argument(
+        "--update-docs", action="store_true", help="rewrite docs/performance.md's gateway results block"
+    )
     options = parser.parse_args(argv)
     connections = [4] if options.smoke else [int(count) for count in options.connections.split(",")]
     seconds = 1.0 if options.smoke else options.seconds
@@ -248,7 +251,36 @@ def main(argv: list[str] | None = None) -> int:
         print(line)
     if options.json:
         options.json.write_text(json.dumps(results, indent=2) + "\n")
+    if options.update_docs and not options.smoke:
+        update_docs(table(results, connections))
     return 0
+
+
+def table(results: dict[str, Any], connections: list[int]) -> str:
+    """The results as docs/performance.md shows them: requests/s and median latency per target and load."""
+    lines = [
+        "| target | kind | " + " | ".join(f"c={count} req/s (p50 ms)" for count in connections) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in connections) + " |",
+    ]
+    for name in ("direct", "gateway", "litellm"):
+        for kind in ("chat", "stream"):
+            cells = [results.get(f"{name} {kind} {count}") for count in connections]
+            if all(cell is None for cell in cells):
+                continue
+            shown = [f"{cell['rps']:.0f} ({cell['p50_ms']:.2f})" if cell else "-" for cell in cells]
+            lines.append(f"| {name} | {kind} | " + " | ".join(shown) + " |")
+    lines += ["", *(f"- {line}" for line in goals(results, connections))]
+    return "\n".join(lines) + "\n"
+
+
+def update_docs(text: str) -> None:
+    doc = ROOT / "docs" / "performance.md"
+    start, end = "<!-- gateway:start -->\n", "<!-- gateway:end -->"
+    head, found, rest = doc.read_text().partition(start)
+    if not found:
+        raise RuntimeError(f"docs/performance.md has no {start.strip()} marker")
+    _, _, tail = rest.partition(end)
+    doc.write_text(f"{head}{start}{text}{end}{tail}")
 
 
 if __name__ == "__main__":

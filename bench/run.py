@@ -67,13 +67,17 @@ class Server:
     command: list[str]
     env: dict[str, str]
     cwd: Path
+    # the core it is pinned to, and the path that answers 200 once it serves
+    core: str = SERVER_CORE
+    health: str = "/health"
+    start_timeout: float = 30
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     samples: dict[str, list[dict]] = field(default_factory=dict)
 
     def start(self, log_dir: Path) -> float:
-        """Start pinned to the server core; return seconds to the first 200 on /health."""
+        """Start pinned to its core; return seconds to the first 200 on its health path."""
         self.port = free_port()
         command = [part.replace("{port}", str(self.port)) for part in self.command]
         env = {**os.environ, **self.env, "SERVICE_PORT": str(self.port), "SERVICE_HOST": "127.0.0.1"}
@@ -81,16 +85,17 @@ class Server:
         started = time.perf_counter()
         with log_path.open("ab") as log:
             process = self.process = subprocess.Popen(
-                ["taskset", "-c", SERVER_CORE, *command],
+                ["taskset", "-c", self.core, *command],
                 cwd=self.cwd,
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         wait_for_health(
-            f"{self.url}/health",
+            f"{self.url}{self.health}",
             died=lambda: process.poll() is not None,
             details=lambda: log_path.read_text()[-2000:],
+            timeout=self.start_timeout,
             interval=0.005,
         )
         return time.perf_counter() - started
@@ -149,15 +154,16 @@ def venv(name: str, requirements: str) -> str:
     return str(python)
 
 
-def service_requirements(service: Path) -> str:
+def service_requirements(service: Path, platform: Path = PLATFORM) -> str:
     """What the service's image installs: its lock's pins (without the hashes), and the platform library
-    from this repository (not yet on an index), identified by its source so that a change reinstalls it."""
+    from this repository (not yet on an index), identified by its source so that a change reinstalls it.
+    `platform`: the library from another tree instead (a change tried out before it lands)."""
     lock = re.sub(r"\s*\\\n\s*--hash=\S+", "", (service / "requirements.lock").read_text())
     pins = [line for line in lock.splitlines() if line and not line.startswith(("#", "nexus-ai-platform"))]
     source = hashlib.sha256()
-    for path in sorted(PLATFORM.rglob("*.py")):
+    for path in sorted([*platform.rglob("*.py"), platform / "pyproject.toml"]):
         source.update(path.read_bytes())
-    return "\n".join([*pins, f"nexus-ai-platform @ {PLATFORM.as_uri()}  # {source.hexdigest()[:16]}"]) + "\n"
+    return "\n".join([*pins, f"nexus-ai-platform @ {platform.as_uri()}  # {source.hexdigest()[:16]}"]) + "\n"
 
 
 def fastapi_requirements() -> str:
@@ -229,21 +235,38 @@ def servers(service: Path, log_level: str) -> list[Server]:
     ]
 
 
-def wrk(url: str, endpoint: str, seconds: float) -> dict:
+def wrk(
+    url: str,
+    endpoint: str,
+    seconds: float,
+    *,
+    connections: int = CONNECTIONS,
+    script: Path | None = None,
+    core: str = LOAD_CORE,
+    env: dict[str, str] | None = None,
+    timeout: float = 2,
+) -> dict:
+    """One wrk run (one thread, pinned to `core`) on `endpoint`, with its script (`script`, else the
+    endpoint's in SCRIPTS); `env` is added to wrk's environment (a script reads it). A request without an
+    answer after `timeout` seconds counts as an error ("errors": also refused and broken connections)."""
     command = [
         "taskset",
         "-c",
-        LOAD_CORE,
+        core,
         "wrk",
         "-t1",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{max(1, round(seconds))}s",
+        f"--timeout={timeout}s",
         "--latency",
     ]
-    if endpoint in SCRIPTS:
-        command += ["-s", str(SCRIPTS[endpoint])]
+    script = script or SCRIPTS.get(endpoint)
+    if script is not None:
+        command += ["-s", str(script)]
     path = endpoint.split(" ", 1)[0]
-    output = subprocess.run([*command, url + path], capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(
+        [*command, url + path], capture_output=True, text=True, check=True, env={**os.environ, **(env or {})}
+    ).stdout
     units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
     def latency(percent: str) -> float:
@@ -260,6 +283,7 @@ def wrk(url: str, endpoint: str, seconds: float) -> dict:
         "p50_ms": latency("50"),
         "p99_ms": latency("99"),
         "non_2xx": int(errors.group(1)) if errors else 0,
+        "errors": sum(int(count) for count in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)),
     }
 
 

@@ -39,3 +39,32 @@ def test_bench_smoke_run_measures_every_app_and_endpoint(tmp_path: Path) -> None
     assert results["cold_start_seconds"]["production"] > 0
     assert results["copier"]["copy_seconds"] > 0
     assert "| target | measured | met |" in (tmp_path / "latest.md").read_text()
+
+
+def test_bench_proxy_smoke_run_measures_the_wrapper_and_its_streams(tmp_path: Path) -> None:
+    """The proxy benchmark's harness (bench/proxy.py) end to end, without LiteLLM (its virtualenv is
+    about 600 MB from PyPI and it starts in 30 s or more: the full run alone measures it)."""
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        pytest.skip("the benchmark needs wrk and taskset (apt-get install wrk; .ci/run does)")
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.proxy", "--smoke", "--output", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads((tmp_path / "proxy.json").read_text())
+    assert list(results["medians"]) == ["wrapper", "direct"]
+    for target, labels in results["medians"].items():
+        assert list(labels) == ["chat c=4", "chat c=32", "chat c=64", "stream c=32"], target
+        for label, sample in labels.items():
+            assert sample["rps"] > 0, (target, label)
+            # every request answered with success
+            assert sample["non_2xx"] == sample["errors"] == 0, (target, label)
+    assert results["ratios"]["wrapper c=64 / wrapper c=4"] > 0
+    streams = results["streams"]["wrapper"]
+    assert streams["completed"] == streams["streams"] == 100  # each stream ended with [DONE]
+    assert streams["rss_peak_mib"] >= streams["rss_before_mib"] > 0
+    assert "| target | measured | met |" in (tmp_path / "proxy.md").read_text()

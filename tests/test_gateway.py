@@ -77,9 +77,14 @@ class _SlowStreamHandler(fake_backend._Handler):
     def do_POST(self) -> None:
         raw = self.rfile.read(int(self.headers.get("content-length", 0)))
         if json.loads(raw).get("model") != SLOW_STREAM:
-            self.rfile = io.BytesIO(raw)
+            # the parent reads the body from rfile: give it the bytes read here, then the connection back
+            # (the next request on this keep-alive connection is read from it)
+            connection, self.rfile = self.rfile, io.BytesIO(raw)
             self.headers.replace_header("content-length", str(len(raw)))
-            super().do_POST()
+            try:
+                super().do_POST()
+            finally:
+                self.rfile = connection
             return
         self.send_response(200)
         self.send_header("content-type", "text/event-stream")

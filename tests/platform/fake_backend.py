@@ -234,6 +234,8 @@ _ANSWERS = {
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # the listen backlog: socketserver's 5 resets connections a pooled client opens in a burst
+    request_queue_size = 128
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # the tests' clients give up on slow answers on purpose

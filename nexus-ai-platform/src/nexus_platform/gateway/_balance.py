@@ -1,7 +1,8 @@
 """Which instance takes a request: the fewest requests in flight through this gateway among the ready
 instances that are not cooling down (ties broken at random, so that idle instances share the load); when
-every candidate cools down, the least busy of them anyway: a cool-down is a preference, and answering
-503 at once would be worse than trying."""
+every candidate cools down, the one whose cool-down ends first anyway (an instance that keeps failing is
+cooled again at each failure; one that failed once recovers first): a cool-down is a preference, and
+answering 503 at once would be worse than trying."""
 
 import random
 import time
@@ -17,9 +18,8 @@ def pick(candidates: Sequence[Instance], tried: Instance | None = None) -> Insta
     now = time.monotonic()
     usable = [each for each in candidates if each is not tried and each.cool_until <= now]
     if not usable:
-        usable = [each for each in candidates if each is not tried]
-    if not usable:
-        return None
+        cooling = [each for each in candidates if each is not tried]
+        return min(cooling, key=lambda each: each.cool_until) if cooling else None
     if len(usable) == 1:
         return usable[0]
     least = min(each.outstanding for each in usable)

@@ -1,11 +1,13 @@
 """Forwarding one request to an instance, with the gateway's failover: the only module that speaks HTTP to
-the upstreams, so that the client (httpx today) can be swapped without touching the rest.
+the upstreams (for their answers; the routing table reads their metadata with httpx, nexus_platform's client).
 
 - The body goes as received; the caller's `content-type` and `accept` go with it, the gateway's service key
   (GATEWAY_SERVICE_API_KEY) replaces the client's, and the request id and trace context travel along.
-- One httpx.AsyncClient per gateway: GATEWAY_MAX_CONNECTIONS, idle connections retired after
-  BACKEND_KEEPALIVE_SECONDS, GATEWAY_CONNECT_TIMEOUT_SECONDS to connect, BACKEND_TIMEOUT_SECONDS per read,
-  and no retries inside the transport: this module decides.
+- One aiohttp session per gateway, as the wrapper's proxy path has (its pool hands out a connection in
+  constant time, where httpcore's scans every pooled connection twice per request: docs/performance.md):
+  GATEWAY_MAX_CONNECTIONS, idle connections retired after BACKEND_KEEPALIVE_SECONDS,
+  GATEWAY_CONNECT_TIMEOUT_SECONDS to connect, BACKEND_TIMEOUT_SECONDS per read, and no retries of its own:
+  this module decides.
 - A refused connection, a connect timeout, a connection that broke before the answer was read, and a 503
   cool the instance down (GATEWAY_COOLDOWN_SECONDS) and, while nothing reached the client, the request is
   tried once more on another instance. A non-streamed answer (with a Content-Length up to
@@ -21,14 +23,15 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
+import aiohttp
 import msgspec
 from litestar import Request, Response
 
 from nexus_platform._config.settings import PlatformSettings
 from nexus_platform._http.errors import ServiceError, error_body
 from nexus_platform._http.streaming import EVENT_STREAM, byte_stream
-from nexus_platform._observability.tracing import forward_context
+from nexus_platform._observability.correlation import HEADER, current_request_id
+from nexus_platform._observability.tracing import outgoing_traceparent, trace_var
 from nexus_platform.gateway._balance import pick
 from nexus_platform.gateway._metrics import GatewayMetrics
 from nexus_platform.gateway._settings import GatewaySettings
@@ -67,18 +70,23 @@ class Forwarder:
     def __init__(
         self, platform: PlatformSettings, settings: GatewaySettings, metrics: GatewayMetrics
     ) -> None:
-        connections = settings.gateway_max_connections
-        limits = httpx.Limits(
-            max_connections=connections,
-            max_keepalive_connections=connections,
-            keepalive_expiry=platform.backend_keepalive_seconds,
-        )
-        self.http = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(limits=limits, retries=0),
-            timeout=httpx.Timeout(
-                platform.backend_timeout_seconds, connect=settings.gateway_connect_timeout_seconds
+        self.http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.gateway_max_connections,
+                limit_per_host=0,
+                keepalive_timeout=platform.backend_keepalive_seconds,
             ),
-            event_hooks={"request": [forward_context]},
+            # connecting (the TCP handshake, not the wait for a pooled connection) and each read (the
+            # status line, every chunk); no bound on a whole answer: a stream's are the platform's
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                sock_connect=settings.gateway_connect_timeout_seconds,
+                sock_read=platform.backend_timeout_seconds,
+            ),
+            # the answer passes through as the instance sent it, never inflated here
+            auto_decompress=False,
+            # an instance's cookies are not the next caller's
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         self._key = settings.gateway_service_api_key
         self._cooldown = settings.gateway_cooldown_seconds
@@ -86,7 +94,7 @@ class Forwarder:
         self._metrics = metrics
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.http.close()
 
     def _headers(self, request: Request[Any, Any, Any]) -> dict[str, str]:
         # identity: the answer passes through as the instance sent it, never inflated here
@@ -94,6 +102,10 @@ class Forwarder:
         headers["accept-encoding"] = "identity"
         if self._key:
             headers["authorization"] = f"Bearer {self._key}"
+        # the request id and trace context travel with the request, as on every call of the platform
+        headers[HEADER.decode()] = current_request_id()
+        if (trace := trace_var.get()) is not None:
+            headers["traceparent"] = outgoing_traceparent(trace)
         return headers
 
     def _cool(self, instance: Instance) -> None:
@@ -141,16 +153,15 @@ class Forwarder:
         """One instance's answer, or the error to answer if no other instance does better."""
         method, path, body, headers = outgoing
         labels = (instance.name, instance.label, model)
-        request = self.http.build_request(method, instance.base_url + path, content=body, headers=headers)
         instance.outstanding += 1
         try:
-            answer = await self.http.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+            answer = await self.http.request(method, instance.base_url + path, data=body, headers=headers)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             instance.outstanding -= 1
             self._cool(instance)
             self._metrics.attempt(*labels, "refused")
             return _unavailable(f"Cannot reach {instance.label} ({type(error).__name__})")
-        except httpx.TimeoutException:  # it may still work on it: another instance would double the cost
+        except TimeoutError:  # no status line in time: it may still work on it, another would double the cost
             instance.outstanding -= 1
             self._metrics.attempt(*labels, "failed")
             self._metrics.finished(*labels, "unavailable", time.perf_counter() - started)
@@ -158,12 +169,12 @@ class Forwarder:
             timeout.headers = {"x-should-retry": "false", "x-nexus-instance": instance.label}
             timeout.headers["x-nexus-attempts"] = str(attempt)
             raise timeout from None
-        except httpx.HTTPError as error:  # closed before answering (it died, or closed a keep-alive)
+        except aiohttp.ClientError as error:  # closed before answering (it died, or closed a keep-alive)
             instance.outstanding -= 1
             self._cool(instance)
             self._metrics.attempt(*labels, "failed")
             return _unavailable(f"{instance.label} failed before answering ({type(error).__name__})")
-        if answer.status_code == 503:
+        if answer.status == 503:
             self._cool(instance)
             if not last:
                 await _drop(answer)
@@ -174,25 +185,25 @@ class Forwarder:
         return await self._answered(answer, instance, model, attempt, started)
 
     async def _answered(
-        self, answer: httpx.Response, instance: Instance, model: str, attempt: int, started: float
+        self, answer: aiohttp.ClientResponse, instance: Instance, model: str, attempt: int, started: float
     ) -> Response[Any] | ServiceError:
         """The response that passes `answer` on: read whole first when it is short, else relayed."""
         reply = {name: value for name in _ANSWER_HEADERS if (value := answer.headers.get(name))}
         reply |= {"x-nexus-instance": instance.label, "x-nexus-attempts": str(attempt)}
         media_type = reply.pop("content-type", "application/json")
-        length = answer.headers.get("content-length", "")
-        if media_type.startswith(EVENT_STREAM) or not (length.isdigit() and int(length) <= self._max_bytes):
+        length = answer.content_length
+        if media_type.startswith(EVENT_STREAM) or length is None or length > self._max_bytes:
             return self._relay(answer, instance, model, media_type, reply, started)
         try:
-            content = await answer.aread()
-        except httpx.HTTPError as error:  # it died while answering: nothing reached the client yet
+            content = await answer.read()
+        except (aiohttp.ClientError, TimeoutError) as error:  # it died while answering: nothing sent yet
             self._cool(instance)
             return _unavailable(f"{instance.label} broke off its answer ({type(error).__name__})")
         finally:
-            await answer.aclose()
+            answer.release()  # read whole: the connection goes back to the pool (else it is closed)
             instance.outstanding -= 1
-        self._done(instance, model, answer.status_code, content, started)
-        return Response(content, status_code=answer.status_code, media_type=media_type, headers=reply)
+        self._done(instance, model, answer.status, content, started)
+        return Response(content, status_code=answer.status, media_type=media_type, headers=reply)
 
     def _done(self, instance: Instance, model: str, status: int, content: bytes, started: float) -> None:
         seconds = time.perf_counter() - started
@@ -209,7 +220,7 @@ class Forwarder:
 
     def _relay(
         self,
-        answer: httpx.Response,
+        answer: aiohttp.ClientResponse,
         instance: Instance,
         model: str,
         media_type: str,
@@ -222,36 +233,39 @@ class Forwarder:
         async def chunks() -> AsyncIterator[bytes]:
             outcome, tail, first = "broken", b"\n\n", True
             try:
-                async for chunk in answer.aiter_raw():
+                async for chunk in answer.content.iter_any():
                     if first:
                         metrics.first_byte(*labels, time.perf_counter() - started)
                         first = False
                     tail = chunk[-2:] or tail
                     yield chunk
-                outcome = "ok" if answer.status_code < 400 else "upstream_error"
-            except httpx.HTTPError as error:
+                outcome = "ok" if answer.status < 400 else "upstream_error"
+            except (aiohttp.ClientError, TimeoutError) as error:
                 message = f"The stream of {instance.label} broke off ({type(error).__name__})"
                 if not events:
                     raise ServiceError(502, "upstream_error", message) from None
                 separator = b"" if tail == b"\n\n" else b"\n\n"  # ends the event it cut, if any
                 yield separator + b"data: " + error_body(502, message, code="upstream_error") + b"\n\n"
             finally:  # also when the client went away: the upstream request is closed with it
-                await answer.aclose()
+                if outcome == "broken":
+                    answer.close()
+                else:
+                    answer.release()
                 instance.outstanding -= 1
                 metrics.finished(*labels, outcome, time.perf_counter() - started)
 
         response = byte_stream(chunks(), media_type, headers=headers)
-        response.status_code = answer.status_code
+        response.status_code = answer.status
         return response
 
 
-async def _drop(answer: httpx.Response) -> None:
+async def _drop(answer: aiohttp.ClientResponse) -> None:
     """Close an answer that is not passed on; a short one is read first, so its connection stays pooled."""
-    length = answer.headers.get("content-length", "")
+    length = answer.content_length
     try:
-        if length.isdigit() and int(length) <= _ERROR_BYTES:
-            await answer.aread()
-    except httpx.HTTPError:
-        pass
+        if length is not None and length <= _ERROR_BYTES:
+            await answer.read()
+    except (aiohttp.ClientError, TimeoutError):
+        answer.close()
     finally:
-        await answer.aclose()
+        answer.release()

@@ -133,7 +133,9 @@ def _broken_stream(error: Exception) -> ServiceError:
     """The OpenAI error for a backend answer that failed after it started: silent past
     BACKEND_TIMEOUT_SECONDS (aiohttp's read timeout, a TimeoutError), or cut (ClientPayloadError: fewer
     bytes than its Content-Length or a broken chunk; ClientConnectionError: the connection closed)."""
-    _log_failure(f"the answer broke off ({type(error).__name__})", error_type=type(error).__name__)
+    _log_failure(
+        f"the answer broke off ({type(error).__name__}: {error})"[:_LOGGED], error_type=type(error).__name__
+    )
     if isinstance(error, TimeoutError):
         return ServiceError(504, "backend_timeout", "The backend's stream went silent")
     return ServiceError(502, "backend_error", f"The backend's stream broke off ({type(error).__name__})")
@@ -143,7 +145,7 @@ def _transport_error(error: Exception) -> ServiceError:
     """The OpenAI error for a call that got no answer: none within BACKEND_TIMEOUT_SECONDS (connecting,
     waiting for a pooled connection, or for the status line: aiohttp's timeouts are TimeoutErrors), or no
     connection (ClientConnectorError: refused, unresolvable; ServerDisconnectedError: closed twice)."""
-    _log_failure(f"no answer ({type(error).__name__})", error_type=type(error).__name__)
+    _log_failure(f"no answer ({type(error).__name__}: {error})"[:_LOGGED], error_type=type(error).__name__)
     if isinstance(error, TimeoutError):
         return ServiceError(504, "backend_timeout", "The backend did not answer in time")
     failure = ServiceError(503, "backend_unavailable", f"Cannot reach the backend ({type(error).__name__})")
