@@ -2,7 +2,7 @@
 HTTP server, in a thread.
 
 Its answers follow the OpenAI API; a few model names make it misbehave: `missing-model` (404),
-`failing-model` (500), `busy-model` (503 with Retry-After), `slow-model` (answers after 3 s),
+`failing-model` (500), `busy-model` (503 with Retry-After), `vllm-error-model` (400 as vLLM words it), `slow-model` (answers after 3 s),
 `broken-stream-model` (a stream that breaks off after its first chunk), `echo-key-model` (401 whose message
 echoes the Authorization header it got; as a stream, an error event that does), `huge-<n>` (an answer of n
 bytes with its Content-Length), `chunked-<n>` (the same without: chunked), `long-line-<n>` (a stream whose
@@ -106,6 +106,15 @@ class _Handler(BaseHTTPRequestHandler):
         if model.startswith(("huge-", "chunked-")):
             kind, _, size = model.partition("-")
             self._send_large(int(size), chunked=kind == "chunked")
+            return
+        if model == "vllm-error-model":  # vLLM's error body: `code` is the HTTP status, an integer
+            detail = {
+                "message": "maximum context length is 8192 tokens",
+                "type": "BadRequestError",
+                "param": None,
+                "code": 400,
+            }
+            self._send(400, json.dumps({"object": "error", **detail, "error": detail}).encode())
             return
         if model in FAILURES:
             status = FAILURES[model]

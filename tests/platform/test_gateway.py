@@ -27,7 +27,7 @@ Client = TestClient[Any]
 
 
 class Upstream:
-    """One instance of a service: `mode` says how it answers a POST (ok, busy, stream, break)."""
+    """One instance of a service: `mode` says how it answers a POST (ok, busy, stream, break, redirect)."""
 
     def __init__(self, name: str, models: list[str], mode: str = "ok") -> None:
         self.name, self.models, self.mode = name, models, mode
@@ -76,6 +76,8 @@ class Upstream:
                         "error": {"message": f"{upstream.instance_id} is busy", "type": "x", "code": "busy"}
                     }
                     self._send(503, json.dumps(error).encode(), retry_after="7", x_should_retry="true")
+                elif upstream.mode == "redirect":  # to an address only the gateway's network reaches
+                    self._send(307, b"", location="http://127.0.0.1:9/latest/meta-data")
                 elif upstream.mode in ("stream", "break"):
                     self._stream(broken=upstream.mode == "break")
                 else:
@@ -245,6 +247,15 @@ def test_a_503_is_retried_elsewhere_and_the_last_one_passes_through(upstreams, g
     metrics = gateway_of(client).metrics
     assert metrics.attempts[("chat", busy.label, "m", "unavailable")] >= 1
     assert metrics.tokens[("chat", "m", "completion")] == 3 * 8
+
+
+def test_a_redirect_goes_back_to_the_client_never_followed(upstreams, gateway) -> None:
+    """Following it would fetch an internal address from the gateway's network, with the gateway's key."""
+    redirecting = upstreams("chat", ["m"], mode="redirect")
+    answer = gateway(redirecting).post("/v1/chat/completions", json={"model": "m"}, follow_redirects=False)
+    assert answer.status_code == 307
+    assert answer.headers["location"] == "http://127.0.0.1:9/latest/meta-data"
+    assert answer.headers["x-nexus-instance"] == redirecting.label
 
 
 def test_streams_pass_through_and_a_broken_one_ends_with_an_error_event(upstreams, gateway) -> None:

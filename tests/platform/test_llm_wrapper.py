@@ -203,6 +203,18 @@ def test_a_backend_4xx_keeps_its_type_code_and_param(client: openai.OpenAI) -> N
     }
 
 
+def test_a_vllm_error_keeps_its_message_and_code(client: openai.OpenAI) -> None:
+    """vLLM's error `code` is the HTTP status, an integer: the message still reaches the client."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="vllm-error-model", messages=USER)
+    assert refused.value.body == {
+        "message": "maximum context length is 8192 tokens",
+        "type": "BadRequestError",
+        "param": None,
+        "code": "400",
+    }
+
+
 def test_no_call_to_the_backend_carries_an_empty_request_id(
     client: openai.OpenAI, wrapper: Server, backend: tuple[str, Any]
 ) -> None:

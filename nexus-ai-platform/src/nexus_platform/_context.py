@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 # readiness and registration make a call or two at a time
 _SMALL_POOL = 4
+# the longest TCP handshake the wrapper waits for (BACKEND_TIMEOUT_SECONDS is sized for generations)
+_CONNECT_SECONDS = 10.0
 
 
 @dataclass(eq=False)
@@ -182,9 +184,12 @@ def _open_session(settings: PlatformSettings) -> "aiohttp.ClientSession":
             limit_per_host=0,
             keepalive_timeout=settings.backend_keepalive_seconds,
         ),
-        # as httpx's timeout was: connecting (waiting for a pooled connection included) and each read
-        # (the status line, every chunk) within BACKEND_TIMEOUT_SECONDS, no bound on the whole answer
-        timeout=aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds),
+        # waiting for a pooled connection and each read (the status line, every chunk) within
+        # BACKEND_TIMEOUT_SECONDS, no bound on the whole answer; the TCP handshake within 10 s at most: a
+        # host that drops the connection is unreachable, not a long generation
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=seconds, sock_connect=min(seconds, _CONNECT_SECONDS), sock_read=seconds
+        ),
         # a compressed answer would be inflated a whole piece at a time, past the bounds on its size
         auto_decompress=False,
         # a backend's cookies are not the next caller's

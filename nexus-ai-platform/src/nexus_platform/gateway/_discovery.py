@@ -61,7 +61,11 @@ def _value(text: str, name: str, instance_id: str) -> str | None:
     ):
         return None
     base_url = str(value["base_url"]).rstrip("/")
-    parts = urllib.parse.urlsplit(base_url)
+    try:  # "http://[::1" and "http://host:abc" raise here, never later in a routing loop
+        parts = urllib.parse.urlsplit(base_url)
+        parts.port  # noqa: B018 - the check is the access
+    except ValueError:
+        return None
     if (
         value["name"] != name
         or value["instance_id"] != instance_id
@@ -191,4 +195,8 @@ class EtcdDiscovery:
                     logger.warning("etcd unreachable (%s): routing on the last registrations read", error)
                 self.connected = False
                 self._granted = {}  # etcd may have lost leases meanwhile: ask again
+            except Exception:  # a routing loop never dies: anything else is logged and tried again
+                logger.exception("following etcd failed: routing on the last registrations read")
+                self.connected = False
+                self._granted = {}
             await asyncio.sleep(RETRY_SECONDS)

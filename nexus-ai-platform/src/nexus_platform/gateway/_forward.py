@@ -19,6 +19,7 @@ the upstreams (for their answers; the routing table reads their metadata with ht
   is cut, as the platform's byte streams are); a client that goes away closes the upstream request.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -42,7 +43,7 @@ __all__ = ["Forwarder"]
 # the request headers that travel with the body (the client's key does not: the gateway uses its own)
 _REQUEST_HEADERS = ("content-type", "accept")
 # the answer headers the client gets (length and framing are the gateway's own)
-_ANSWER_HEADERS = ("content-type", "retry-after", "x-should-retry")
+_ANSWER_HEADERS = ("content-type", "retry-after", "x-should-retry", "location")
 # an answer that is retried elsewhere is read this far (its message), then dropped
 _ERROR_BYTES = 64 << 10
 _ATTEMPTS = 2
@@ -155,7 +156,14 @@ class Forwarder:
         labels = (instance.name, instance.label, model)
         instance.outstanding += 1
         try:
-            answer = await self.http.request(method, instance.base_url + path, data=body, headers=headers)
+            # a redirect is the client's to follow (never the gateway's: it would fetch wherever it points,
+            # with the gateway's key, from inside the platform's network)
+            answer = await self.http.request(
+                method, instance.base_url + path, data=body, headers=headers, allow_redirects=False
+            )
+        except asyncio.CancelledError:  # the client went away, or a time limit: the slot is free again
+            instance.outstanding -= 1
+            raise
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:
             instance.outstanding -= 1
             self._cool(instance)
@@ -177,8 +185,10 @@ class Forwarder:
         if answer.status == 503:
             self._cool(instance)
             if not last:
-                await _drop(answer)
-                instance.outstanding -= 1
+                try:
+                    await _drop(answer)
+                finally:
+                    instance.outstanding -= 1
                 self._metrics.attempt(*labels, "unavailable")
                 return _unavailable(f"{instance.label} answered 503")
         self._metrics.attempt(*labels, "answered")

@@ -70,11 +70,14 @@ class Gateway:
         last = time.monotonic()
         while True:
             await asyncio.sleep(min(_RETRY_SECONDS, every))
-            if time.monotonic() - last >= every:
-                last = time.monotonic()
-                await self.table.refresh()
-            else:  # those that did not answer yet (a service still starting): again, sooner
-                await self.table.refresh(waiting_only=True)
+            try:
+                if time.monotonic() - last >= every:
+                    last = time.monotonic()
+                    await self.table.refresh()
+                else:  # those that did not answer yet (a service still starting): again, sooner
+                    await self.table.refresh(waiting_only=True)
+            except Exception:  # a routing loop never dies: logged, and the next round tries again
+                logger.exception("refreshing the routing table failed")
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -105,8 +105,12 @@ def static_urls(settings: GatewaySettings, environ: Mapping[str, str] | None = N
         url = value.strip().rstrip("/")
         if not url:
             continue
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - "host:abc" raises here, at start-up
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{name}: {redact_url(url)!r} is not an http(s) URL with a host")
         urls.append(url)
     return list(dict.fromkeys(urls))

@@ -149,7 +149,7 @@ class RoutingTable:
             models = await self._get(instance, "/v1/models")
             # 404: a server without the probe (not a Nexus service), whose metadata answered
             ready = not instance.static or (await self._get(instance, "/readyz")).status_code in (200, 404)
-        except (httpx.HTTPError, msgspec.DecodeError) as error:
+        except (httpx.HTTPError, httpx.InvalidURL, msgspec.DecodeError, ValueError) as error:
             instance.routable = False
             if was:
                 logger.warning(

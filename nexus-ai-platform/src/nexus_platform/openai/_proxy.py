@@ -34,7 +34,7 @@ import msgspec
 from litestar.response import Stream
 
 from nexus_platform._context import NexusContext
-from nexus_platform._http.errors import JSON, ErrorBody, ErrorDetail, ServiceError
+from nexus_platform._http.errors import JSON, ServiceError
 from nexus_platform._http.exchange import current_exchange
 from nexus_platform._observability.correlation import HEADER, current_request_id
 from nexus_platform._observability.tracing import outgoing_traceparent, trace_var
@@ -72,6 +72,29 @@ _encode = msgspec.json.Encoder().encode
 logger = logging.getLogger("nexus.backend")
 
 
+class _BackendError(msgspec.Struct):
+    """A backend's OpenAI-style error, read leniently: vLLM's `code` is the HTTP status (an integer)."""
+
+    message: str = ""
+    type: str | None = None
+    param: str | int | None = None
+    code: str | int | None = None
+
+    def text(self, field: str | int | None) -> str | None:
+        return None if field is None else str(field)
+
+
+class _BackendErrorBody(msgspec.Struct):
+    error: _BackendError
+
+
+def _decoded_error(body: bytes) -> _BackendError | None:
+    try:
+        return msgspec.json.decode(body, type=_BackendErrorBody).error
+    except msgspec.DecodeError:
+        return None
+
+
 def _url(nexus: NexusContext, path: str) -> str:
     if not nexus.settings.backend_url:
         raise ServiceError(503, "backend_not_configured", "BACKEND_URL is not set: there is no backend")
@@ -101,27 +124,26 @@ def _log_failure(why: str, **fields: object) -> None:
 
 def _backend_error(nexus: NexusContext, status: int, body: bytes, retry_after: str | None) -> ServiceError:
     """The OpenAI error for a backend's error answer (its message redacted); the backend's words logged."""
-    try:
-        detail: ErrorDetail | None = msgspec.json.decode(body, type=ErrorBody).error
-    except msgspec.DecodeError:
-        detail = None
+    detail = _decoded_error(body)
     text = detail.message if detail is not None else body.decode(errors="replace")
+    code = detail.text(detail.code) if detail is not None else None
     _log_failure(
         f"HTTP {status}: {nexus.redact(text)[:_LOGGED]}",
         status=status,
         error_type=detail.type if detail is not None else None,
-        error_code=detail.code if detail is not None else None,
+        error_code=code,
     )
     if status not in _PASSED_THROUGH:
         return ServiceError(502, "backend_error", f"The backend failed (HTTP {status})")
     if detail is None:
         error = ServiceError(status, "backend_error", f"The backend answered HTTP {status}")
     else:
+        param = detail.text(detail.param)
         error = ServiceError(
             status,
-            detail.code or "backend_error",
+            code or "backend_error",
             nexus.redact(detail.message),
-            param=nexus.redact(detail.param) if detail.param is not None else None,
+            param=nexus.redact(param) if param is not None else None,
             type_=detail.type,
         )
     if retry_after is not None and status in (429, 503):
@@ -184,11 +206,11 @@ async def _open(
     url, headers, session = _url(nexus, path), _headers(nexus), nexus.proxy_http
     try:
         try:
-            answer = await session.request(method, url, data=content, headers=headers)
+            answer = await session.request(method, url, data=content, headers=headers, allow_redirects=False)
         except aiohttp.ClientConnectionError as error:
             if isinstance(error, TimeoutError):  # aiohttp's timeouts are connection errors too
                 raise
-            answer = await session.request(method, url, data=content, headers=headers)
+            answer = await session.request(method, url, data=content, headers=headers, allow_redirects=False)
     except (aiohttp.ClientError, TimeoutError) as error:
         raise _transport_error(error) from None
     if 200 <= answer.status < 300:
@@ -207,11 +229,12 @@ async def _open(
 
 
 def _release_cut_answer() -> None:
-    """Give back what the connection of an answer cut short had read ahead. Its transport and anyio's
-    protocol refer to each other, so the protocol's queue of unread reads (up to 256 KiB each under
-    uvloop) lives until a full collection of the cyclic garbage; younger generations do not reach it.
-    Measured (docs/performance.md): RSS 61 -> 85 MiB after eight cut 100 MiB answers without this, flat
-    with it. A cut answer is rare; the collection costs milliseconds."""
+    """Give back what the connection of an answer cut short had read ahead: a closed connection's
+    transport and protocol refer to each other, so their unread buffers (up to 256 KiB per read under
+    uvloop) live until a full collection of the cyclic garbage. Measured under httpx (docs/performance.md):
+    RSS 61 -> 85 MiB after eight cut 100 MiB answers without this, flat with it; under aiohttp the
+    cut-answer tests pass with and without it, so it stays as a guard. A cut answer is rare; the
+    collection costs milliseconds."""
     gc.collect()
 
 
@@ -329,20 +352,17 @@ async def _events(nexus: NexusContext, answer: "aiohttp.ClientResponse") -> Asyn
 
 def _stream_error(nexus: NexusContext, event: bytes) -> ServiceError:
     """The OpenAI error for a backend stream's error event (its message redacted); the event logged."""
-    try:
-        error = msgspec.json.decode(event, type=ErrorBody).error
-    except msgspec.DecodeError:
+    error = _decoded_error(event)
+    if error is None:
         _log_failure(
             f"the stream ended with an error: {nexus.redact(event.decode(errors='replace'))[:_LOGGED]}"
         )
         return ServiceError(502, "backend_error", "The backend's stream ended with an error")
-    message = nexus.redact(error.message)
+    message, code = nexus.redact(error.message), error.text(error.code)
     _log_failure(
-        f"the stream ended with an error: {message[:_LOGGED]}", error_type=error.type, error_code=error.code
+        f"the stream ended with an error: {message[:_LOGGED]}", error_type=error.type, error_code=code
     )
-    return ServiceError(
-        502, error.code or "backend_error", f"The backend failed: {message}", type_=error.type
-    )
+    return ServiceError(502, code or "backend_error", f"The backend failed: {message}", type_=error.type)
 
 
 async def _bytes(answer: "aiohttp.ClientResponse") -> AsyncIterator[bytes]:
