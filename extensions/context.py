@@ -28,12 +28,19 @@ _BETWEEN_RELEASES = re.compile(r"-\d+-g([0-9a-f]+)$")
 _WEB_HOSTED = re.compile(r"^(?:https?://(?:[^@/]+@)?|git@)(?P<host>[^/:]+)[/:](?P<path>[^:]+?)(?:\.git)?/?$")
 
 
+@functools.lru_cache(maxsize=64)
+def _repository(src_path: str) -> str:
+    """copier's reading of a template source (`gh:` shortcuts expanded, a local checkout recognised): it runs
+    git, and copier renders the context of every file, so each source is read once per process."""
+    return get_repo(src_path) or src_path
+
+
 def template_git_url(src_path: str | None) -> str:
     """The template's address as git (and pip's `git+`) reads it: copier's shortcuts expanded as copier
     expands them (`gh:org/repo`), an ssh address in URL form, a local path as a file:// URL."""
     if not src_path:
         return ""
-    url = get_repo(src_path) or src_path
+    url = _repository(src_path)
     if scp_like := re.match(r"^(?P<user>[\w.-]+)@(?P<host>[^/:]+):(?P<path>.+)$", url):
         return f"ssh://{scp_like['user']}@{scp_like['host']}/{scp_like['path']}"
     if "://" not in url:
@@ -44,7 +51,7 @@ def template_git_url(src_path: str | None) -> str:
 def docs_base_url(src_path: str | None) -> str:
     """What docs_base_url `auto` stands for: the docs/ folder of release {ref} on the template's git host
     (GitLab's page layout for gitlab.com, GitHub's for any other host), a local template's docs/ folder."""
-    url = (get_repo(src_path) or src_path) if src_path else ""
+    url = _repository(src_path) if src_path else ""
     if hosted := _WEB_HOSTED.match(url or ""):
         page = "-/blob" if hosted["host"] == "gitlab.com" else "blob"
         return f"https://{hosted['host']}/{hosted['path']}/{page}/{{ref}}/docs"
