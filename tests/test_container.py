@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from devtools.live import free_port, wait_for_health
+from devtools.render import load_answers, render
 from devtools.wheel import add_to_image_context
 
 pytestmark = pytest.mark.xdist_group("container")
@@ -148,3 +149,38 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered, tmp_p
         print("container check:", json.dumps(report))
         run(tool, "rm", "-f", name)
         run(tool, "rmi", "-f", tag, released)
+
+
+def test_a_gpu_image_on_a_base_with_the_answered_python_downloads_no_python(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """The GPU Dockerfile uses the base's python3 when it is the answered version: built here, where no
+    python-build-standalone download is reachable (only the package index), on the local Debian base whose
+    python3 is 3.11 standing in for the CUDA image (whose apt Python is 3.12)."""
+    tool = engine()
+    if tool is None or (
+        tool == "podman" and run(tool, "image", "exists", "python:3.11-slim").returncode != 0
+    ):
+        pytest.skip("needs a container engine and the local python:3.11-slim (oci-sandbox, see .ci/run)")
+    answers = {**load_answers("gpu"), "python_version": "3.11", "base_image": "python:3.11-slim"}
+    service = render(template_repo, tmp_path / "gpu-service", answers)
+    add_to_image_context(service)
+    tag = f"localhost/nexus-gpu-test-{uuid.uuid4().hex[:8]}:latest"
+    build = subprocess.run(
+        [str(service / "image" / "build-like-ci.sh"), "--network", "host", "--tag", tag],
+        env={**os.environ, "CONTAINER_ENGINE": tool, "PYTHON": sys.executable, "GIT_SHA": "0123abc"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    try:
+        checked = run(
+            tool, "run", "--rm", "--network", "host", "--entrypoint", "python", tag, "-c",
+            "import sys, os, nexus_platform; print('%d.%d' % sys.version_info[:2], os.listdir('/opt/python'))",
+        )  # fmt: skip
+        assert checked.returncode == 0, checked.stderr[-2000:]
+        assert checked.stdout.split() == ["3.11", "[]"]  # the base's Python; no standalone build copied
+    finally:
+        run(tool, "rmi", "--force", tag, "nexus/image-generator:0.1.0")
