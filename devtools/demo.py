@@ -65,7 +65,14 @@ def main() -> int:
     destination = ROOT / ".demo" / SERVICE_NAME
     shutil.rmtree(destination, ignore_errors=True)
     with tempfile.TemporaryDirectory() as scratch:
-        render(copy_working_tree(Path(scratch) / "template"), destination, {"service_name": SERVICE_NAME})
+        # the folder is the demo's alone: anything left in it (a previous demo still stopping as it was
+        # removed) is overwritten, never asked about
+        render(
+            copy_working_tree(Path(scratch) / "template"),
+            destination,
+            {"service_name": SERVICE_NAME},
+            overwrite=True,
+        )
     base = f"http://127.0.0.1:{port}"
     print(f"Rendered {destination.relative_to(ROOT)} (default answers). Serving it; Ctrl-C stops it. Try:")
     for path in ("/health", "/readyz", "/v1/metadata", "/v1/models", "/schema"):

@@ -197,7 +197,7 @@ def test_etcd_init_turns_auth_on_with_a_role_for_the_service_keys_only(
         return sorted(
             (b64decode(perm["key"]).decode(), b64decode(perm.get("range_end", "")).decode())
             for perm in role["perm"]
-            if perm["permType"] == "READWRITE"
+            if perm.get("permType") == "READWRITE"  # etcd omits READ, the zero value (a gateway's read)
         )
 
     def put(key: str, token: str | None, lease: str = "0") -> int:
@@ -332,15 +332,23 @@ def test_kubernetes_network_policy_and_disruption_budget_select_the_pods(rendere
     [ingress] = policy["ingress"]
     assert ingress["ports"] == [{"port": container["ports"][0]["name"], "protocol": "TCP"}]
     gateway = {"app.kubernetes.io/part-of": "nexus", "app.kubernetes.io/component": "gateway"}
-    assert [peer["podSelector"]["matchLabels"] for peer in ingress["from"]] == [gateway, gateway]
-    assert ingress["from"][1]["namespaceSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "nexus"}
+    is_gateway = answers.get("role") == "gateway"
+    if is_gateway:  # the edge: its clients come from anywhere (API keys decide); it carries its own label
+        assert "from" not in ingress
+        assert gateway.items() <= pod_labels.items()
+    else:
+        assert [peer["podSelector"]["matchLabels"] for peer in ingress["from"]] == [gateway, gateway]
+        assert ingress["from"][1]["namespaceSelector"]["matchLabels"] == {
+            "app.kubernetes.io/part-of": "nexus"
+        }
     reached = [rule["to"][-1]["podSelector"]["matchLabels"] for rule in policy["egress"]]
     dns, backend = {"k8s-app": "kube-dns"}, {"app.kubernetes.io/component": "backend"}
+    services = [{"app.kubernetes.io/part-of": "nexus"}] if is_gateway else []
     etcd = [{"app.kubernetes.io/name": "etcd"}] if answers.get("etcd_registration") else []
-    assert reached == [dns, backend, *etcd]
+    assert reached == [dns, *services, backend, *etcd]
     assert {port["port"] for port in policy["egress"][0]["ports"]} == {53}
     if etcd:
-        assert policy["egress"][2]["ports"] == [{"port": 2379, "protocol": "TCP"}]
+        assert policy["egress"][-1]["ports"] == [{"port": 2379, "protocol": "TCP"}]
 
 
 def test_health_check_paths_exist_in_the_app(rendered, name: str) -> None:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,7 +50,19 @@ def test_the_readme_setup_then_the_suite_and_the_service_run(
     environment["PATH"] = os.pathsep.join(
         part for part in environment["PATH"].split(os.pathsep) if ".venv" not in part
     )
-    for command in setup[2:]:
+    # the README offers uv or pip for the venv: one answer set takes each (uv: the dev environment's,
+    # alone on PATH, as a machine with uv installed has it)
+    with_uv = name == "default"
+    if with_uv:
+        tools = tmp_path / "uv-bin"
+        tools.mkdir()
+        (tools / "uv").symlink_to(Path(sys.executable).with_name("uv"))
+        environment["PATH"] = f"{tools}{os.pathsep}{environment['PATH']}"
+        environment["UV_FIND_LINKS"] = str(wheelhouse)
+    alternatives = [command for command in setup[2:] if command.startswith(("uv venv", "python3 -m venv"))]
+    assert len(alternatives) == 2, setup
+    skipped = alternatives[1] if with_uv else alternatives[0]
+    for command in [each for each in setup[2:] if each != skipped]:
         done = subprocess.run(
             ["bash", "-ec", command], cwd=service, env=environment,
             capture_output=True, text=True, timeout=900, check=False,

@@ -179,7 +179,7 @@ class Fleet:
 def fleet(services, etcd, backend, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     fleet = Fleet(services, etcd, backend, tmp_path_factory.mktemp("gateway-logs"))
     try:
-        fleet.gateway, *fleet.chats, fleet.embedder, fleet.speaker = fleet.start_all(  # type: ignore[attr-defined]
+        fleet.gateway, *fleet.chats, fleet.embedder, fleet.speaker = fleet.start_all(  # type: ignore[attr-defined]  # the fleet's attributes are set here
             "gateway", "chat", "chat", "embedder", "speaker"
         )
         yield fleet

@@ -232,10 +232,13 @@ def test_a_service_made_with_its_own_workflows_drops_them_with_the_layout_answer
     # the service's own workflow, edited, is kept and named: its jobs belong in the root's workflows now
     assert (workflows / "service.yml").read_text().endswith("# our own job\n")
     assert (code, result["status"]) == (1, "review")
+    # the tools that read only a repository's root go too (the monorepo's root has Renovate's)
     assert result["removed"] == [
         ".github/requirements-copier.txt",
         ".github/workflows/ci.yml",
         ".github/workflows/template-update.yml",
+        ".pre-commit-config.yaml",
+        "renovate.json",
     ]
     assert [kept.split(":")[0] for kept in result["kept"]] == [".github/workflows/service.yml"]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -198,8 +199,10 @@ def kustomize(folder: Path) -> dict[str, dict]:
 
 
 def facts(service: Path) -> dict[str, str]:
+    """release/service.env's values as a shell (and the platform) reads them: quotes removed."""
     lines = (service / "release/service.env").read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    pairs = [line.split("=", 1) for line in lines if line and not line.startswith("#")]
+    return {key: (shlex.split(value) or [""])[0] for key, value in pairs}
 
 
 # --- the stories --------------------------------------------------------------------------------------
@@ -312,7 +315,14 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
     shims.mkdir()
     (shims / "docker").write_text(f'#!/bin/sh\nshift\nexec {tool} build --network host "$@"\n')
     (shims / "docker").chmod(0o755)
-    environment = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "GIT_SHA": "0123abc"}
+    # the step's environment: this interpreter stands for CI's python after `pip install -r requirements.txt`
+    environment = {
+        **os.environ,
+        "PATH": f"{shims}:{os.environ['PATH']}",
+        "GIT_SHA": "0123abc",
+        "CONTAINER_ENGINE": "docker",
+        "PYTHON": sys.executable,
+    }
     try:
         build = subprocess.run(
             ["bash", "-eo", "pipefail", "-c", ci_build_script(service)],

@@ -64,8 +64,10 @@ def _environment(service: Path, python_version: str | None, *, offline: bool) ->
         errors = [line for line in install.stderr.splitlines() if line.startswith("ERROR")]
         return None, f"pip install -r {ENTRY_FILE} fails: " + " ".join(errors[-3:] or ["(no message)"])
     (building / "complete").write_text("")
-    shutil.rmtree(venv, ignore_errors=True)
-    building.rename(venv)
+    try:
+        building.rename(venv)
+    except OSError:  # another run built the same environment meanwhile (it may be running tests in it)
+        shutil.rmtree(building, ignore_errors=True)
     return venv / "bin" / "python", ""
 
 

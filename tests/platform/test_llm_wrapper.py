@@ -91,9 +91,9 @@ def test_backend_fields_reach_the_backend_as_sent(
         extra_headers={"x-request-id": request_id},
     )
     if stream:
-        assert "".join(chunk.choices[0].delta.content or "" for chunk in answer) == "Hello from the backend"  # type: ignore[union-attr]
+        assert "".join(chunk.choices[0].delta.content or "" for chunk in answer) == "Hello from the backend"  # type: ignore[union-attr]  # stream or not: one type per branch
     else:
-        assert answer.choices[0].message.content == "Hello from the backend"  # type: ignore[union-attr]
+        assert answer.choices[0].message.content == "Hello from the backend"  # type: ignore[union-attr]  # stream or not: one type per branch
     received = _received(backend, request_id)
     assert {name: received[name] for name in EXTRAS} == EXTRAS
     assert received["messages"] == USER
@@ -108,8 +108,8 @@ def test_unknown_fields_inside_messages_and_tools_pass_too(
     tool = {"type": "function", "function": {"name": "look", "parameters": {}, "x-priority": 1}}
     client.chat.completions.create(
         model="backend-model",
-        messages=[message],  # type: ignore[list-item]
-        tools=[tool],  # type: ignore[list-item]
+        messages=[message],  # type: ignore[list-item]  # Ollama's `images`: not in the SDK's types
+        tools=[tool],  # type: ignore[list-item]  # a backend's own key: not in the SDK's types
         extra_headers={"x-request-id": "nested-extras"},
     )
     received = _received(backend, "nested-extras")
@@ -126,7 +126,7 @@ def test_known_fields_are_still_validated_every_problem_listed(client: openai.Op
     assert "`temperature`" in message
     assert "`top_p`" in message
     assert "top_k" not in message
-    assert refused.value.body["param"] == "temperature"  # type: ignore[index]
+    assert refused.value.body["param"] == "temperature"  # type: ignore[index]  # the SDK types body as object
 
 
 def test_strict_mode_refuses_an_unknown_field_naming_it(wrapper_app: Callable[..., NexusASGI]) -> None:
@@ -139,7 +139,7 @@ def test_strict_mode_refuses_an_unknown_field_naming_it(wrapper_app: Callable[..
                     model="backend-model", messages=USER, stream=stream, extra_body={"top_k": 40}
                 )
             assert "`top_k` is not a known field" in refused.value.message
-            assert refused.value.body["param"] == "top_k"  # type: ignore[index]
+            assert refused.value.body["param"] == "top_k"  # type: ignore[index]  # the SDK types body as object
     finally:
         live.stop()
 

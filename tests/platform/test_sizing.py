@@ -1,10 +1,10 @@
-"""The model-sized defaults: docs/settings.md's table is nexus_platform/_config/sizing.py's, and a service gets
+"""The model-sized defaults: docs/settings.md's table is nexus_platform/_sizing.py's, and a service gets
 the largest of what its capabilities ask for."""
 
 import re
 from pathlib import Path
 
-from nexus_platform._config.sizing import GATEWAY, PLAIN, SIZES, WRAPPER, workload_defaults
+from nexus_platform._sizing import GATEWAY, PLAIN, SIZES, WRAPPER, workload_defaults
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 

@@ -28,7 +28,6 @@ from nexus_platform._config.settings import (
     redacted,
     secret_values,
 )
-from nexus_platform._config.sizing import PLAIN
 from nexus_platform._context import NexusContext
 from nexus_platform._edge.access import Access
 from nexus_platform._edge.asgi import NexusASGI
@@ -54,6 +53,7 @@ from nexus_platform._probes.metadata import (
 from nexus_platform._probes.models import ModelCatalog
 from nexus_platform._probes.probes import Probes, probe_handlers
 from nexus_platform._probes.readiness import Readiness, ReadinessCheck
+from nexus_platform._sizing import PLAIN
 from nexus_platform._spec import ServiceSpec
 from nexus_platform.openai._capabilities import implementations
 from nexus_platform.openai._proxy import no_backend_check

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from nexus_platform._config.sizing import workload_defaults
+from nexus_platform._sizing import workload_defaults
 
 __all__ = ["Identity"]
 
@@ -54,7 +54,7 @@ class Identity:
     def setting_defaults(self, capabilities: Collection[str] = ()) -> dict[str, object]:
         """The platform settings whose default comes from an answer, by field name; with the offered
         `capabilities` (release/service.env's), also those sized for the workload
-        (nexus_platform._config.sizing)."""
+        (nexus_platform._sizing)."""
         defaults: dict[str, object] = {
             "service_name": self.name,
             "service_port": self.port,

@@ -14,10 +14,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from nexus_platform._config.sizing import described
 from nexus_platform._config.validation import field_errors
 from nexus_platform._observability.redaction import MASK, redact_url
 from nexus_platform._rules import KEBAB_CASE, SEMVER, SERVICE_NAME_MAX, anchored
+from nexus_platform._sizing import described
 
 SECRET = msgspec.Meta(extra={"secret": True})
 

@@ -16,10 +16,9 @@ from bisect import bisect_left
 from collections.abc import Callable, Collection
 from typing import Any
 
-from nexus_platform._http.exchange import current_exchange
 from nexus_platform._observability.metrics import Family, Labels, histogram_samples
 
-__all__ = ["OTHER_MODEL", "Generation", "LlmMetrics", "start_generation"]
+__all__ = ["OTHER_MODEL", "Generation", "LlmMetrics"]
 
 OTHER_MODEL = "(other)"
 # seconds to the first event of a stream: a warm model answers in tens of milliseconds, a cold load in minutes
@@ -69,15 +68,6 @@ class Generation:
     @property
     def first_token_seconds(self) -> float | None:
         return None if self.first_event is None else self.first_event - self.started
-
-
-def start_generation(model: str, metrics: "LlmMetrics | None") -> Generation:
-    """The generation of the request being handled, recorded with its exchange (when it is counted)."""
-    exchange = current_exchange()
-    generation = Generation(model, exchange.started if exchange is not None else time.monotonic(), metrics)
-    if exchange is not None:
-        exchange.generation = generation
-    return generation
 
 
 class _ModelSeries:

@@ -11,6 +11,7 @@ nexus_platform.openai._proxy for a service that wraps an OpenAI-compatible backe
 """
 
 import inspect
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, get_args
 
@@ -20,8 +21,9 @@ from litestar.params import JSONBody
 
 from nexus_platform._context import NexusContext, nexus_of
 from nexus_platform._http.errors import ServiceError
+from nexus_platform._http.exchange import current_exchange
 from nexus_platform._http.streaming import byte_stream, event_stream
-from nexus_platform._observability.generation import Generation, start_generation
+from nexus_platform._observability.generation import Generation, LlmMetrics
 from nexus_platform._probes.metadata import Model
 from nexus_platform._probes.models import ModelProvider
 from nexus_platform._rules import OPENAI_CAPABILITIES
@@ -52,6 +54,15 @@ def require_model(model: str, models: Sequence[Model]) -> None:
         )
 
 
+def start_generation(model: str, metrics: LlmMetrics | None) -> Generation:
+    """The generation of the request being handled, recorded with its exchange (when it is counted)."""
+    exchange = current_exchange()
+    generation = Generation(model, exchange.started if exchange is not None else time.monotonic(), metrics)
+    if exchange is not None:
+        exchange.generation = generation
+    return generation
+
+
 def _body_type(strict: bool) -> Callable[[HandlerT], HandlerT]:
     """Decorates a handler whose body is an OpenAI type: with STRICT_OPENAI_FIELDS=false (`strict` false)
     it takes that type's variant that accepts unknown fields instead (openai/_unknown_fields.py; a
@@ -62,7 +73,9 @@ def _body_type(strict: bool) -> Callable[[HandlerT], HandlerT]:
             (struct_type,) = [
                 arg for arg in get_args(handler.__annotations__["data"]) if isinstance(arg, type)
             ]
-            handler.__annotations__["data"] = JSONBody[accepting_unknown_fields(struct_type)]  # type: ignore[misc]
+            lenient = accepting_unknown_fields(struct_type)
+            body = JSONBody[lenient]  # type: ignore[valid-type]  # a type made at run time
+            handler.__annotations__["data"] = body  # Litestar reads the body's type from the annotations
         return handler
 
     return decorate
