@@ -203,6 +203,8 @@ def test_routes_by_model_forwards_the_body_as_received_and_lists_the_union(upstr
     assert unknown.json()["error"]["code"] == "model_not_found"
     assert client.post("/v1/chat/completions", json={"messages": []}).status_code == 400
     assert client.post("/v1/chat/completions", content=b"not json").json()["error"]["code"] == "invalid_json"
+    wrong_type = client.post("/v1/chat/completions", json={"model": 5}).json()["error"]
+    assert (wrong_type["code"], wrong_type["param"]) == ("invalid_value", "model")
     own = client.get("/services/chat/v1/custom?q=2")
     assert own.json() == {"path": "/v1/custom?q=2", "by": chat.instance_id}
     assert client.get("/services/nobody/v1/x").json()["error"]["code"] == "service_not_found"

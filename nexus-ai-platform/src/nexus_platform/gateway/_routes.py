@@ -57,6 +57,13 @@ async def by_model(request: Request[Any, Any, Any]) -> Response[Any]:
     body = await request.body()
     try:
         model = _model_of(body).model
+    except msgspec.ValidationError:  # JSON, but `model` is not a string (or the body not an object)
+        raise ServiceError(
+            400,
+            "invalid_value",
+            "The request body must be a JSON object whose `model` is a string",
+            param="model",
+        ) from None
     except msgspec.DecodeError:
         raise ServiceError(
             400, "invalid_json", "The request body must be a JSON object with a `model`"
