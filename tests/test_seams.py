@@ -351,7 +351,10 @@ def test_the_image_gets_the_seams_and_the_release(tmp_path: Path, template_repo:
             capture_output=True, text=True, timeout=900, check=False,
         )  # fmt: skip
         assert wrong.returncode != 0
-        assert "SERVICE_VERSION=9.9.9 differs from release/service.env (1.2.0)" in wrong.stdout + wrong.stderr
+        assert (
+            "build argument SERVICE_VERSION='9.9.9' differs from release/service.env ('1.2.0')"
+            in wrong.stdout + wrong.stderr
+        )
     finally:
         subprocess.run([tool, "rmi", "-f", tag], capture_output=True, check=False)
 
