@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from fnmatch import fnmatchcase
@@ -99,7 +100,8 @@ def test_mypy_is_clean(rendered, name: str, mypy_cache: str) -> None:
 def test_the_services_own_tests_pass(rendered, name: str) -> None:
     result = run_python(rendered(name), "-m", "pytest", "-q", "-p", "no:cacheprovider", timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    summary = result.stdout.strip().splitlines()[-1]  # pytest's last line: "N passed, M skipped in …"
+    # pytest's summary ("N passed, M skipped in …"); the service's own log lines may follow it
+    [summary] = [line for line in result.stdout.splitlines() if re.match(r"^\d+ passed", line)][-1:]
     assert " passed" in summary
     assert " failed" not in summary
     assert " error" not in summary
