@@ -26,6 +26,7 @@ that does not name its version:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import subprocess
 import sys
@@ -39,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHANGELOG = "CHANGELOG.md"
 LIBRARY_VERSION = "nexus-ai-platform/src/nexus_platform/_version.py"
 WHEEL = "nexus_ai_platform-{version}-py3-none-any.whl"
+# the services' lock, which pins the library's wheel by its hash
+TEMPLATE_LOCK = "template/requirements.lock.jinja"
 _PLAIN_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 _MIGRATION_SCRIPT = re.compile(r"^v(\d+)_(\d+)_(\d+)\.py$")
 
@@ -163,6 +166,12 @@ def release(version: str) -> Path:
     wheel = ROOT / "dist" / WHEEL.format(version=version)
     if not wheel.is_file():
         raise Refused(f"the wheel build wrote no {wheel.relative_to(ROOT)}")
+    # services install it with --require-hashes: a lock without this wheel's hash would refuse the release
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    if f"sha256:{digest}" not in (ROOT / TEMPLATE_LOCK).read_text():
+        raise Refused(
+            f"{TEMPLATE_LOCK} lacks the hash of {wheel.name}: run `make lock`, commit, then release"
+        )
     today = datetime.now(UTC).date().isoformat()
     changelog = ROOT / CHANGELOG
     before = changelog.read_text()
@@ -180,14 +189,17 @@ def release(version: str) -> Path:
         changelog.write_text(before)  # nothing of the release is left behind
         raise Refused(f"git commit failed: {error.stderr.strip()}") from error
     notes = f"nexus-template v{version} ({today})\n\n{body.strip()}\n"
-    subprocess.run(
+    tagged = subprocess.run(
         ["git", "tag", "--annotate", f"v{version}", "--cleanup=verbatim", "--file=-"],
         cwd=ROOT,
         input=notes,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if tagged.returncode != 0:  # the release commit goes too (check() proved the tree clean before it)
+        git("reset", "--quiet", "--hard", "HEAD~1")
+        raise Refused(f"git tag failed, the release commit is undone: {tagged.stderr.strip()}")
     return wheel
 
 

@@ -68,3 +68,27 @@ def test_bench_proxy_smoke_run_measures_the_wrapper_and_its_streams(tmp_path: Pa
     assert streams["completed"] == streams["streams"] == 100  # each stream ended with [DONE]
     assert streams["rss_peak_mib"] >= streams["rss_before_mib"] > 0
     assert "| target | measured | met |" in (tmp_path / "proxy.md").read_text()
+
+
+def test_bench_gateway_smoke_run_measures_the_gateway_against_a_direct_call(tmp_path: Path) -> None:
+    """The gateway benchmark's harness (bench/gateway.py) end to end, without LiteLLM (the full run alone
+    measures it): a rendered gateway routes wrk's chats and streams, fast and paced, to the fake upstream."""
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        pytest.skip("the benchmark needs wrk and taskset (apt-get install wrk; .ci/run does)")
+    samples = tmp_path / "gateway.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.gateway", "--smoke", "--json", str(samples)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(samples.read_text())
+    for target in ("direct", "gateway"):
+        for kind in ("chat", "stream", "paced"):
+            sample = results[f"{target} {kind} 4"]
+            assert sample["rps"] > 0, (target, kind)
+            assert sample["non_2xx"] == 0, (target, kind)  # every request routed and answered
+    assert "streamed events/s gateway/direct" in result.stdout

@@ -67,9 +67,11 @@ def _unquoted(value: str) -> str | None:
 
 
 def parse_facts(text: str, source: str = "release/service.env") -> ServiceFacts:
-    """The facts of `text`; FactsError names the line of a malformed, repeated or invalid value. A value a
-    shell would read differently (spaces around it, a quote left open, a $ or ` it would expand), a key
-    given twice or a capability listed twice is refused here, not read differently elsewhere."""
+    """The facts of `text`; FactsError names the line of a malformed, repeated or invalid value. A quoted
+    value a shell would read differently (a quote left open, a $ or ` it would expand), spaces around a
+    value, a key given twice or a capability listed twice is refused here, not read differently elsewhere.
+    An unquoted value is the rest of its line, as files written before values were quoted have them (a
+    shell reads such a value differently when it holds spaces, quotes or $: quote it)."""
     raw: dict[str, object] = {}
     lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
