@@ -211,6 +211,8 @@ def instance_id(service: LiveService) -> str:
 
 def check_with_the_sdk(gateway: LiveService) -> None:
     client = sdk(gateway)
+    # the model list is cached for half a second (ServiceSpec.models_cache_seconds): it follows the table
+    wait_for(lambda: len(client.models.list().data) == 4, timeout=10)
     owners = {model.id: model.owned_by for model in client.models.list()}
     assert owners == {
         CHAT_MODEL: "chat",
