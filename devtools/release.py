@@ -12,8 +12,9 @@ or untracked files, a tag vX.Y.Z that exists, a version not newer than the newes
 that does not name its version:
 - CHANGELOG.md's newest section is `## vX.Y.Z — unreleased` and says whether services must act
   ("Action needed");
-- nexus-ai-platform's version (src/nexus_platform/_version.py) is X.Y.Z: the library is released with
-  the template under the same version, and the template's requirements pin it at that version;
+- nexus-ai-platform's version (src/nexus_platform/_version.py) and the tools' (pyproject.toml) are X.Y.Z:
+  the library and the tools are released with the template under the same version, and the template's
+  requirements pin the library at that version;
 - every versioned migration is both a script (migrations/vA_B_C.py, whose text names vA.B.C) and an entry
   of copier.yml's `_migrations` with `version: vA.B.C` running that script, for a version no later than
   X.Y.Z; one added since the newest tag is for X.Y.Z (copier runs a migration only on an update that
@@ -39,6 +40,8 @@ from packaging.version import InvalidVersion, Version
 ROOT = Path(__file__).resolve().parents[1]
 CHANGELOG = "CHANGELOG.md"
 LIBRARY_VERSION = "nexus-ai-platform/src/nexus_platform/_version.py"
+# the tools' distribution (nexus_template), released under the same version
+TOOLS = "pyproject.toml"
 WHEEL = "nexus_ai_platform-{version}-py3-none-any.whl"
 # the services' lock, which pins the library's wheel by its hash
 TEMPLATE_LOCK = "template/requirements.lock.jinja"
@@ -80,11 +83,15 @@ def _section(changelog: str, version: str) -> tuple[str, str]:
     return heading, body
 
 
-def _check_library(version: str) -> None:
-    text = (ROOT / LIBRARY_VERSION).read_text()
-    found = re.search(r'(?m)^__version__ = "([^"]+)"$', text)
-    if not found or found[1] != version:
-        raise Refused(f"{LIBRARY_VERSION} says {found[1] if found else 'no version'}, not {version}")
+def _check_versions(version: str) -> None:
+    """The library and the maintainers' tools (`pip show nexus-template`) carry the release's version."""
+    for relative, pattern in (
+        (LIBRARY_VERSION, r'^__version__ = "([^"]+)"$'),
+        (TOOLS, r'^version = "([^"]+)"$'),
+    ):
+        found = re.search(pattern, (ROOT / relative).read_text(), re.MULTILINE)
+        if not found or found[1] != version:
+            raise Refused(f"{relative} says {found[1] if found else 'no version'}, not {version}")
 
 
 def _versioned_migrations() -> dict[str, list[str]]:
@@ -153,7 +160,7 @@ def check(version: str) -> tuple[str, str]:
     if newest is not None and Version(version) <= newest:
         raise Refused(f"v{version} is not newer than the newest release tag v{newest}")
     heading, body = _section((ROOT / CHANGELOG).read_text(), version)
-    _check_library(version)
+    _check_versions(version)
     _check_migrations(version, body, newest)
     _check_docs(version)
     return heading, body

@@ -90,15 +90,23 @@ def test_the_readme_setup_then_the_suite_and_the_service_run(
     )
 
     port = free_port()
-    process = subprocess.Popen(
-        [str(python), "-m", "app"], cwd=service,
-        env={**environment, "SERVICE_PORT": str(port), "SERVICE_HOST": "127.0.0.1", "GPU_MIN_COUNT": "0",
-             "DRAIN_SECONDS": "0"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    output = tmp_path / "service.log"
+    with output.open("wb") as log:
+        process = subprocess.Popen(
+            [str(python), "-m", "app"], cwd=service,
+            env={**environment, "SERVICE_PORT": str(port), "SERVICE_HOST": "127.0.0.1", "GPU_MIN_COUNT": "0",
+                 "DRAIN_SECONDS": "0"},
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         health = wait_for_health(f"http://127.0.0.1:{port}/health", died=lambda: process.poll() is not None)
         assert health.json() == {"status": "pass"}
     finally:
         process.terminate()
-        assert process.wait(timeout=30) == 0
+        try:
+            status: int | None = process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            status = None
+    assert status == 0, f"exit status {status} (None: still running 30 s after SIGTERM)\n{output.read_text()}"

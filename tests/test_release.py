@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devtools.release import CHANGELOG, LIBRARY_VERSION
+from devtools.release import CHANGELOG, LIBRARY_VERSION, TOOLS
 from devtools.render import GIT_IDENTITY, copy_working_tree, git
 from extensions.context import docs_base_url, template_docs
 
@@ -148,13 +148,14 @@ def test_a_release_refuses_what_does_not_name_its_version(repository: Path) -> N
     version = library_version(repository)
     tags = git(repository, "tag", "--list").stdout
 
-    # the library released under another version than the template's
-    library = repository / LIBRARY_VERSION
-    library.write_text(library.read_text().replace(f'"{version}"', '"0.0.9"'))
-    git(repository, "commit", "--quiet", "--all", "--message", "the library behind")
-    refused = make_release(repository, version)
-    assert f"release: {LIBRARY_VERSION} says 0.0.9, not {version}" in refused.stderr
-    git(repository, "revert", "--no-edit", "HEAD")
+    # the library, or the tools (`pip show nexus-template`), under another version than the template's
+    for relative, line in ((LIBRARY_VERSION, '__version__ = "{}"'), (TOOLS, 'version = "{}"')):
+        file = repository / relative
+        file.write_text(file.read_text().replace(line.format(version), line.format("0.0.9")))
+        git(repository, "commit", "--quiet", "--all", "--message", f"{relative} behind")
+        refused = make_release(repository, version)
+        assert f"release: {relative} says 0.0.9, not {version}" in refused.stderr
+        git(repository, "revert", "--no-edit", "HEAD")
 
     # a migration script no copier.yml entry runs: it would never run for anyone
     (repository / "migrations" / "v0_0_1.py").write_text('"""v0.0.1: a script no copier.yml entry runs."""\n')

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from nexus_platform import Identity
+from nexus_platform._observability.logs import held_logs
 from nexus_platform.testing import (
     ContractTests,
     NexusService,
@@ -73,7 +74,10 @@ class Logs:
         self._partial = ""
 
     def read(self) -> list[dict[str, Any]]:
-        text = self._partial + self.capfd.readouterr().out
+        # the writer threads wait while capfd reads: it reads its file, then truncates it, and a line
+        # written in between would be lost (a start-up line was, in CI)
+        with held_logs():
+            text = self._partial + self.capfd.readouterr().out
         complete, _, self._partial = text.rpartition("\n")
         self.lines += [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
         return self.lines

@@ -15,6 +15,7 @@ import logging
 import socket
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -56,19 +57,24 @@ class DrainingServer(UvicornServer):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not uvicorn's handler: that one re-raises the signal after shutdown, so the exit status
         # would be 143 instead of 0.
-        # the handler interrupts whatever runs, a request included: log outside its context (no request id)
-        log = contextvars.Context().run
+        # A Python signal handler runs in the main thread between two bytecodes, perhaps while that thread
+        # holds a lock (the log queue's, mid-line): it only sets flags, and leaves anything that takes a
+        # lock (logging, the drain callbacks) to the event loop (a log call here deadlocked a SIGTERM).
         if self.drain_deadline is not None:
-            log(logger.warning, "second signal %s: exiting now", sig)
             self.should_exit = True
             self.force_exit = True
+            self._soon(logger.warning, "second signal %s: exiting now", sig)
             return
         context = self.nexus.context
         context.draining = True  # /readyz answers 503 from now on
-        if self.loop is not None:
-            self.loop.call_soon_threadsafe(context.begin_drain)
-        self.drain_deadline = time.monotonic() + self.nexus.context.settings.drain_seconds
-        log(logger.info, "signal %s: draining for %gs", sig, context.settings.drain_seconds)
+        self.drain_deadline = time.monotonic() + context.settings.drain_seconds
+        self._soon(context.begin_drain)
+        self._soon(logger.info, "signal %s: draining for %gs", sig, context.settings.drain_seconds)
+
+    def _soon(self, callback: Callable[..., object], *args: object) -> None:
+        """Run `callback(*args)` on the event loop, outside any request's context (no request id)."""
+        if self.loop is not None:  # None only before start-up, when there is nothing to drain or log
+            self.loop.call_soon_threadsafe(callback, *args, context=contextvars.Context())
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown, except that requests cut by the grace period end before the lifespan does
