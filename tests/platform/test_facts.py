@@ -35,10 +35,29 @@ def test_a_good_file_reads_whole() -> None:
             GOOD.replace("voice-team", "Voice_Team"),
             "release/service.env:3: SERVICE_OWNER must be a team name",
         ),
+        (
+            GOOD.replace("1.2.3", '"1.2.3"'),
+            "release/service.env:1: SERVICE_VERSION must not be quoted: kustomize reads it too and keeps the "
+            'quotes (got "1.2.3", write SERVICE_VERSION=1.2.3)',
+        ),
+        (
+            GOOD.replace("voice-team", "'voice-team'"),
+            "release/service.env:3: SERVICE_OWNER must not be quoted",
+        ),
         (GOOD + "export X\n", "release/service.env:4: expected KEY=value"),
         (GOOD.replace("SERVICE_OWNER=voice-team\n", ""), "missing required field `SERVICE_OWNER`"),
     ],
-    ids=["repeated", "spaces", "capability twice", "not semver", "owner", "not key=value", "missing"],
+    ids=[
+        "repeated",
+        "spaces",
+        "capability twice",
+        "not semver",
+        "owner",
+        "version quoted",
+        "owner quoted",
+        "not key=value",
+        "missing",
+    ],
 )
 def test_a_file_other_readers_would_misread_is_refused_naming_the_line(text: str, message: str) -> None:
     with pytest.raises(FactsError) as raised:

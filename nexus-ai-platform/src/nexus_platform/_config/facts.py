@@ -9,7 +9,8 @@ Format: KEY=value per line, # comment lines. The file is valid shell too (a test
 value with spaces or shell characters is quoted, "..." (where \\, \", \\$ and \\` stand for the character) or
 '...' (as written), and means what a shell would read. An unquoted value is the rest of the line, as the
 files of services made before the quoting have it. Kustomize's env reader keeps quotes as they are: the
-values it uses (SERVICE_VERSION, SERVICE_OWNER) never need them.
+values it uses (SERVICE_VERSION, SERVICE_OWNER) never need them, and are refused quoted (the image tag
+would be `"1.2.3"`).
 """
 
 import re
@@ -43,6 +44,10 @@ _RULES = {
 }
 
 
+# the keys kustomize's env reader takes too (release/kustomization.yaml): it keeps quotes in the value
+_READ_BY_KUSTOMIZE = ("SERVICE_VERSION", "SERVICE_OWNER")
+
+
 class FactsError(Exception):
     """release/service.env is missing or says something invalid; the message names the line."""
 
@@ -69,7 +74,8 @@ def _unquoted(value: str) -> str | None:
 def parse_facts(text: str, source: str = "release/service.env") -> ServiceFacts:
     """The facts of `text`; FactsError names the line of a malformed, repeated or invalid value. A quoted
     value a shell would read differently (a quote left open, a $ or ` it would expand), spaces around a
-    value, a key given twice or a capability listed twice is refused here, not read differently elsewhere.
+    value, a quoted value kustomize reads, a key given twice or a capability listed twice is refused here,
+    not read differently elsewhere.
     An unquoted value is the rest of its line, as files written before values were quoted have them (a
     shell reads such a value differently when it holds spaces, quotes or $: quote it)."""
     raw: dict[str, object] = {}
@@ -90,6 +96,11 @@ def parse_facts(text: str, source: str = "release/service.env") -> ServiceFacts:
             raise FactsError(
                 f'{source}:{number}: {key} must be quoted as a shell reads it: "..." with \\", \\$, \\` and '
                 f"\\\\ for those characters, or '...' without ' (got {value})"
+            )
+        if key in _READ_BY_KUSTOMIZE and unquoted != value:
+            raise FactsError(
+                f"{source}:{number}: {key} must not be quoted: kustomize reads it too and keeps the quotes "
+                f"(got {value}, write {key}={unquoted})"
             )
         raw[key], lines[key] = unquoted, number
     if isinstance(capabilities := raw.get("SERVICE_CAPABILITIES"), str):
