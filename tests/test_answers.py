@@ -37,6 +37,12 @@ BAD_ANSWERS = [
     ("memory_limit", "16"),
     ("memory_limit", "32Mi"),
     ("memory_limit", "1.5Gi"),
+    # a monorepo root's (layout=monorepo-root): services beside the root's own files, or in .git
+    ("services_folder", "."),
+    ("services_folder", "services/."),
+    ("services_folder", "../services"),
+    ("services_folder", ".github"),
+    ("services_folder", "/srv/services"),
 ]
 
 
@@ -69,6 +75,8 @@ def test_a_bad_answer_is_refused_with_one_line(
 ) -> None:
     destination = tmp_path / "service"
     extra = [] if question == "service_name" else ["service_name=ok-service"]
+    if question == "services_folder":
+        extra.append("layout=monorepo-root")
     result = copier_copy(template_repo, destination, *extra, f"{question}={value}")
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if line.strip() and "DirtyLocalWarning" not in line]
