@@ -20,6 +20,7 @@ from nexus_platform._registration.etcd import KeyValue
 from nexus_platform.gateway import Gateway, GatewaySettings, gateway_spec
 from nexus_platform.gateway import gateway_of as nexus_gateway
 from nexus_platform.gateway._discovery import registrations
+from nexus_platform.gateway._forward import _streamed_usage
 from nexus_platform.gateway._settings import static_urls
 
 SERVICE_KEY = "sk-service-" + "s" * 32
@@ -102,6 +103,9 @@ class Upstream:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(event), event))
                     self.wfile.flush()
                     time.sleep(0.05)
+                # the usage event a client asks for with stream_options.include_usage, last before [DONE]
+                usage = b'data: {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 5}}\n\n'
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(usage), usage))
                 done = b"data: [DONE]\n\n"
                 self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(done), done))
                 self.close_connection = True
@@ -266,7 +270,14 @@ def test_streams_pass_through_and_a_broken_one_ends_with_an_error_event(upstream
     with client.stream("POST", "/v1/chat/completions", json={"model": "s", "stream": True}) as answer:
         assert answer.headers["content-type"].startswith("text/event-stream")
         events = [line for line in answer.iter_lines() if line]
-    assert events == ['data: {"n": 0}', 'data: {"n": 1}', 'data: {"n": 2}', "data: [DONE]"]
+    assert events[:3] == ['data: {"n": 0}', 'data: {"n": 1}', 'data: {"n": 2}']
+    assert events[3:] == [
+        'data: {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 5}}',
+        "data: [DONE]",
+    ]
+    # the stream's usage is counted as a whole answer's is
+    tokens = gateway_of(client).metrics.tokens
+    assert (tokens[("chat", "s", "prompt")], tokens[("chat", "s", "completion")]) == (4, 5)
     with client.stream("POST", "/v1/chat/completions", json={"model": "b", "stream": True}) as answer:
         assert answer.status_code == 200
         events = [line for line in answer.iter_lines() if line.startswith("data: ")]
@@ -351,3 +362,22 @@ def test_the_static_list_reads_gateway_services_and_every_name_base_url() -> Non
     assert static_urls(settings, environ) == ["http://a:1", "http://b:2", "http://c:3"]
     with pytest.raises(ConfigError, match=r"^CHAT_BASE_URL: 'chat:9000' is not an http"):
         static_urls(settings, {"CHAT_BASE_URL": "chat:9000"})
+
+
+@pytest.mark.parametrize(
+    ("window", "counted"),
+    [
+        (b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\ndata: [DONE]\n\n', (1, 2)),
+        # OpenAI's chunks before the last carry "usage": null; the last one counts
+        (b'data: {"usage": null}\n\ndata: {"usage": {"prompt_tokens": 3}}\n\ndata: [DONE]\n\n', (3, 0)),
+        (b'data: {"usage": {"prompt_tokens": 3}}\n\ndata: {"usage": null}\n\n', None),
+        (b'tokens": 9}}\n\ndata: [DONE]\n\n', None),  # the window began inside the usage event
+        (b'data: {"usage": {"prompt_tokens": 1, "comp', None),  # cut off
+        (b'data: {"n": 0}\n\ndata: [DONE]\n\n', None),  # not asked for
+    ],
+    ids=["last", "null before", "null last", "window cut", "cut off", "none"],
+)
+def test_a_streams_usage_is_its_last_usage_event(window: bytes, counted: tuple[int, int] | None) -> None:
+    usage = _streamed_usage(window)
+    found = (usage.prompt_tokens, usage.completion_tokens) if usage is not None else None
+    assert found == counted

@@ -59,6 +59,20 @@ class _Answer(msgspec.Struct):
 
 
 _usage = msgspec.json.Decoder(_Answer)
+# a stream's last bytes kept for its usage event (OpenAI's: last before [DONE], when the client asked for
+# it with stream_options.include_usage; a few hundred bytes)
+_USAGE_WINDOW = 4096
+
+
+def _streamed_usage(window: bytes) -> _Usage | None:
+    """The usage of the last data line in `window` that names one, if it is whole and not null."""
+    for line in reversed(window.split(b"\n")):
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                return _usage.decode(line[5:]).usage
+            except msgspec.DecodeError:  # cut by the window's start, or not JSON
+                return None
+    return None
 
 
 def _unavailable(why: str) -> ServiceError:
@@ -241,20 +255,22 @@ class Forwarder:
         metrics, labels = self._metrics, (instance.name, instance.label, model)
 
         async def chunks() -> AsyncIterator[bytes]:
-            outcome, tail, first = "broken", b"\n\n", True
+            outcome, window, first = "broken", b"\n\n", True
             try:
                 async for chunk in answer.content.iter_any():
                     if first:
                         metrics.first_byte(*labels, time.perf_counter() - started)
                         first = False
-                    tail = chunk[-2:] or tail
+                    window = (window + chunk)[-_USAGE_WINDOW:]
                     yield chunk
                 outcome = "ok" if answer.status < 400 else "upstream_error"
+                if events and answer.status == 200 and (usage := _streamed_usage(window)) is not None:
+                    metrics.used(instance.name, model, usage.prompt_tokens, usage.completion_tokens)
             except (aiohttp.ClientError, TimeoutError) as error:
                 message = f"The stream of {instance.label} broke off ({type(error).__name__})"
                 if not events:
                     raise ServiceError(502, "upstream_error", message) from None
-                separator = b"" if tail == b"\n\n" else b"\n\n"  # ends the event it cut, if any
+                separator = b"" if window.endswith(b"\n\n") else b"\n\n"  # ends the event it cut, if any
                 yield separator + b"data: " + error_body(502, message, code="upstream_error") + b"\n\n"
             finally:  # also when the client went away: the upstream request is closed with it
                 if outcome == "broken":
