@@ -28,7 +28,8 @@ Client = TestClient[Any]
 
 
 class Upstream:
-    """One instance of a service: `mode` says how it answers a POST (ok, busy, stream, break, redirect)."""
+    """One instance of a service: `mode` says how it answers a POST (ok, busy, stream, break, redirect,
+    keep-alive: answers a connection's first request and keeps it open, closes it at the next one)."""
 
     def __init__(self, name: str, models: list[str], mode: str = "ok") -> None:
         self.name, self.models, self.mode = name, models, mode
@@ -44,7 +45,8 @@ class Upstream:
                 self.send_response(status)
                 self.send_header("content-type", headers.pop("content_type", "application/json"))
                 self.send_header("content-length", str(len(body)))
-                self.send_header("connection", "close")  # every request opens a connection: a stop refuses
+                if upstream.mode != "keep-alive":  # every request opens a connection: a stop refuses
+                    self.send_header("connection", "close")
                 for header, value in headers.items():
                     self.send_header(header.replace("_", "-"), value)
                 self.end_headers()
@@ -71,6 +73,10 @@ class Upstream:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                if upstream.mode == "keep-alive" and getattr(self, "answered", False):
+                    self.close_connection = True  # as a server whose keep-alive ran out just then
+                    return
+                self.answered = True
                 upstream.received.append((self.path, body, dict(self.headers)))
                 if upstream.mode == "busy":
                     error = {
@@ -253,6 +259,22 @@ def test_a_503_is_retried_elsewhere_and_the_last_one_passes_through(upstreams, g
     metrics = gateway_of(client).metrics
     assert metrics.attempts[("chat", busy.label, "m", "unavailable")] >= 1
     assert metrics.tokens[("chat", "m", "completion")] == 3 * 8
+
+
+def test_a_keep_alive_connection_the_instance_closes_is_no_failure_of_the_instance(
+    upstreams, gateway
+) -> None:
+    """Each pooled connection is closed by the instance at its second request: the request goes once more,
+    on a new connection, and the instance answers every time, never cooled (a single instance would be
+    refused: there is no other to try)."""
+    closing = upstreams("chat", ["m"], mode="keep-alive")
+    client = gateway(closing, GATEWAY_COOLDOWN_SECONDS="60")
+    answers = [client.post("/v1/chat/completions", json={"model": "m"}) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert {answer.headers["x-nexus-attempts"] for answer in answers} == {"1"}
+    assert len(closing.received) == 4
+    (row,) = client.get("/v1/gateway/instances").json()
+    assert row["cooling"] is False
 
 
 def test_a_redirect_goes_back_to_the_client_never_followed(upstreams, gateway) -> None:

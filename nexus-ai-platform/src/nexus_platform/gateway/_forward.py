@@ -8,6 +8,8 @@ the upstreams (for their answers; the routing table reads their metadata with ht
   GATEWAY_MAX_CONNECTIONS, idle connections retired after BACKEND_KEEPALIVE_SECONDS,
   GATEWAY_CONNECT_TIMEOUT_SECONDS to connect, BACKEND_TIMEOUT_SECONDS per read, and no retries of its own:
   this module decides.
+- A pooled connection the instance closed as a request went out (a keep-alive that ran out at that
+  moment) is no failure: the request goes once more, on another connection.
 - A refused connection, a connect timeout, a connection that broke before the answer was read, and a 503
   cool the instance down (GATEWAY_COOLDOWN_SECONDS) and, while nothing reached the client, the request is
   tried once more on another instance. A non-streamed answer (with a Content-Length up to
@@ -155,6 +157,16 @@ class Forwarder:
         failure.headers = {**(failure.headers or {}), "x-nexus-attempts": str(attempts)}
         raise failure
 
+    async def _request(
+        self, method: str, url: str, body: bytes, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        """The instance's answer; a pooled connection it closed as the request went out (its keep-alive
+        ran out at that moment: nothing was answered) is no failure of the instance: once more, on another."""
+        try:
+            return await self.http.request(method, url, data=body, headers=headers, allow_redirects=False)
+        except aiohttp.ServerDisconnectedError:
+            return await self.http.request(method, url, data=body, headers=headers, allow_redirects=False)
+
     async def _try(
         self,
         instance: Instance,
@@ -172,9 +184,7 @@ class Forwarder:
         try:
             # a redirect is the client's to follow (never the gateway's: it would fetch wherever it points,
             # with the gateway's key, from inside the platform's network)
-            answer = await self.http.request(
-                method, instance.base_url + path, data=body, headers=headers, allow_redirects=False
-            )
+            answer = await self._request(method, instance.base_url + path, body, headers)
         except asyncio.CancelledError:  # the client went away, or a time limit: the slot is free again
             instance.outstanding -= 1
             raise
