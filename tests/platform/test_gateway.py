@@ -277,6 +277,22 @@ def test_a_keep_alive_connection_the_instance_closes_is_no_failure_of_the_instan
     assert row["cooling"] is False
 
 
+def test_a_services_path_goes_on_as_the_client_encoded_it(upstreams, gateway) -> None:
+    """Decoded, a %2F in a segment (a model id) would become a separator and a %3F the start of a query."""
+    upstream = upstreams("chat", ["m"])
+    client = gateway(upstream)
+    for sent, received in [
+        ("/services/chat/v1/models/org%2Fmodel%20x?q=a%26b=c", "/v1/models/org%2Fmodel%20x?q=a%26b=c"),
+        ("/services/chat/v1/x%3Fy", "/v1/x%3Fy"),
+        ("/services/chat/v1/caf%C3%A9", "/v1/caf%C3%A9"),
+    ]:
+        assert client.get(sent).status_code == 200
+        assert upstream.received[-1][0] == received
+    refused = client.get("/services/chat%2Fv1/models")  # routed as service `chat`: which path was meant?
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_path"
+
+
 def test_a_redirect_goes_back_to_the_client_never_followed(upstreams, gateway) -> None:
     """Following it would fetch an internal address from the gateway's network, with the gateway's key."""
     redirecting = upstreams("chat", ["m"], mode="redirect")

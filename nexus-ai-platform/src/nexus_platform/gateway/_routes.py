@@ -3,6 +3,7 @@
 metrics (on the service's GET /metrics)."""
 
 from typing import Any
+from urllib.parse import quote, unquote
 
 import msgspec
 from litestar import Request, Response, get, post, route
@@ -92,13 +93,24 @@ async def by_model(request: Request[Any, Any, Any]) -> Response[Any]:
 )
 async def by_service(request: Request[Any, Any, Any]) -> Response[Any]:
     # read from the scope: the path is passed on as it is, never converted or documented as a parameter
-    name, path = request.path_params["name"], request.path_params["path"]
+    name = request.path_params["name"]
     gateway = _gateway(request)
     candidates = gateway.table.by_service.get(name)
     if not candidates:
         raise ServiceError(404, "service_not_found", f"No ready service is named `{name[:100]}`")
     body = await request.body()
-    return await gateway.forwarder.forward(request, candidates, _target(request, path), body)
+    return await gateway.forwarder.forward(request, candidates, _target(request, _sent_path(request)), body)
+
+
+def _sent_path(request: Request[Any, Any, Any]) -> str:
+    """The path after /services/<name> as the client sent it, still percent-encoded: the decoded one would
+    turn a %2F in a segment (a model id such as org%2Fmodel) into a separator, and a %3F into a query."""
+    raw: bytes = request.scope.get("raw_path") or quote(request.scope["path"]).encode()
+    # a test client's raw_path carries the query; a server's does not (ASGI)
+    _, _, name, rest = raw.partition(b"?")[0].split(b"/", 3)
+    if unquote(name.decode("latin-1")) != request.path_params["name"]:  # a %2F in the service's name
+        raise ServiceError(400, "invalid_path", "The service's name in the path must not hold an encoded /")
+    return "/" + rest.decode("latin-1")
 
 
 @get("/v1/gateway/instances", summary="The gateway's routing table", tags=["gateway"])
