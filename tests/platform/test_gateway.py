@@ -21,7 +21,7 @@ from nexus_platform.gateway import Gateway, GatewaySettings, gateway_spec
 from nexus_platform.gateway import gateway_of as nexus_gateway
 from nexus_platform.gateway._discovery import registrations
 from nexus_platform.gateway._forward import _streamed_usage
-from nexus_platform.gateway._settings import static_urls
+from nexus_platform.gateway._settings import model_owners, static_urls
 
 SERVICE_KEY = "sk-service-" + "s" * 32
 Client = TestClient[Any]
@@ -291,6 +291,38 @@ def test_a_services_path_goes_on_as_the_client_encoded_it(upstreams, gateway) ->
     refused = client.get("/services/chat%2Fv1/models")  # routed as service `chat`: which path was meant?
     assert refused.status_code == 400
     assert refused.json()["error"]["code"] == "invalid_path"
+
+
+def test_a_model_with_an_owner_goes_to_its_service_alone(upstreams, gateway, logs) -> None:
+    """GATEWAY_MODEL_OWNERS: a compromised service that lists another's model draws none of its requests."""
+    owner, rogue = upstreams("chat", ["m", "shared"]), upstreams("rogue", ["m", "shared"])
+    client = gateway(owner, rogue, GATEWAY_MODEL_OWNERS="m=chat", LOG_LEVEL="WARNING")
+    answers = [client.post("/v1/chat/completions", json={"model": "m"}) for _ in range(12)]
+    assert {answer.headers["x-nexus-instance"] for answer in answers} == {owner.label}
+    # a model not named goes to whoever lists it
+    shared = [client.post("/v1/chat/completions", json={"model": "shared"}) for _ in range(24)]
+    assert {answer.headers["x-nexus-instance"] for answer in shared} == {owner.label, rogue.label}
+    logs.wait_for(
+        lambda line: (
+            line["message"]
+            == f"instance {rogue.label} lists model m, which GATEWAY_MODEL_OWNERS gives to chat: none of its "
+            "requests go there"
+        )
+    )
+    assert [model["id"] for model in client.get("/v1/models").json()["data"]] == ["m", "shared"]
+
+
+@pytest.mark.parametrize(
+    ("value", "refused"),
+    [("m=chat,m=speech", "'m' is given to chat and to speech"), ("m=chat,m=chat,n=speech", None)],
+)
+def test_model_owners_read_one_way(value: str, refused: str | None) -> None:
+    settings = GatewaySettings(gateway_model_owners=value)
+    if refused is None:
+        assert model_owners(settings) == {"m": "chat", "n": "speech"}
+    else:
+        with pytest.raises(ConfigError, match=refused):
+            model_owners(settings)
 
 
 def test_a_redirect_goes_back_to_the_client_never_followed(upstreams, gateway) -> None:

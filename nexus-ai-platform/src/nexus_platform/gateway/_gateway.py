@@ -16,7 +16,7 @@ from nexus_platform._registration.config import etcd_credentials, etcd_tls_conte
 from nexus_platform.gateway._discovery import EtcdDiscovery, Registration
 from nexus_platform.gateway._forward import Forwarder
 from nexus_platform.gateway._metrics import GatewayMetrics
-from nexus_platform.gateway._settings import GatewaySettings, static_urls
+from nexus_platform.gateway._settings import GatewaySettings, model_owners, static_urls
 from nexus_platform.gateway._table import Instance, InstanceView, RoutingTable
 
 __all__ = ["Gateway"]
@@ -47,7 +47,9 @@ class Gateway:
         self._inspect_http = httpx.AsyncClient(
             timeout=min(_INSPECT_TIMEOUT, context.settings.backend_timeout_seconds)
         )
-        self.table = RoutingTable(self._inspect_http, headers, context.settings.service_name)
+        self.table = RoutingTable(
+            self._inspect_http, headers, context.settings.service_name, model_owners(settings)
+        )
         self.forwarder = Forwarder(context.settings, settings, self.metrics)
         self._registered: dict[str, Registration] = {}
 

@@ -18,7 +18,7 @@ import msgspec
 from nexus_platform._config.settings import SECRET, ConfigError
 from nexus_platform._observability.redaction import redact_url
 
-__all__ = ["GatewaySettings", "static_urls"]
+__all__ = ["GatewaySettings", "model_owners", "static_urls"]
 
 _GROUP = {"group": "Gateway"}
 _BASE_URL_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*_BASE_URL$")
@@ -45,6 +45,17 @@ class GatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(
             description="Secret: the key the gateway sends (Authorization: Bearer) to every service, for "
             "its /v1/metadata and /v1/models and for the requests it forwards; empty: none",
+            extra=_GROUP,
+        ),
+    ] = ""
+    gateway_model_owners: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^([^\s=,]+=[a-z0-9-]+(,[^\s=,]+=[a-z0-9-]+)*)?$",
+            description="The one service that serves a model, as model=service pairs, comma-separated (e.g. "
+            "llama3:8b=chat,whisper-1=speech): another service listing that model gets none of its requests "
+            "(a compromised service cannot draw them to itself); a model not named goes to every service "
+            "that lists it",
             extra=_GROUP,
         ),
     ] = ""
@@ -114,3 +125,13 @@ def static_urls(settings: GatewaySettings, environ: Mapping[str, str] | None = N
             raise ConfigError(f"{name}: {redact_url(url)!r} is not an http(s) URL with a host")
         urls.append(url)
     return list(dict.fromkeys(urls))
+
+
+def model_owners(settings: GatewaySettings) -> dict[str, str]:
+    """GATEWAY_MODEL_OWNERS as model -> service; ConfigError for a model named twice."""
+    owners: dict[str, str] = {}
+    for pair in filter(None, settings.gateway_model_owners.split(",")):
+        model, _, service = pair.partition("=")
+        if owners.setdefault(model, service) != service:
+            raise ConfigError(f"GATEWAY_MODEL_OWNERS: {model!r} is given to {owners[model]} and to {service}")
+    return owners

@@ -10,7 +10,7 @@ its backend); a static instance is also asked /readyz then, and is routable only
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -81,10 +81,14 @@ class Instance:
 
 
 class RoutingTable:
-    def __init__(self, http: httpx.AsyncClient, headers: dict[str, str], own_name: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, headers: dict[str, str], own_name: str, owners: Mapping[str, str]
+    ) -> None:
         self._http = http
         self._headers = headers
         self._own_name = own_name  # the gateway's own service: never an upstream (it would route to itself)
+        self._owners = owners  # GATEWAY_MODEL_OWNERS: model -> the one service that serves it
+        self._refused: set[tuple[str, str]] = set()  # (instance key, model) claims already logged
         self.instances: dict[str, Instance] = {}
         self.by_model: dict[str, list[Instance]] = {}
         self.by_service: dict[str, list[Instance]] = {}
@@ -103,10 +107,24 @@ class RoutingTable:
             for capability in instance.capabilities:
                 by_capability.setdefault(capability, []).append(instance)
             for model in instance.models:
+                if (owner := self._owners.get(model.id, instance.name)) != instance.name:
+                    self._refuse(instance, model.id, owner)
+                    continue
                 by_model.setdefault(model.id, []).append(instance)
                 owners.setdefault(model.id, model)  # owned by the first service (by name) that serves it
         self.by_model, self.by_service, self.by_capability = by_model, by_service, by_capability
         self.models = sorted(owners.values(), key=lambda model: model.id)
+
+    def _refuse(self, instance: Instance, model: str, owner: str) -> None:
+        if (instance.key, model) not in self._refused:
+            self._refused.add((instance.key, model))
+            logger.warning(
+                "instance %s lists model %s, which GATEWAY_MODEL_OWNERS gives to %s: none of its requests go "
+                "there",
+                instance.label,
+                model,
+                owner,
+            )
 
     async def update(self, found: Iterable[Instance]) -> None:
         """The instances are now exactly `found` (by key): gone ones leave at once, new ones are read
