@@ -144,7 +144,7 @@ class RoutingTable:
         for instance in changed:
             self.instances[instance.key] = instance
         if changed:
-            await asyncio.gather(*(self._inspect(instance) for instance in changed))
+            await asyncio.gather(*(self._read(instance) for instance in changed))
             self._index()
 
     async def refresh(self, *, waiting_only: bool = False) -> None:
@@ -152,7 +152,13 @@ class RoutingTable:
         are not routable."""
         chosen = [each for each in self.instances.values() if not (waiting_only and each.routable)]
         if chosen:
-            await asyncio.gather(*(self._inspect(instance) for instance in chosen))
+            await asyncio.gather(*(self._read(instance) for instance in chosen))
+            self._index()
+
+    async def _read(self, instance: Instance) -> None:
+        was = instance.routable
+        await self._inspect(instance)
+        if instance.routable != was:  # routed by at once, not once the slowest of the others answered
             self._index()
 
     async def _get(self, instance: Instance, path: str) -> httpx.Response:
