@@ -20,13 +20,14 @@ PLATFORM = ROOT / "nexus-ai-platform"
 DIST = ROOT / "dist"
 
 
-def build_wheel(destination: Path = DIST) -> Path:
-    """Build the wheel into `destination` (replacing an older build of the same version); its path."""
+def build_wheel(destination: Path = DIST, platform: Path = PLATFORM) -> Path:
+    """Build the wheel of `platform` (this checkout's library, or a release's source) into `destination`
+    (replacing an older build of the same version); its path."""
     destination.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         subprocess.run(
             [sys.executable, "-m", "hatchling", "build", "--target", "wheel", "--directory", scratch],
-            cwd=PLATFORM,
+            cwd=platform,
             check=True,
             capture_output=True,
             text=True,

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from logging.handlers import QueueHandler
 
 import uvicorn
 from nexus_platform._observability.logs import LogQueue
@@ -26,7 +27,9 @@ def log_queue_held() -> Iterator[None]:
     """The JSON log queue's lock held by another thread (for up to HELD_SECONDS), as it is while a line
     is being queued."""
     (handler,) = [each for each in logging.getLogger().handlers if each.get_name() == "nexus-json"]
-    lines: LogQueue = handler.queue  # type: ignore[attr-defined]
+    assert isinstance(handler, QueueHandler)
+    lines = handler.queue
+    assert isinstance(lines, LogQueue)
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
