@@ -43,6 +43,8 @@ BAD_ANSWERS = [
     ("services_folder", "../services"),
     ("services_folder", ".github"),
     ("services_folder", "/srv/services"),
+    ("services_folder", "--help"),  # it goes on nexus-template's command line in template-update.yml
+    ("services_folder", "services\n"),
 ]
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from devtools.render import ROOT, copy_working_tree_files, git, run_python
-from devtools.wheel import build_wheel
+from devtools.wheel import build_wheel, sha256
 from nexus_template.cli import main as cli
 from nexus_template.updating import update_service
 from tests.edits import PLATFORM_DOCSTRING, edit_file
@@ -308,7 +308,17 @@ def test_update_from_the_previous_release_of_this_repository(
     if (template.path / "nexus-ai-platform").is_dir():
         # its services pin that release's library, which no index here has: its wheel, built from the
         # release's source (reproducibly: the hash its lock holds), where the session's wheel is found
-        build_wheel(tmp_path / "previous-wheels", template.path / "nexus-ai-platform")
+        wheel = build_wheel(tmp_path / "previous-wheels", template.path / "nexus-ai-platform")
+        locked = re.search(
+            r"^nexus-ai-platform==\S+ \\\n\s+--hash=sha256:([0-9a-f]{64})",
+            (template.path / "template" / "requirements.lock.jinja").read_text(),
+            re.MULTILINE,
+        )
+        assert locked, "the previous release's lock pins no nexus-ai-platform by its hash"
+        assert sha256(wheel) == locked.group(1), (
+            f"{wheel.name} rebuilt from {tag}'s source has another hash than its lock: the build backend "
+            "(hatchling) changed since; build it with the release's own (its nexus-ai-platform/pyproject.toml)"
+        )
         monkeypatch.setenv(
             "PIP_FIND_LINKS", " ".join([str(tmp_path / "previous-wheels"), os.environ["PIP_FIND_LINKS"]])
         )

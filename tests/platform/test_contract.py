@@ -358,6 +358,21 @@ def test_invalid_settings_name_every_variable() -> None:
         assert name in message
 
 
+def test_a_value_with_a_line_break_is_refused_never_stripped() -> None:
+    """A YAML block scalar or a secret file's last newline: `echo\\n` would pass the name's pattern (`$`
+    matches before a final newline) and an API key with it would never match a caller's."""
+    with pytest.raises(ConfigError) as raised:
+        load_settings(
+            PlatformSettings,
+            {"SERVICE_NAME": "echo\n", "API_KEYS": "sk-" + "k" * 40 + "\r\n", "LOG_LEVEL": "LOUD"},
+        )
+    message = str(raised.value)
+    assert "SERVICE_NAME: holds a line break (a value is one line)" in message
+    assert "API_KEYS: holds a line break (a value is one line)" in message
+    assert "LOG_LEVEL" in message  # the others are still named
+    assert "kkkk" not in message
+
+
 def test_secret_values_never_appear_in_errors() -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(PlatformSettings, {"BACKEND_API_KEY": "x" * 10, "SERVICE_PORT": "0"})

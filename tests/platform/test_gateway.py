@@ -29,7 +29,8 @@ Client = TestClient[Any]
 
 class Upstream:
     """One instance of a service: `mode` says how it answers a POST (ok, busy, stream, break, redirect,
-    keep-alive: answers a connection's first request and keeps it open, closes it at the next one)."""
+    keep-alive: answers a connection's first request and keeps it open, closes it at the next one; drop:
+    reads the request and closes the connection, as a process that died of it)."""
 
     def __init__(self, name: str, models: list[str], mode: str = "ok") -> None:
         self.name, self.models, self.mode = name, models, mode
@@ -78,6 +79,9 @@ class Upstream:
                     return
                 self.answered = True
                 upstream.received.append((self.path, body, dict(self.headers)))
+                if upstream.mode == "drop":
+                    self.close_connection = True
+                    return
                 if upstream.mode == "busy":
                     error = {
                         "error": {"message": f"{upstream.instance_id} is busy", "type": "x", "code": "busy"}
@@ -283,6 +287,17 @@ def test_a_keep_alive_connection_the_instance_closes_is_no_failure_of_the_instan
     assert row["cooling"] is False
 
 
+def test_a_request_whose_new_connection_drops_is_not_sent_to_that_instance_again(upstreams, gateway) -> None:
+    """Closed before an answer on a new connection: the instance may have died of it. Another instance may
+    try; the same one does not get it twice (aiohttp's own retry would, for a GET: POST is not idempotent)."""
+    dropping = upstreams("chat", ["m"], mode="drop")
+    client = gateway(dropping)
+    answer = client.post("/v1/chat/completions", json={"model": "m"})
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "upstream_unavailable"
+    assert len(dropping.received) == 1
+
+
 def test_a_services_path_goes_on_as_the_client_encoded_it(upstreams, gateway) -> None:
     """Decoded, a %2F in a segment (a model id) would become a separator and a %3F the start of a query."""
     upstream = upstreams("chat", ["m"])
@@ -294,9 +309,16 @@ def test_a_services_path_goes_on_as_the_client_encoded_it(upstreams, gateway) ->
     ]:
         assert client.get(sent).status_code == 200
         assert upstream.received[-1][0] == received
-    refused = client.get("/services/chat%2Fv1/models")  # routed as service `chat`: which path was meant?
-    assert refused.status_code == 400
-    assert refused.json()["error"]["code"] == "invalid_path"
+    # routed as service `chat` once decoded: which path was meant?
+    for ambiguous in [
+        "/services/chat%2Fv1/models",
+        "/services/chat%2Fv1",
+        "/services%2Fchat/v1",
+        "/services/chat%2F/v1",
+    ]:
+        refused = client.get(ambiguous)
+        assert refused.status_code == 400, ambiguous
+        assert refused.json()["error"]["code"] == "invalid_path"
 
 
 def test_a_model_with_an_owner_goes_to_its_service_alone(upstreams, gateway, logs) -> None:

@@ -610,12 +610,17 @@ def load_settings(
     from the service's identity); raise ConfigError naming every bad variable."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = dict(defaults or {})
+    # every setting is one line: a line break (a YAML block scalar, a secret file's last newline) would
+    # pass the patterns' `$` and then never match (a key, a name), so it is refused, never stripped
+    broken = []
     for field in msgspec.structs.fields(settings_type):
         value = environ.get(env_name(field.name), "")
-        if value != "":
+        if "\n" in value or "\r" in value:
+            broken.append(f"{env_name(field.name)}: holds a line break (a value is one line)")
+        elif value != "":
             raw[field.name] = value
     try:
-        return msgspec.convert(raw, settings_type, strict=False)
+        settings = msgspec.convert(raw, settings_type, strict=False)
     except msgspec.ValidationError as error:
         problems = [
             f"{env_name(problem.field)}: {problem.message} (got {redact_url(repr(raw[problem.field]))})"
@@ -623,7 +628,10 @@ def load_settings(
             else f"{env_name(problem.field)}: {problem.message}"
             for problem in field_errors(settings_type, raw, strict=False)
         ]
-        raise ConfigError("; ".join(problems or [str(error)])) from None
+        raise ConfigError("; ".join(broken + (problems or [str(error)]))) from None
+    if broken:
+        raise ConfigError("; ".join(broken))
+    return settings
 
 
 # The optional features: a field with `extra={"feature": ...}` is a setting of that feature only, and the

@@ -6,10 +6,12 @@ the upstreams (for their answers; the routing table reads their metadata with ht
 - One aiohttp session per gateway, as the wrapper's proxy path has (its pool hands out a connection in
   constant time, where httpcore's scans every pooled connection twice per request: docs/performance.md):
   GATEWAY_MAX_CONNECTIONS, idle connections retired after BACKEND_KEEPALIVE_SECONDS,
-  GATEWAY_CONNECT_TIMEOUT_SECONDS to connect, BACKEND_TIMEOUT_SECONDS per read, and no retries of its own:
-  this module decides.
-- A pooled connection the instance closed as a request went out (a keep-alive that ran out at that
-  moment) is no failure: the request goes once more, on another connection.
+  GATEWAY_CONNECT_TIMEOUT_SECONDS to connect, BACKEND_TIMEOUT_SECONDS per read. aiohttp itself sends an
+  idempotent request (GET, PUT, DELETE) once more when its connection drops before an answer; this module
+  decides everything else.
+- A POST or PATCH whose pooled, reused connection the instance closed before answering (its keep-alive ran
+  out as the request went out, as with aiohttp's own retry) is no failure of the instance: it goes once
+  more, on another connection. On a new connection, the same is a failure (the instance may have died of it).
 - A refused connection, a connect timeout, a connection that broke before the answer was read, and a 503
   cool the instance down (GATEWAY_COOLDOWN_SECONDS) and, while nothing reached the client, the request is
   tried once more on another instance. A non-streamed answer (with a Content-Length up to
@@ -24,6 +26,7 @@ the upstreams (for their answers; the routing table reads their metadata with ht
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -68,13 +71,34 @@ _USAGE_WINDOW = 4096
 
 def _streamed_usage(window: bytes) -> _Usage | None:
     """The usage of the last data line in `window` that names one, if it is whole and not null."""
-    for line in reversed(window.split(b"\n")):
+    for line in reversed(window.splitlines()):
         if line.startswith(b"data:") and b'"usage"' in line:
             try:
                 return _usage.decode(line[5:]).usage
             except msgspec.DecodeError:  # cut by the window's start, or not JSON
                 return None
     return None
+
+
+# aiohttp sends these once more itself when the connection drops (RFC 9112's idempotent methods)
+_RETRIED_BY_AIOHTTP = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+
+
+class _Sent:
+    """What aiohttp's tracing tells of one request: whether it went out on a pooled connection."""
+
+    reused = False
+
+
+async def _reused(
+    _session: aiohttp.ClientSession, context: SimpleNamespace, _params: aiohttp.TraceConnectionReuseconnParams
+) -> None:
+    if isinstance(sent := context.trace_request_ctx, _Sent):
+        sent.reused = True
+
+
+_REUSE = aiohttp.TraceConfig()
+_REUSE.on_connection_reuseconn.append(_reused)
 
 
 def _unavailable(why: str) -> ServiceError:
@@ -104,6 +128,7 @@ class Forwarder:
             auto_decompress=False,
             # an instance's cookies are not the next caller's
             cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[_REUSE],
         )
         self._key = settings.gateway_service_api_key
         self._cooldown = settings.gateway_cooldown_seconds
@@ -160,11 +185,15 @@ class Forwarder:
     async def _request(
         self, method: str, url: str, body: bytes, headers: dict[str, str]
     ) -> aiohttp.ClientResponse:
-        """The instance's answer; a pooled connection it closed as the request went out (its keep-alive
-        ran out at that moment: nothing was answered) is no failure of the instance: once more, on another."""
+        """The instance's answer, sent once more where a reused connection was closed under it (above)."""
+        sent = _Sent()
         try:
-            return await self.http.request(method, url, data=body, headers=headers, allow_redirects=False)
+            return await self.http.request(
+                method, url, data=body, headers=headers, allow_redirects=False, trace_request_ctx=sent
+            )
         except aiohttp.ServerDisconnectedError:
+            if not sent.reused or method in _RETRIED_BY_AIOHTTP:
+                raise
             return await self.http.request(method, url, data=body, headers=headers, allow_redirects=False)
 
     async def _try(
@@ -271,7 +300,8 @@ class Forwarder:
                     if first:
                         metrics.first_byte(*labels, time.perf_counter() - started)
                         first = False
-                    window = (window + chunk)[-_USAGE_WINDOW:]
+                    if events:
+                        window = (window + chunk[-_USAGE_WINDOW:])[-_USAGE_WINDOW:]
                     yield chunk
                 outcome = "ok" if answer.status < 400 else "upstream_error"
                 if events and answer.status == 200 and (usage := _streamed_usage(window)) is not None:

@@ -107,10 +107,11 @@ def _sent_path(request: Request[Any, Any, Any]) -> str:
     turn a %2F in a segment (a model id such as org%2Fmodel) into a separator, and a %3F into a query."""
     raw: bytes = request.scope.get("raw_path") or quote(request.scope["path"]).encode()
     # a test client's raw_path carries the query; a server's does not (ASGI)
-    _, _, name, rest = raw.partition(b"?")[0].split(b"/", 3)
-    if unquote(name.decode("latin-1")) != request.path_params["name"]:  # a %2F in the service's name
-        raise ServiceError(400, "invalid_path", "The service's name in the path must not hold an encoded /")
-    return "/" + rest.decode("latin-1")
+    parts = raw.partition(b"?")[0].decode("latin-1").split("/", 3)
+    # routed on the decoded path: an encoded / before the service's path makes the two disagree
+    if len(parts) < 4 or [unquote(part) for part in parts[1:3]] != ["services", request.path_params["name"]]:
+        raise ServiceError(400, "invalid_path", "`/services/<name>/` must not hold an encoded /")
+    return "/" + parts[3]
 
 
 @get("/v1/gateway/instances", summary="The gateway's routing table", tags=["gateway"])

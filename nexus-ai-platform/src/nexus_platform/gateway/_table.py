@@ -113,6 +113,7 @@ class RoutingTable:
                 by_model.setdefault(model.id, []).append(instance)
                 owners.setdefault(model.id, model)  # owned by the first service (by name) that serves it
         self.by_model, self.by_service, self.by_capability = by_model, by_service, by_capability
+        self._refused = {(key, model) for key, model in self._refused if key in self.instances}
         self.models = sorted(owners.values(), key=lambda model: model.id)
 
     def _refuse(self, instance: Instance, model: str, owner: str) -> None:
