@@ -109,6 +109,26 @@ def test_configuring_again_adds_no_thread_and_keeps_one_handler(tmp_path: Path) 
     assert len(json_lines((tmp_path / "out.jsonl").read_text())) == 1
 
 
+def test_lines_logged_after_the_stream_closed_never_reach_what_reuses_its_descriptor(tmp_path: Path) -> None:
+    """A test's captured stdout closes while the root logger still writes to it; the next file or socket
+    opened takes its descriptor number (the lines reached an HTTP client's socket as its status line)."""
+    stream = (tmp_path / "closed.jsonl").open("w")
+    number = stream.fileno()
+    configure_logging("INFO", stream)
+    stream.close()
+    reused = os.open(tmp_path / "reused", os.O_WRONLY | os.O_CREAT)
+    if reused != number:
+        os.dup2(reused, number)
+        os.close(reused)
+    try:
+        logging.getLogger("test.closed").warning("after the close")
+        assert flush_logs(5)
+    finally:
+        os.close(number)
+        configure_logging("INFO")  # back to stdout for the tests after this one
+    assert (tmp_path / "reused").read_text() == ""  # the line is dropped: its stream is gone
+
+
 def _python(code: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True

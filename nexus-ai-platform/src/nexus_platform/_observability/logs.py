@@ -241,6 +241,8 @@ class _LineWriter(QueueListener):
                 self._write(data)
 
     def _write(self, data: bytes) -> None:
+        if self._stream.closed:  # its descriptor's number may be another file's or socket's by now
+            return
         try:
             if self._fd is None:  # a text stream without a file descriptor (StringIO)
                 self._stream.write(data.decode())
