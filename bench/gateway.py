@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.peers import fake_openai
-from bench.run import VENVS, _search
+from bench.run import LOAD_CORE, VENVS, wrk
 from devtools.live import free_port, wait_for_health
 from devtools.render import PYTHON, ROOT, copy_working_tree, render
 
 Event = dict[str, Any]
-GATEWAY_CORE, UPSTREAM_CORE, LOAD_CORE = "0", "1", "1"
+# the load (wrk, on bench.run's LOAD_CORE) shares its core with the upstream
+GATEWAY_CORE, UPSTREAM_CORE = "0", LOAD_CORE
+CHAT = "/v1/chat/completions"
 MODEL = fake_openai.MODEL
 # events of one fake stream: the role chunk, the words, the finish chunk, the usage chunk, [DONE]
 STREAM_EVENTS = fake_openai.STREAM_CHUNKS + 4
@@ -103,36 +105,6 @@ def lua(folder: Path, name: str, body: dict[str, Any], key: str | None) -> Path:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
     script.write_text("\n".join(lines) + "\n")
     return script
-
-
-def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
-    command = [
-        "taskset",
-        "-c",
-        LOAD_CORE,
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--latency",
-    ]
-    output = subprocess.run(
-        [*command, "-s", str(script), url], capture_output=True, text=True, check=True
-    ).stdout
-    units = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-    def latency(percent: str) -> float:
-        found = _search(rf"^\s+{percent}%\s+([\d.]+(?:us|ms|s))\s*$", output)
-        unit = found.lstrip("0123456789.")
-        return float(found.removesuffix(unit)) * units[unit]
-
-    errors = _search(r"Non-2xx or 3xx responses: (\d+)", output) if "Non-2xx" in output else "0"
-    return {
-        "rps": float(_search(r"Requests/sec:\s+([\d.]+)", output)),
-        "p50_ms": latency("50"),
-        "p99_ms": latency("99"),
-        "non_2xx": int(errors),
-    }
 
 
 def litellm_config(folder: Path, upstream_url: str) -> Path:
@@ -211,13 +183,13 @@ def measure(
         chat = lua(folder, f"{name}-chat", CHAT_BODY, key)
         stream = lua(folder, f"{name}-stream", {**CHAT_BODY, "stream": True}, key)
         paced = lua(folder, f"{name}-paced", {**CHAT_BODY, "model": PACED, "stream": True}, key)
-        wrk(f"{url}/v1/chat/completions", chat, 4, 1)  # warm up: connections, caches
+        wrk(url, CHAT, 1, connections=4, script=chat)  # warm up: connections, caches
         for count in connections:
             kinds = [("chat", chat), ("stream", stream)]
             if name != "litellm" and count == max(connections):  # the relay's pace against the upstream's
                 kinds.append(("paced", paced))
             for kind, script in kinds:
-                sample = wrk(f"{url}/v1/chat/completions", script, count, seconds)
+                sample = wrk(url, CHAT, seconds, connections=count, script=script)
                 results[f"{name} {kind} {count}"] = sample
                 print(f"{name:8} {kind:6} c={count:<3} {sample['rps']:9.1f}/s  p50 {sample['p50_ms']:7.2f} ms  "
                       f"p99 {sample['p99_ms']:7.2f} ms  non-2xx {sample['non_2xx']}", flush=True)  # fmt: skip

@@ -16,18 +16,25 @@ from devtools.render import ROOT
 pytestmark = pytest.mark.xdist_group("bench")
 
 
-def test_bench_smoke_run_measures_every_app_and_endpoint(tmp_path: Path) -> None:
+def smoke_run(*arguments: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """`python -m <arguments>` (a benchmark's smoke run) from the repository; skips without wrk and taskset,
+    fails with its output when it fails."""
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         pytest.skip("the benchmark needs wrk and taskset (apt-get install wrk; .ci/run does)")
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "--smoke", "--output", str(tmp_path)],
+        [sys.executable, "-m", *arguments],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_bench_smoke_run_measures_every_app_and_endpoint(tmp_path: Path) -> None:
+    smoke_run("bench", "--smoke", "--output", str(tmp_path), timeout=900)
     results = json.loads((tmp_path / "latest.json").read_text())
     assert list(results["medians"]) == list(results["apps"])
     assert len(results["apps"]) == 6
@@ -44,17 +51,7 @@ def test_bench_smoke_run_measures_every_app_and_endpoint(tmp_path: Path) -> None
 def test_bench_proxy_smoke_run_measures_the_wrapper_and_its_streams(tmp_path: Path) -> None:
     """The proxy benchmark's harness (bench/proxy.py) end to end, without LiteLLM (its virtualenv is
     about 600 MB from PyPI and it starts in 30 s or more: the full run alone measures it)."""
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        pytest.skip("the benchmark needs wrk and taskset (apt-get install wrk; .ci/run does)")
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.proxy", "--smoke", "--output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    smoke_run("bench.proxy", "--smoke", "--output", str(tmp_path), timeout=600)
     results = json.loads((tmp_path / "proxy.json").read_text())
     assert list(results["medians"]) == ["wrapper", "direct"]
     for target, labels in results["medians"].items():
@@ -73,18 +70,8 @@ def test_bench_proxy_smoke_run_measures_the_wrapper_and_its_streams(tmp_path: Pa
 def test_bench_gateway_smoke_run_measures_the_gateway_against_a_direct_call(tmp_path: Path) -> None:
     """The gateway benchmark's harness (bench/gateway.py) end to end, without LiteLLM (the full run alone
     measures it): a rendered gateway routes wrk's chats and streams, fast and paced, to the fake upstream."""
-    if shutil.which("wrk") is None or shutil.which("taskset") is None:
-        pytest.skip("the benchmark needs wrk and taskset (apt-get install wrk; .ci/run does)")
     samples = tmp_path / "gateway.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.gateway", "--smoke", "--json", str(samples)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = smoke_run("bench.gateway", "--smoke", "--json", str(samples), timeout=600)
     results = json.loads(samples.read_text())
     for target in ("direct", "gateway"):
         for kind in ("chat", "stream", "paced"):

@@ -58,6 +58,19 @@ def describe(service: Path, description: str) -> None:
     facts.write_text(re.sub(r"(?m)^SERVICE_DESCRIPTION=.*$", lambda _: line, facts.read_text()))
 
 
+def build_like_ci(tool: str, service: Path, tag: str, *, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The service's image/build-like-ci.sh with `tool`, as CI runs it (this environment's Python reads
+    release/service.env)."""
+    return subprocess.run(
+        [str(service / "image" / "build-like-ci.sh"), "--network", "host", "--tag", tag],
+        env={**os.environ, "CONTAINER_ENGINE": tool, "PYTHON": sys.executable, "GIT_SHA": "0123abc"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def stop_with_sigterm(tool: str, name: str) -> dict[str, float | int]:
     started = time.monotonic()
     assert run(tool, "kill", "--signal", "TERM", name).returncode == 0
@@ -88,14 +101,7 @@ def test_image_builds_runs_is_healthy_non_root_and_stops_cleanly(rendered, tmp_p
     report: dict[str, object] = {"engine": tool}
 
     started = time.monotonic()
-    build = subprocess.run(
-        [str(service / "image" / "build-like-ci.sh"), "--network", "host", "--tag", tag],
-        env={**os.environ, "CONTAINER_ENGINE": tool, "PYTHON": sys.executable, "GIT_SHA": "0123abc"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    build = build_like_ci(tool, service, tag, timeout=600)
     report["build_seconds"] = round(time.monotonic() - started, 1)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     try:
@@ -166,14 +172,7 @@ def test_a_gpu_image_on_a_base_with_the_answered_python_downloads_no_python(
     service = render(template_repo, tmp_path / "gpu-service", answers)
     add_to_image_context(service)
     tag = f"localhost/nexus-gpu-test-{uuid.uuid4().hex[:8]}:latest"
-    build = subprocess.run(
-        [str(service / "image" / "build-like-ci.sh"), "--network", "host", "--tag", tag],
-        env={**os.environ, "CONTAINER_ENGINE": tool, "PYTHON": sys.executable, "GIT_SHA": "0123abc"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    build = build_like_ci(tool, service, tag, timeout=900)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     try:
         checked = run(

@@ -9,9 +9,11 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from nexus_platform._config.settings import variable_names
 from nexus_platform._http.exchange import Outcome
 from nexus_platform._probes.metadata import json_schema
 from nexus_platform._registration.role import service_ranges
+from nexus_platform.gateway import GatewaySettings
 
 from devtools.render import ROOT, render
 from extensions.context import deployment_facts
@@ -61,6 +63,23 @@ def test_published_metadata_schema_is_what_the_code_produces() -> None:
     assert json_schema() == (ROOT / "docs" / "metadata.schema.json").read_text(), (
         "refresh docs/metadata.schema.json: .venv/bin/python -m nexus_platform metadata-schema > docs/metadata.schema.json"
     )
+
+
+def test_the_gateway_docs_list_every_gateway_setting_with_its_default() -> None:
+    """docs/gateway.md's table is written for a reader (shorter than the descriptions): its variables and
+    defaults are GatewaySettings'."""
+    documented = dict(
+        re.findall(
+            r"^\| `(GATEWAY_[A-Z_]+)` \| ([^|]+?) \|", (ROOT / "docs" / "gateway.md").read_text(), re.M
+        )
+    )
+    defaults = GatewaySettings()
+    assert list(documented) == variable_names(GatewaySettings)
+    for name, shown in documented.items():
+        value = getattr(defaults, name.lower())
+        assert shown == (
+            "empty" if value == "" else f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+        )
 
 
 def test_the_documented_outcomes_of_an_access_line_are_the_codes() -> None:
