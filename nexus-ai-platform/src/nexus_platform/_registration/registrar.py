@@ -149,6 +149,7 @@ class Registrar:
         self._readiness: Readiness | None = None
         self._wake = asyncio.Event()
         self._revoked = asyncio.Event()
+        self._revoking: asyncio.Future[None] | None = None  # the one revoke, which every caller waits for
         self._endpoints = [url.strip().rstrip("/") for url in settings.etcd_url.split(",") if url.strip()]
         self._tls = etcd_tls_context(settings)  # checked at start-up: a bad file stops it there
         # the key prefixes that hold this instance's keys alone: anything else found under them is removed
@@ -379,11 +380,16 @@ class Registrar:
             await etcd.revoke(self.lease)
 
     async def revoke(self) -> None:
-        """Remove the keys now (idempotent): called when draining starts, and again at shutdown."""
-        if self._revoked.is_set():
-            return
-        self._revoked.set()
-        self._wake.set()
+        """Remove the keys now: called when draining starts, and again at shutdown. Once: a later call waits
+        for the first to finish (the shutdown's returned at once while the drain's was still revoking, and
+        the process exited with its keys registered)."""
+        if self._revoking is None:
+            self._revoked.set()
+            self._wake.set()
+            self._revoking = asyncio.ensure_future(self._revoke_lease())
+        await asyncio.shield(self._revoking)
+
+    async def _revoke_lease(self) -> None:
         if self.lease is not None:
             started = time.perf_counter()
             etcd = self._client()
